@@ -1,0 +1,24 @@
+namespace ModelCompiler.Generators
+{
+    public sealed partial class ModelCompilerGenerator
+    {
+        /// <summary>The tracking names of the pipeline's steps; incremental tests assert their run reasons.</summary>
+        public static class StepNames
+        {
+            /// <summary>[DeepSeekModel] class → spec and diagnostics.</summary>
+            public const string Parse = "Parse";
+
+            /// <summary>The spec alone (hierarchy + model spec), without positions.</summary>
+            public const string Spec = "Spec";
+
+            /// <summary>Spec → plan.</summary>
+            public const string Plan = "Plan";
+
+            /// <summary>Plan → {Model}.Config.g.cs.</summary>
+            public const string EmitConfig = "Emit.Config";
+
+            /// <summary>Component attributes on classes without [DeepSeekModel].</summary>
+            public const string Orphans = "Orphans";
+        }
+    }
+}

@@ -1,0 +1,70 @@
+using System.Collections.Immutable;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ModelCompiler.Generators.Diagnostics;
+using ModelCompiler.Generators.Emit;
+using ModelCompiler.Generators.Model;
+using ModelCompiler.Generators.Parsing;
+
+namespace ModelCompiler.Generators
+{
+    /// <summary>
+    /// The ModelCompiler incremental generator: [DeepSeekModel] class → equatable spec → plan → one file per artefact.
+    /// </summary>
+    [Generator(LanguageNames.CSharp)]
+    public sealed partial class ModelCompilerGenerator : IIncrementalGenerator
+    {
+        /// <inheritdoc/>
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            // Caching contract. ForAttributeWithMetadataName runs the predicate for each attributed node of an edited file and
+            // the transform for each attributed class of the compilation: both stay minimal. The transform (Parsing/) is the
+            // only code that touches symbols and syntax; it returns a ParseResult of plain records that reference nothing from
+            // the compilation. Diagnostics carry positions and change on almost every edit, so they travel on their own output;
+            // the spec is selected without them, so an edit that moves the declaration leaves Plan and Emit.* cached.
+            var parsed = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    ModelParser.ModelAttributeMetadataName,
+                    static (node, _) => node is ClassDeclarationSyntax,
+                    static (ctx, ct) => ModelParser.Parse(ctx, ct))
+                .WithTrackingName(StepNames.Parse);
+
+            var specs = parsed
+                .Select(static (result, _) => result.Target)
+                .Where(static target => target is not null)
+                .Select(static (target, _) => target!)
+                .WithTrackingName(StepNames.Spec);
+
+            var plans = specs
+                .Select(static (target, _) => ModelGeneration.Create(target))
+                .Where(static generation => generation is not null)
+                .Select(static (generation, _) => generation!)
+                .WithTrackingName(StepNames.Plan);
+
+            var config = plans
+                .Select(static (generation, _) => ConfigEmitter.Emit(generation))
+                .WithTrackingName(StepNames.EmitConfig);
+
+            context.RegisterSourceOutput(config, static (spc, file) => spc.AddSource(file.HintName, file.Text));
+
+            context.RegisterSourceOutput(parsed.Select(static (result, _) => result.Diagnostics), static (spc, diagnostics) =>
+            {
+                foreach (var diagnostic in diagnostics) spc.ReportDiagnostic(diagnostic.ToDiagnostic());
+            });
+
+            // A component attribute ([MixtureOfExperts], …) on a class without [DeepSeekModel] does nothing: say so.
+            foreach (string metadataName in ModelParser.ComponentAttributeMetadataNames)
+            {
+                var orphans = context.SyntaxProvider
+                    .ForAttributeWithMetadataName(
+                        metadataName,
+                        static (node, _) => node is TypeDeclarationSyntax,
+                        static (ctx, ct) => ModelParser.FindOrphan(ctx, ct))
+                    .Where(static info => info is not null)
+                    .WithTrackingName(StepNames.Orphans);
+                context.RegisterSourceOutput(orphans, static (spc, info) => spc.ReportDiagnostic(info!.ToDiagnostic()));
+            }
+        }
+    }
+}

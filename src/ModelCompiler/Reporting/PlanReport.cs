@@ -1,0 +1,92 @@
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Text;
+using ModelCompiler.Planning;
+
+namespace ModelCompiler
+{
+    /// <summary>One line of a plan report.</summary>
+    /// <param name="Section">The group it belongs to: Parameters, KV cache, Compute, Memory, Pipeline.</param>
+    /// <param name="Name">What it is.</param>
+    /// <param name="Value">The value, formatted.</param>
+    public sealed record PlanReportRow(string Section, string Name, string Value);
+
+    /// <summary>A plan as labelled rows, for the CLI's table, the samples' text output and anything else that prints a plan.</summary>
+    public static class PlanReport
+    {
+        /// <summary>The rows of <paramref name="plan"/>.</summary>
+        public static IReadOnlyList<PlanReportRow> Rows(ModelSpec spec, ModelPlan plan)
+        {
+            var rows = new List<PlanReportRow>();
+            void Add(string section, string name, string value) => rows.Add(new PlanReportRow(section, name, value));
+            string n(long v) => v.ToString("N0", CultureInfo.InvariantCulture);
+            string b(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
+
+            Add("Parameters", "total (main model)", $"{n(plan.TotalParameters)} ({b(plan.TotalParameters / 1e9)} B)");
+            Add("Parameters", "activated per token", $"{n(plan.ActivatedParameters)} ({b(plan.ActivatedParameters / 1e9)} B)");
+            if (plan.MtpParameters > 0)
+            {
+                Add("Parameters", "MTP modules (embedding, head shared)", $"{n(plan.MtpParameters)} ({b(plan.MtpParameters / 1e9)} B)");
+            }
+
+            foreach (var row in plan.Components)
+            {
+                Add("Parameters", "  " + row.Component, row.Instances == 1 ? n(row.Total) : $"{n(row.PerInstance)} × {n(row.Instances)} = {n(row.Total)}");
+            }
+
+            Add("KV cache", "MLA latent, BF16, per token", $"{n(plan.KvCacheBytesPerToken)} B ({n(plan.LatentCacheElementsPerLayer)} values × {spec.Layers} layers)");
+            Add("KV cache", "naive per-head MLA, BF16, per token", $"{n(plan.NaiveKvCacheBytesPerToken)} B ({b((double)plan.NaiveKvCacheBytesPerToken / plan.KvCacheBytesPerToken)}×)");
+            Add("KV cache", "standard MHA, BF16, per token", $"{n(plan.MhaKvCacheBytesPerToken)} B ({b((double)plan.MhaKvCacheBytesPerToken / plan.KvCacheBytesPerToken)}×)");
+            Add("Compute", $"forward FLOPs per token (sequence {spec.SequenceLength})", $"{b(plan.ForwardFlopsPerToken / 1e9)} GFLOP");
+            Add("Compute", "training FLOPs per token", $"{b(plan.TrainingFlopsPerToken / 1e9)} GFLOP");
+            Add("Memory", $"master weights ({spec.Precision.MasterWeights})", Bytes(plan.WeightBytes));
+            Add("Memory", "gradients (FP32)", Bytes(plan.GradientBytes));
+            Add("Memory", $"AdamW moments ({spec.Precision.OptimizerMoments})", Bytes(plan.OptimizerBytes));
+            Add("Memory", $"activations per token ({spec.Precision.Compute}, no recomputation)", Bytes(plan.ActivationBytesPerToken));
+            if (spec.Pipeline is { } p)
+            {
+                Add("Pipeline", "schedule", $"{p.Schedule}, {p.Stages} stages on {plan.Ranks} ranks, {p.MicroBatches} micro-batches");
+                foreach (var st in plan.Stages)
+                {
+                    string layers = st.LayerCount == 1 ? $"layer {st.FirstLayer}" : $"layers {st.FirstLayer}–{st.FirstLayer + st.LayerCount - 1}";
+                    string extras = (st.HasEmbedding ? " + embedding" : string.Empty) + (st.HasHead ? " + head" + (spec.Mtp is { Depth: > 0 } ? " + MTP" : string.Empty) : string.Empty);
+                    string ranks = st.MirrorRank >= 0 ? $"ranks {st.Rank}, {st.MirrorRank}" : $"rank {st.Rank}";
+                    Add("Pipeline", $"stage {st.Index} ({ranks})", $"{layers}{extras}; {b(st.Parameters / 1e9)} B params; {b(st.ForwardFlopsPerToken / 1e9)} GFLOP/token; {Bytes(st.MemoryBytes)}");
+                }
+            }
+
+            return rows;
+        }
+
+        /// <summary>The rows as aligned plain text, one section after another.</summary>
+        public static string Format(ModelSpec spec, ModelPlan plan)
+        {
+            var rows = Rows(spec, plan);
+            int width = rows.Max(r => r.Name.Length) + 2;
+            var text = new StringBuilder();
+            foreach (var section in rows.GroupBy(r => r.Section))
+            {
+                text.Append(section.Key).Append('\n');
+                foreach (var row in section) text.Append("  ").Append(row.Name.PadRight(width)).Append(row.Value).Append('\n');
+            }
+
+            return text.ToString();
+        }
+
+        /// <summary>Bytes in binary units: 1.25 TiB, 68.625 KiB.</summary>
+        public static string Bytes(long bytes)
+        {
+            string[] units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+            double value = bytes;
+            int unit = 0;
+            while (value >= 1024 && unit < units.Length - 1)
+            {
+                value /= 1024;
+                unit++;
+            }
+
+            return value.ToString(unit == 0 ? "0" : "0.##", CultureInfo.InvariantCulture) + " " + units[unit];
+        }
+    }
+}
