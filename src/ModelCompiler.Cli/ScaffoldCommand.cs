@@ -1,0 +1,33 @@
+using System.CommandLine;
+using ModelCompiler.Planning;
+using ModelCompiler.Scaffolding;
+
+namespace ModelCompiler.Cli;
+
+/// <summary><c>modelc scaffold &lt;config.json&gt; --name X --namespace Y</c>: the annotated class equivalent to a config.</summary>
+internal static class ScaffoldCommand
+{
+    public static Command Create()
+    {
+        var config = new Argument<FileInfo>("config") { Description = "A Hugging Face config.json of model_type deepseek_v3 or deepseek_v2." };
+        var name = new Option<string>("--name") { Description = "The class name.", Required = true };
+        var ns = new Option<string>("--namespace") { Description = "The namespace.", Required = true };
+        var command = new Command("scaffold", "Print the annotated partial class that declares the model of a config.json.") { config, name, ns };
+        command.SetAction(result => Run(result.GetValue(config)!, result.GetValue(name)!, result.GetValue(ns)!));
+        return command;
+    }
+
+    private static int Run(FileInfo config, string name, string ns)
+    {
+        if (!CliSpec.IsIdentifier(name) || !ns.Split('.').All(CliSpec.IsIdentifier))
+        {
+            Console.Error.WriteLine($"error: '{name}' / '{ns}' is not a valid C# class name / namespace");
+            return 2;
+        }
+
+        if (!CliSpec.TryRead(config, out var spec)) return 2;
+        CliSpec.ReportIssues(ModelPlanner.Plan(spec).Issues, config.FullName);
+        Console.Out.Write(ClassScaffolder.Write(spec, name, ns, config.Name));
+        return 0;
+    }
+}
