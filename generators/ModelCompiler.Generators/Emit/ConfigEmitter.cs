@@ -37,7 +37,7 @@ namespace ModelCompiler.Generators.Emit
             var s = g.Spec;
             var p = g.Plan;
             w.WriteLine("/// <remarks>");
-            w.WriteLine($"/// <para><b>{g.Hierarchy.Name}</b>, generated from its attributes: {s.Layers} layers ({s.DenseLayerCount} dense, {s.MoeLayers} MoE), d = {s.HiddenSize}, vocabulary {Grouped(s.VocabularySize)}; {Short(p.TotalParameters)} parameters, {Short(p.ActivatedParameters)} activated per token.</para>");
+            w.WriteLine($"/// <para><b>{g.Hierarchy.Name}</b>, generated from its attributes: {s.Layers} layers ({s.DenseLayerCount} dense, {s.MoeLayers} MoE), d = {s.HiddenSize}, vocabulary {Grouped(s.VocabularySize)}; {Units.Count(p.TotalParameters)} parameters, {Units.Count(p.ActivatedParameters)} activated per token.</para>");
             w.WriteLine("/// <code>");
             w.WriteDocLines(Xml.Escape(Explain.Architecture(g)));
             w.WriteLine("/// </code>");
@@ -47,8 +47,8 @@ namespace ModelCompiler.Generators.Emit
             w.WriteLine("/// </code>");
             double naiveRatio = (double)p.NaiveKvCacheBytesPerToken / p.KvCacheBytesPerToken;
             double mhaRatio = (double)p.MhaKvCacheBytesPerToken / p.KvCacheBytesPerToken;
-            w.WriteLine($"/// <para>KV cache per token, BF16, all {s.Layers} layers: MLA latent {Grouped(p.KvCacheBytesPerToken)} B; naive per-head MLA {Grouped(p.NaiveKvCacheBytesPerToken)} B ({naiveRatio:0.0}×); standard MHA {Grouped(p.MhaKvCacheBytesPerToken)} B ({mhaRatio:0.0}×).</para>".Replace("×", "×"));
-            w.WriteLine($"/// <para>FLOPs per token at sequence length {s.SequenceLength}: forward {Short(p.ForwardFlopsPerToken)}, training {Short(p.TrainingFlopsPerToken)}. Memory: weights {Short(p.WeightBytes)}B ({s.Precision.MasterWeights}), gradients {Short(p.GradientBytes)}B (FP32), AdamW moments {Short(p.OptimizerBytes)}B ({s.Precision.OptimizerMoments}), activations {Short(p.ActivationBytesPerToken)}B per token ({s.Precision.Compute}).</para>");
+            w.WriteLine($"/// <para>KV cache per token, BF16, all {s.Layers} layers: MLA latent {Grouped(p.KvCacheBytesPerToken)} B; naive per-head MLA {Grouped(p.NaiveKvCacheBytesPerToken)} B ({naiveRatio:0.0}×); standard MHA {Grouped(p.MhaKvCacheBytesPerToken)} B ({mhaRatio:0.0}×).</para>");
+            w.WriteLine($"/// <para>FLOPs per token at sequence length {s.SequenceLength}: forward {Units.Flops(p.ForwardFlopsPerToken)}, training {Units.Flops(p.TrainingFlopsPerToken)}. Memory: weights {Units.Bytes(p.WeightBytes)} ({s.Precision.MasterWeights}), gradients {Units.Bytes(p.GradientBytes)} (FP32), AdamW moments {Units.Bytes(p.OptimizerBytes)} ({s.Precision.OptimizerMoments}), activations {Units.Bytes(p.ActivationBytesPerToken)} per token ({s.Precision.Compute}).</para>");
             if (s.Pipeline is { } pipeline)
             {
                 w.WriteLine($"/// <para>Pipeline: {pipeline.Stages} stages on {p.Ranks} ranks, {pipeline.Schedule}, {pipeline.MicroBatches} micro-batches:</para>");

@@ -107,8 +107,8 @@ namespace ModelCompiler.Generators.Emit
                 string layers = st.LayerCount == 1 ? Int(st.FirstLayer) : $"{st.FirstLayer}–{st.FirstLayer + st.LayerCount - 1}";
                 string extras = (st.HasEmbedding ? " +embed" : string.Empty) + (st.HasHead ? " +head" : string.Empty);
                 text.Append(Int(st.Index).PadRight(7)).Append(ranks.PadRight(9)).Append((layers + extras).PadRight(14))
-                    .Append(Short(st.Parameters).PadLeft(10)).Append(Short(st.ForwardFlopsPerToken).PadLeft(21))
-                    .Append((Short(st.MemoryBytes) + "B").PadLeft(22)).Append('\n');
+                    .Append(Units.Count(st.Parameters).PadLeft(10)).Append(Units.Flops(st.ForwardFlopsPerToken).PadLeft(21))
+                    .Append(Units.Bytes(st.MemoryBytes).PadLeft(22)).Append('\n');
             }
 
             return text.ToString().TrimEnd('\n');

@@ -106,7 +106,9 @@ namespace ModelCompiler.Generators.Parsing
             }
 
             var spec = BuildSpec(attributes);
-            foreach (var issue in SpecValidator.Validate(spec))
+            // The planner validates first and adds what only planning finds (counts beyond 2^63); the Plan step repeats the
+            // (cheap) work without positions, so that edits which move the declaration leave it cached.
+            foreach (var issue in ModelPlanner.Plan(spec).Issues)
             {
                 var location = attributes.TryGetValue(issue.Attribute, out var args) ? args.LocationOf(issue.Argument) : null;
                 diagnostics.Add(new DiagnosticInfo(issue.RuleId, location ?? attributes[SpecAttributes.Model].LocationOf(issue.Argument), issue.Arguments));

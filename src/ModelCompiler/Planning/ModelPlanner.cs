@@ -31,7 +31,7 @@ namespace ModelCompiler.Planning
             catch (OverflowException)
             {
                 var rule = DiagnosticRule.ModelTooLarge;
-                issues.Add(new SpecIssue(rule.Id, rule.Severity, SpecAttributes.Model, "HiddenSize",
+                issues.Add(new SpecIssue(rule.Id, rule.Severity, SpecAttributes.Model, string.Empty,
                     new[] { "a parameter, FLOP or byte count exceeds 2^63" }.ToEquatableArray()));
                 return new PlanResult(null, issues.ToEquatableArray());
             }

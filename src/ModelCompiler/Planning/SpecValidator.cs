@@ -80,6 +80,7 @@ namespace ModelCompiler.Planning
                 v.Range(SpecAttributes.Mtp, "LossWeight", mtp.LossWeight, 0, 100, "λ must be a finite weight ≥ 0 (DeepSeek-V3: 0.3, then 0.1)");
             }
 
+            ValidateEnums(spec, v);
             ValidatePrecision(spec, v);
             if (spec.Pipeline is { } pipeline) ValidatePipeline(spec, pipeline, v);
             if (spec.Grpo is { } grpo) ValidateGrpo(grpo, v);
@@ -197,6 +198,26 @@ namespace ModelCompiler.Planning
                 && m.DeviceBalanceLossWeight == 0 && m.CommunicationBalanceLossWeight == 0)
             {
                 v.Add(DiagnosticRule.NoBalancing, A, "Balancing");
+            }
+        }
+
+        /// <summary>An enum argument can be any integer cast to the enum type; only named values mean something.</summary>
+        private static void ValidateEnums(ModelSpec s, Collector v)
+        {
+            if (s.Moe is { } m)
+            {
+                v.Defined(SpecAttributes.Moe, "Scoring", m.Scoring);
+                v.Defined(SpecAttributes.Moe, "Balancing", m.Balancing);
+            }
+
+            v.Defined(SpecAttributes.Precision, "Compute", s.Precision.Compute);
+            v.Defined(SpecAttributes.Precision, "MasterWeights", s.Precision.MasterWeights);
+            v.Defined(SpecAttributes.Precision, "OptimizerMoments", s.Precision.OptimizerMoments);
+            if (s.Pipeline is { } p) v.Defined(SpecAttributes.Pipeline, "Schedule", p.Schedule);
+            if (s.Grpo is { } g)
+            {
+                v.Defined(SpecAttributes.Grpo, "LossAggregation", g.LossAggregation);
+                v.Defined(SpecAttributes.Grpo, "RewardScaling", g.RewardScaling);
             }
         }
 
@@ -323,6 +344,15 @@ namespace ModelCompiler.Planning
                     : string.Format(CultureInfo.InvariantCulture, "at most {0:N0} is supported", max);
                 Add(DiagnosticRule.ArgumentOutOfRange, attribute, argument, attribute, argument, value, why);
                 return false;
+            }
+
+            public void Defined<TEnum>(string attribute, string argument, TEnum value)
+                where TEnum : struct
+            {
+                if (Enum.IsDefined(typeof(TEnum), value)) return;
+                string names = string.Join(", ", Enum.GetNames(typeof(TEnum)));
+                Add(DiagnosticRule.ArgumentOutOfRange, attribute, argument, attribute, argument, Convert.ToInt32(value, CultureInfo.InvariantCulture),
+                    $"it is not a named {typeof(TEnum).Name}; use one of {names}");
             }
 
             public bool AtLeast(string attribute, string argument, int value, int min, string why)

@@ -22,7 +22,7 @@ namespace ModelCompiler
             void Add(string section, string name, string value) => rows.Add(new PlanReportRow(section, name, value));
             string n(long v) => v.ToString("N0", CultureInfo.InvariantCulture);
             string b(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
-            string si(long v) => Scaled(v);
+            string si(long v) => Units.Count(v);
 
             Add("Parameters", "total (main model)", $"{n(plan.TotalParameters)} ({si(plan.TotalParameters)})");
             Add("Parameters", "activated per token", $"{n(plan.ActivatedParameters)} ({si(plan.ActivatedParameters)})");
@@ -39,12 +39,12 @@ namespace ModelCompiler
             Add("KV cache", "MLA latent, BF16, per token", $"{n(plan.KvCacheBytesPerToken)} B ({n(plan.LatentCacheElementsPerLayer)} values × {spec.Layers} layers)");
             Add("KV cache", "naive per-head MLA, BF16, per token", $"{n(plan.NaiveKvCacheBytesPerToken)} B ({b((double)plan.NaiveKvCacheBytesPerToken / plan.KvCacheBytesPerToken)}×)");
             Add("KV cache", "standard MHA, BF16, per token", $"{n(plan.MhaKvCacheBytesPerToken)} B ({b((double)plan.MhaKvCacheBytesPerToken / plan.KvCacheBytesPerToken)}×)");
-            Add("Compute", $"forward FLOPs per token (sequence {spec.SequenceLength})", $"{Flops(plan.ForwardFlopsPerToken)}");
-            Add("Compute", "training FLOPs per token", $"{Flops(plan.TrainingFlopsPerToken)}");
-            Add("Memory", $"master weights ({spec.Precision.MasterWeights})", Bytes(plan.WeightBytes));
-            Add("Memory", "gradients (FP32)", Bytes(plan.GradientBytes));
-            Add("Memory", $"AdamW moments ({spec.Precision.OptimizerMoments})", Bytes(plan.OptimizerBytes));
-            Add("Memory", $"activations per token ({spec.Precision.Compute}, no recomputation)", Bytes(plan.ActivationBytesPerToken));
+            Add("Compute", $"forward FLOPs per token (sequence {spec.SequenceLength})", $"{Units.Flops(plan.ForwardFlopsPerToken)}");
+            Add("Compute", "training FLOPs per token", $"{Units.Flops(plan.TrainingFlopsPerToken)}");
+            Add("Memory", $"master weights ({spec.Precision.MasterWeights})", Units.Bytes(plan.WeightBytes));
+            Add("Memory", "gradients (FP32)", Units.Bytes(plan.GradientBytes));
+            Add("Memory", $"AdamW moments ({spec.Precision.OptimizerMoments})", Units.Bytes(plan.OptimizerBytes));
+            Add("Memory", $"activations per token ({spec.Precision.Compute}, no recomputation)", Units.Bytes(plan.ActivationBytesPerToken));
             if (spec.Pipeline is { } p)
             {
                 Add("Pipeline", "schedule", $"{p.Schedule}, {p.Stages} stages on {plan.Ranks} ranks, {p.MicroBatches} micro-batches");
@@ -53,7 +53,7 @@ namespace ModelCompiler
                     string layers = st.LayerCount == 1 ? $"layer {st.FirstLayer}" : $"layers {st.FirstLayer}–{st.FirstLayer + st.LayerCount - 1}";
                     string extras = (st.HasEmbedding ? " + embedding" : string.Empty) + (st.HasHead ? " + head" + (spec.Mtp is { Depth: > 0 } ? " + MTP" : string.Empty) : string.Empty);
                     string ranks = st.MirrorRank >= 0 ? $"ranks {st.Rank}, {st.MirrorRank}" : $"rank {st.Rank}";
-                    Add("Pipeline", $"stage {st.Index} ({ranks})", $"{layers}{extras}; {si(st.Parameters)} params; {Flops(st.ForwardFlopsPerToken)}/token; {Bytes(st.MemoryBytes)}");
+                    Add("Pipeline", $"stage {st.Index} ({ranks})", $"{layers}{extras}; {si(st.Parameters)} params; {Units.Flops(st.ForwardFlopsPerToken)}/token; {Units.Bytes(st.MemoryBytes)}");
                 }
             }
 
@@ -73,37 +73,6 @@ namespace ModelCompiler
             }
 
             return text.ToString();
-        }
-
-        /// <summary>A count with a decimal prefix: 671.026 B, 37.552 B, 295.448 K (B = billion).</summary>
-        public static string Scaled(long value)
-        {
-            double v = value;
-            (double Scale, string Suffix) unit = v >= 1e12 ? (1e12, " T") : v >= 1e9 ? (1e9, " B") : v >= 1e6 ? (1e6, " M") : v >= 1e3 ? (1e3, " K") : (1, " ");
-            return (v / unit.Scale).ToString("0.###", CultureInfo.InvariantCulture) + unit.Suffix;
-        }
-
-        /// <summary>FLOPs with an SI prefix: 250.456 GFLOP.</summary>
-        public static string Flops(long value)
-        {
-            double v = value;
-            (double Scale, string Prefix) unit = v >= 1e12 ? (1e12, "T") : v >= 1e9 ? (1e9, "G") : v >= 1e6 ? (1e6, "M") : v >= 1e3 ? (1e3, "k") : (1, string.Empty);
-            return (v / unit.Scale).ToString("0.###", CultureInfo.InvariantCulture) + " " + unit.Prefix + "FLOP";
-        }
-
-        /// <summary>Bytes in binary units: 1.25 TiB, 68.625 KiB.</summary>
-        public static string Bytes(long bytes)
-        {
-            string[] units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-            double value = bytes;
-            int unit = 0;
-            while (value >= 1024 && unit < units.Length - 1)
-            {
-                value /= 1024;
-                unit++;
-            }
-
-            return value.ToString(unit == 0 ? "0" : "0.##", CultureInfo.InvariantCulture) + " " + units[unit];
         }
     }
 }

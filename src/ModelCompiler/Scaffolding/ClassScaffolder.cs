@@ -110,11 +110,7 @@ namespace ModelCompiler.Scaffolding
 
         private static string Int(long value) => value.ToString(CultureInfo.InvariantCulture);
 
-        private static string Double(double value)
-        {
-            string text = value.ToString("R", CultureInfo.InvariantCulture);
-            return text.IndexOf('.') >= 0 || text.IndexOf('E') >= 0 ? text : text + ".0";
-        }
+        private static string Double(double value) => Units.DoubleLiteral(value);
 
         private static string Escape(string text) => text.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
 
