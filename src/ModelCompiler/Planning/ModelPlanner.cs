@@ -69,7 +69,7 @@ namespace ModelCompiler.Planning
                 long activationElements = 0;
                 for (int layer = 0; layer < s.Layers; layer++) activationElements += sizes.ActivationElements(layer);
 
-                var stages = PartitionStages(s, sizes);
+                var stages = PartitionStages(s, sizes, mtp);
                 return new ModelPlan
                 {
                     TotalParameters = total,
@@ -139,9 +139,9 @@ namespace ModelCompiler.Planning
 
         /// <summary>
         /// Cuts the layers into contiguous stages that minimise the largest stage's forward cost (binary search on the cost
-        /// bound with a greedy fill from the last stage, which also carries the head and the MTP modules).
+        /// bound with a greedy fill from the last stage, which also carries the final norm, the head and the MTP modules).
         /// </summary>
-        private static List<StagePlan> PartitionStages(ModelSpec s, Sizes z)
+        private static List<StagePlan> PartitionStages(ModelSpec s, Sizes z, long mtpParameters)
         {
             checked
             {
@@ -183,7 +183,7 @@ namespace ModelCompiler.Planning
                     if (hasEmbedding) parameters += z.Embedding;
                     if (hasHead)
                     {
-                        parameters += z.HeadParameters;
+                        parameters += z.HeadParameters + mtpParameters;
                         flops += z.HeadFlops;
                     }
 

@@ -72,7 +72,7 @@ namespace Samples.DeepSeekV3
     /// 12     12, 3    48–51           46.029 B          5.354 GFLOP            544.55 GiB
     /// 13     13, 2    52–55           46.029 B          5.354 GFLOP            544.55 GiB
     /// 14     14, 1    56–59           46.029 B          5.354 GFLOP            544.55 GiB
-    /// 15     15, 0    60 +head        12.434 B          6.589 GFLOP            146.49 GiB
+    /// 15     15, 0    60 +head        24.044 B          6.589 GFLOP            276.25 GiB
     /// </code>
     /// </remarks>
     partial class DeepSeekV3

@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ModelCompiler.TestUtilities;
+using Xunit;
+
+namespace ModelCompiler.Tests;
+
+/// <summary>The modelc executable, run as a user runs it.</summary>
+public sealed class CliTests
+{
+    private static readonly string Modelc = Path.Combine(AppContext.BaseDirectory, "modelc.dll");
+
+    [Theory]
+    [InlineData("deepseek-v3.json", 671_026_419_200, 37_552_297_472, 11_610_068_224, 70_272, 3_997_696)]
+    [InlineData("deepseek-v2.json", 235_741_434_880, 21_375_800_320, 0, 69_120, 3_932_160)]
+    [InlineData("deepseek-v2-lite.json", 15_706_484_224, 2_661_150_208, 0, 31_104, 221_184)]
+    public void Plan_json_gives_the_published_numbers(string config, long total, long activated, long mtp, long kv, long mha)
+    {
+        var (code, stdout, _) = Run("plan", Fixture(config), "--json");
+        Assert.Equal(0, code);
+        using var json = JsonDocument.Parse(stdout);
+        var root = json.RootElement;
+        Assert.Equal(total, root.GetProperty("totalParameters").GetInt64());
+        Assert.Equal(activated, root.GetProperty("activatedParameters").GetInt64());
+        Assert.Equal(mtp, root.GetProperty("mtpParameters").GetInt64());
+        Assert.Equal(kv, root.GetProperty("kvCacheBytesPerToken").GetInt64());
+        Assert.Equal(mha, root.GetProperty("mhaKvCacheBytesPerToken").GetInt64());
+    }
+
+    [Fact]
+    public void Plan_table_and_scaffold_print_what_a_user_reads()
+    {
+        var (code, table, _) = Run("plan", Fixture("deepseek-v3.json"));
+        Assert.Equal(0, code);
+        Assert.Contains("671,026,419,200", table, StringComparison.Ordinal);
+        Assert.Contains("70,272 B", table, StringComparison.Ordinal);
+
+        var (scaffoldCode, source, _) = Run("scaffold", Fixture("deepseek-v2-lite.json"), "--name", "DeepSeekV2Lite", "--namespace", "My.Models");
+        Assert.Equal(0, scaffoldCode);
+        Assert.Contains("namespace My.Models;", source, StringComparison.Ordinal);
+        Assert.Contains("[MultiHeadLatentAttention(heads: 16, keyValueLoraRank: 512,", source, StringComparison.Ordinal);
+        Assert.Contains("public partial class DeepSeekV2Lite;", source, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bad_input_exits_non_zero_with_a_message()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"modelc-bad-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 64}");
+        try
+        {
+            var (code, _, stderr) = Run("plan", path);
+            Assert.Equal(2, code);
+            Assert.Contains("\"vocab_size\" is missing", stderr, StringComparison.Ordinal);
+
+            File.WriteAllText(path, File.ReadAllText(Fixture("deepseek-v3.json")).Replace("\"num_experts_per_tok\": 8", "\"num_experts_per_tok\": 300", StringComparison.Ordinal));
+            (code, _, stderr) = Run("plan", path, "--json");
+            Assert.Equal(1, code);
+            Assert.Contains("error MC2003: MixtureOfExperts.ActivatedExperts = 300 exceeds RoutedExperts = 256", stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static string Fixture(string name) => RepositoryPaths.Combine("tests", "fixtures", "configs", name);
+
+    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Modelc);
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        start.Environment["COLUMNS"] = "200";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(60_000), "modelc did not finish in 60 s");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
