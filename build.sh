@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# ModelCompiler's two commands:
+#   ./build.sh demo   the main job: build the samples and print their generated plans
+#   ./build.sh test   build everything and run every test
+# Before building, it installs what a fresh Debian 12 machine lacks, only when it is missing (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_dotnet() {
+    if ! command -v dotnet >/dev/null 2>&1; then
+        echo "error: the .NET SDK 10 is required (https://dot.net); 'dotnet' is not on PATH" >&2
+        exit 1
+    fi
+}
+
+# TorchSharp-cpu 0.107.0's native shim needs GLIBCXX_3.4.32 (libstdc++ of GCC 13+); Debian 12 ships GCC 12's.
+# Debian 13's libstdc++6, from a low-pinned trixie source, provides it; every other package stays on Debian 12.
+ensure_libstdcxx() {
+    local lib
+    lib=$(ldconfig -p | awk '/libstdc\+\+\.so\.6 /{print $NF; exit}')
+    if [ -n "$lib" ] && grep -aq GLIBCXX_3.4.32 "$lib"; then return; fi
+    if ! [ -f /etc/debian_version ]; then
+        echo "warning: libstdc++ lacks GLIBCXX_3.4.32 and this is not Debian; install GCC 13+'s libstdc++ for TorchSharp" >&2
+        return
+    fi
+    log "Installing Debian 13's libstdc++6 (TorchSharp needs GLIBCXX_3.4.32)"
+    local uri
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    uri=${uri:-http://deb.debian.org/debian}
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri trixie main" | as_root tee /etc/apt/sources.list.d/trixie.list >/dev/null
+    printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' | as_root tee /etc/apt/preferences.d/trixie >/dev/null
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t trixie libstdc++6 >/dev/null
+}
+
+prepare() {
+    ensure_dotnet
+    ensure_libstdcxx
+}
+
+demo() {
+    prepare
+    log "Building the samples (the generator runs as part of the build)"
+    dotnet build samples/DeepSeekV3/DeepSeekV3.csproj -c Release -nologo -v quiet
+    dotnet build samples/TinySeek/TinySeek.csproj -c Release -nologo -v quiet
+    for sample in DeepSeekV3 TinySeek; do
+        log "samples/$sample"
+        dotnet run --project "samples/$sample/$sample.csproj" -c Release --no-build
+        echo "generated code: samples/$sample/obj/Generated/ModelCompiler.Generators/ModelCompiler.Generators.ModelCompilerGenerator/"
+    done
+}
+
+test() {
+    prepare
+    log "Building Compiler.sln"
+    dotnet build Compiler.sln -c Release -nologo -v quiet
+    log "Running the tests"
+    local results status=0
+    results=$(mktemp -d)
+    dotnet test Compiler.sln -c Release --no-build -nologo --logger "trx" --results-directory "$results" || status=$?
+    # One closing line for any reader: N passed, N failed.
+    local passed failed
+    passed=$(cat "$results"/*.trx 2>/dev/null | grep -o 'passed="[0-9]*"' | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}')
+    failed=$(cat "$results"/*.trx 2>/dev/null | grep -o 'failed="[0-9]*"' | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}')
+    rm -rf "$results"
+    echo "${passed:-0} passed, ${failed:-0} failed"
+    return "$status"
+}
+
+case "${1:-}" in
+    demo) demo ;;
+    test) test ;;
+    *) echo "usage: ./build.sh demo|test" >&2; exit 2 ;;
+esac
