@@ -19,4 +19,23 @@ public sealed class SnapshotTests
         Snapshot.Verify("tests/ModelCompiler.Generators.Tests", nameof(SnapshotTests), $"{nameof(Sample_output_matches_snapshots)}_sample={sample}",
             GeneratorRunner.Files(result), GeneratorRunner.Version);
     }
+
+    [Fact]
+    public void Readme_example_builds_and_gives_the_numbers_it_shows()
+    {
+        string readme = File.ReadAllText(RepositoryPaths.Combine("README.md"));
+        int start = readme.IndexOf("```csharp\n", StringComparison.Ordinal) + "```csharp\n".Length;
+        string example = readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)];
+
+        var (result, output, _) = GeneratorRunner.Run(example);
+        Assert.Empty(result.Diagnostics);
+        Assert.Empty(GeneratorRunner.CompileDiagnostics(output));
+        string generated = result.GeneratedSources.Single().SourceText.ToString();
+        foreach (string line in new[] { "TotalParameters = 671026419200;", "ActivatedParameters = 37552297472;", "KvCacheBytesPerToken = 70272;" })
+        {
+            Assert.Contains(line, generated, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("Plan.TotalParameters        = 671,026,419,200", example, StringComparison.Ordinal);
+    }
 }
