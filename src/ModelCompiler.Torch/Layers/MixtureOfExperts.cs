@@ -1,0 +1,141 @@
+using ModelCompiler.Planning;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch.Layers;
+
+/// <summary>The routing of a batch of tokens: for each token its K experts and their gate weights.</summary>
+/// <param name="Weights">Gate weights [tokens, K], already normalised (when declared) and scaled.</param>
+/// <param name="Experts">Expert ids [tokens, K] (int64).</param>
+public sealed record Routing(Tensor Weights, Tensor Experts);
+
+/// <summary>
+/// DeepSeekMoE's router (deepseek-reference §2.2–2.3, as DeepSeek's official <c>Gate</c>): scores = sigmoid or softmax of
+/// the logits (FP32); selection scores add the selection-only bias <c>e_score_correction_bias</c> when balancing is
+/// auxiliary-loss-free; with groups, each group is scored by the sum of its top-2 selection scores (with the bias) or its
+/// best score (without), the best GroupsPerToken groups are kept and the others masked with −∞; top-K experts are chosen
+/// on the selection scores, and their weights are the unbiased scores, renormalised when declared, times the routed
+/// scaling factor. Parameters: <c>weight</c> [N_r, d]; buffer <c>e_score_correction_bias</c> [N_r] (FP32, no gradient).
+/// </summary>
+public sealed class MoeGate : nn.Module<Tensor, Routing>
+{
+    private readonly MoeSpec _spec;
+    [ComponentName(Name = "weight")]
+    private readonly Parameter _weight;
+    [ComponentName(Name = "e_score_correction_bias")]
+    private readonly Tensor? _bias;
+
+    /// <summary>Creates the router of a model of width <paramref name="hidden"/>.</summary>
+    public MoeGate(long hidden, MoeSpec spec)
+        : base(nameof(MoeGate))
+    {
+        _spec = spec;
+        _weight = new Parameter(empty(spec.RoutedExperts, hidden));
+        if (spec.HasSelectionBias)
+        {
+            _bias = zeros(spec.RoutedExperts, ScalarType.Float32);
+        }
+
+        RegisterComponents();
+    }
+
+    /// <summary>The selection-only bias, or null without auxiliary-loss-free balancing.</summary>
+    public Tensor? SelectionBias => _bias;
+
+    /// <inheritdoc/>
+    public override Routing forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var m = _spec;
+        long tokens = x.shape[0];
+        var logits = nn.functional.linear(x.to(ScalarType.Float32), _weight.to(ScalarType.Float32));
+        var scores = m.Scoring == ExpertScoring.Sigmoid ? logits.sigmoid() : logits.softmax(-1);
+        var selection = _bias is null ? scores : scores + _bias;
+        if (m.ExpertGroups > 1)
+        {
+            var grouped = selection.view(tokens, m.ExpertGroups, -1);
+            var groupScores = _bias is null ? grouped.amax([-1L]) : grouped.topk(2, -1).values.sum(-1);
+            var kept = groupScores.topk(m.GroupsPerToken, -1).indexes;
+            var dropped = ones(tokens, m.ExpertGroups, ScalarType.Bool).scatter(1, kept, zeros(kept.shape, ScalarType.Bool));
+            selection = grouped.masked_fill(dropped.unsqueeze(-1), double.NegativeInfinity).flatten(1);
+        }
+
+        var experts = selection.topk(m.ActivatedExperts, -1).indexes;
+        var weights = scores.gather(1, experts);
+        if (m.NormalizeTopK) weights = weights / weights.sum(-1, keepdim: true);
+        weights = weights * m.RoutedScalingFactor;
+        return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), experts.MoveToOuterDisposeScope());
+    }
+}
+
+/// <summary>
+/// A DeepSeekMoE feed-forward layer: shared experts (one SwiGLU of width N_s × expert width) on every token plus, per token,
+/// the gate-weighted sum of its K routed experts. Dispatch is grouped: the (token, expert) pairs are sorted by expert, the
+/// token rows gathered once, each expert runs on its own contiguous slice, and the weighted outputs are scattered back with
+/// one index_add. Parameters: <c>gate.*</c>, <c>experts.{i}.*</c>, <c>shared_experts.*</c>.
+/// </summary>
+public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
+{
+    private readonly MoeSpec _spec;
+    [ComponentName(Name = "gate")]
+    private readonly MoeGate _gate;
+    [ComponentName(Name = "experts")]
+    private readonly ModuleList<SwiGlu> _experts;
+    [ComponentName(Name = "shared_experts")]
+    private readonly SwiGlu? _shared;
+
+    /// <summary>Creates the layer.</summary>
+    public MixtureOfExperts(long hidden, MoeSpec spec)
+        : base(nameof(MixtureOfExperts))
+    {
+        _spec = spec;
+        _gate = new MoeGate(hidden, spec);
+        _experts = nn.ModuleList(Enumerable.Range(0, spec.RoutedExperts).Select(_ => new SwiGlu(hidden, spec.ExpertIntermediateSize)).ToArray());
+        if (spec.SharedExperts > 0)
+        {
+            _shared = new SwiGlu(hidden, (long)spec.SharedExperts * spec.ExpertIntermediateSize);
+        }
+
+        RegisterComponents();
+    }
+
+    /// <summary>The router.</summary>
+    public MoeGate Gate => _gate;
+
+    /// <summary>The routing of the last forward call (expert ids and weights), kept for load statistics; null before.</summary>
+    public Routing? LastRouting { get; private set; }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var shape = input.shape;
+        var x = input.view(-1, shape[^1]);
+        var routing = _gate.call(x);
+        long k = _spec.ActivatedExperts;
+
+        var flatExperts = routing.Experts.flatten();
+        var order = flatExperts.sort(-1, descending: false, stable: true).Indices;
+        var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
+        var counts = flatExperts.bincount(null, _spec.RoutedExperts).data<long>().ToArray();
+        var gathered = x.index_select(0, tokenOf);
+        var outputs = new List<Tensor>();
+        long offset = 0;
+        for (int expert = 0; expert < counts.Length; expert++)
+        {
+            if (counts[expert] == 0) continue;
+            outputs.Add(_experts[expert].call(gathered.narrow(0, offset, counts[expert])));
+            offset += counts[expert];
+        }
+
+        var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
+        var y = zeros_like(x).index_add(0, tokenOf, weighted, 1.0);
+        if (_shared is not null) y = y + _shared.call(x);
+
+        LastRouting?.Weights.Dispose();
+        LastRouting?.Experts.Dispose();
+        LastRouting = new Routing(routing.Weights.detach().MoveToOuterDisposeScope(), routing.Experts.MoveToOuterDisposeScope());
+        return y.view(shape).MoveToOuterDisposeScope();
+    }
+}
