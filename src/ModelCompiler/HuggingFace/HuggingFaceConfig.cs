@@ -68,6 +68,76 @@ namespace ModelCompiler.HuggingFace
             }
         }
 
+        /// <summary>
+        /// The config.json of <paramref name="spec"/> in the transformers-4 layout (rope_scaling), as deepseek_v3 when the router
+        /// has the selection bias or there are MTP modules, else deepseek_v2. <see cref="Parse"/> reads it back to an equal spec
+        /// (the training-only settings of the DSL — balance-loss weights other than aux_loss_alpha, γ, λ, precision beyond the
+        /// weight block — are not part of config.json).
+        /// </summary>
+        public static string ToJson(ModelSpec spec)
+        {
+            var a = spec.Attention;
+            var m = spec.Moe;
+            bool v3 = m?.HasSelectionBias == true || spec.Mtp is not null;
+            var config = new System.Collections.Generic.Dictionary<string, object?>
+            {
+                ["architectures"] = new[] { v3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM" },
+                ["model_type"] = v3 ? "deepseek_v3" : "deepseek_v2",
+                ["vocab_size"] = spec.VocabularySize,
+                ["hidden_size"] = spec.HiddenSize,
+                ["num_hidden_layers"] = spec.Layers,
+                ["first_k_dense_replace"] = m is null ? spec.Layers : spec.DenseLayers,
+                ["intermediate_size"] = spec.DenseIntermediateSize,
+                ["rms_norm_eps"] = spec.RmsNormEpsilon,
+                ["rope_theta"] = spec.RopeTheta,
+                ["tie_word_embeddings"] = spec.TieEmbeddings,
+                ["max_position_embeddings"] = spec.SequenceLength,
+                ["num_attention_heads"] = a.Heads,
+                ["num_key_value_heads"] = a.Heads,
+                ["q_lora_rank"] = a.QueryLoraRank == 0 ? null : a.QueryLoraRank,
+                ["kv_lora_rank"] = a.KeyValueLoraRank,
+                ["qk_nope_head_dim"] = a.QkNopeHeadDim,
+                ["qk_rope_head_dim"] = a.QkRopeHeadDim,
+                ["v_head_dim"] = a.ValueHeadDim,
+                ["num_nextn_predict_layers"] = spec.Mtp?.Depth ?? 0,
+            };
+            if (spec.Yarn is { } y)
+            {
+                config["rope_scaling"] = new System.Collections.Generic.Dictionary<string, object>
+                {
+                    ["type"] = "yarn", ["factor"] = y.Factor, ["original_max_position_embeddings"] = y.OriginalContextLength,
+                    ["beta_fast"] = y.BetaFast, ["beta_slow"] = y.BetaSlow, ["mscale"] = y.MScale, ["mscale_all_dim"] = y.MScaleAllDim,
+                };
+            }
+
+            if (m is not null)
+            {
+                config["n_routed_experts"] = m.RoutedExperts;
+                config["num_experts_per_tok"] = m.ActivatedExperts;
+                config["moe_intermediate_size"] = m.ExpertIntermediateSize;
+                config["n_shared_experts"] = m.SharedExperts;
+                config["moe_layer_freq"] = 1;
+                config["scoring_func"] = m.Scoring == ExpertScoring.Sigmoid ? "sigmoid" : "softmax";
+                config["n_group"] = m.ExpertGroups;
+                config["topk_group"] = m.GroupsPerToken;
+                config["routed_scaling_factor"] = m.RoutedScalingFactor;
+                config["norm_topk_prob"] = m.NormalizeTopK;
+                config["topk_method"] = m.HasSelectionBias ? "noaux_tc" : m.ExpertGroups > 1 ? "group_limited_greedy" : "greedy";
+                config["aux_loss_alpha"] = m.HasSelectionBias ? m.SequenceBalanceLossWeight : m.ExpertBalanceLossWeight;
+            }
+
+            if (spec.Precision.Compute == NumericFormat.Fp8E4M3)
+            {
+                config["quantization_config"] = new System.Collections.Generic.Dictionary<string, object>
+                {
+                    ["quant_method"] = "fp8", ["fmt"] = "e4m3", ["activation_scheme"] = "dynamic",
+                    ["weight_block_size"] = new[] { spec.Precision.WeightBlock, spec.Precision.WeightBlock },
+                };
+            }
+
+            return JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true });
+        }
+
         private static ModelSpec ReadSpec(Reader c, bool v3)
         {
             int? maxPositions = c.Int("max_position_embeddings");
