@@ -17,6 +17,12 @@ namespace ModelCompiler.Generators
             /// <summary>Plan → {Model}.Config.g.cs.</summary>
             public const string EmitConfig = "Emit.Config";
 
+            /// <summary>Whether the compilation references ModelCompiler.Torch.</summary>
+            public const string Facts = "Facts";
+
+            /// <summary>Plan → {Model}.Module.g.cs (with ModelCompiler.Torch only).</summary>
+            public const string EmitModule = "Emit.Module";
+
             /// <summary>Component attributes on classes without [DeepSeekModel].</summary>
             public const string Orphans = "Orphans";
         }

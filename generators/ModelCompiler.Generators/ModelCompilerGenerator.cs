@@ -15,6 +15,8 @@ namespace ModelCompiler.Generators
     [Generator(LanguageNames.CSharp)]
     public sealed partial class ModelCompilerGenerator : IIncrementalGenerator
     {
+        private const string TorchModuleMetadataName = "ModelCompiler.Torch.DeepSeekCausalLM";
+
         /// <inheritdoc/>
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
@@ -47,6 +49,18 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.EmitConfig);
 
             context.RegisterSourceOutput(config, static (spc, file) => spc.AddSource(file.HintName, file.Text));
+
+            // The TorchSharp module is emitted only where the project references ModelCompiler.Torch. The compilation is
+            // projected to that one boolean first, so that edits elsewhere do not invalidate anything.
+            var hasTorch = context.CompilationProvider
+                .Select(static (compilation, _) => compilation.GetTypeByMetadataName(TorchModuleMetadataName) is not null)
+                .WithTrackingName(StepNames.Facts);
+            var module = plans
+                .Combine(hasTorch)
+                .Where(static pair => pair.Right)
+                .Select(static (pair, _) => ModuleEmitter.Emit(pair.Left))
+                .WithTrackingName(StepNames.EmitModule);
+            context.RegisterSourceOutput(module, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
             context.RegisterSourceOutput(parsed.Select(static (result, _) => result.Diagnostics), static (spc, diagnostics) =>
             {

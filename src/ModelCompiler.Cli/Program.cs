@@ -5,4 +5,5 @@ using ModelCompiler.Cli;
 var root = new RootCommand("modelc: plan, scaffold and (soon) build DeepSeek-style models declared as attributed C# classes.");
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(ScaffoldCommand.Create());
+root.Subcommands.Add(NewCommand.Create());
 return root.Parse(args).Invoke();

@@ -18,9 +18,11 @@ internal static class GeneratorRunner
         driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: true));
 
     /// <summary>Runs the generator; returns the run result and the output compilation.</summary>
-    public static (GeneratorRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(params string[] sources)
+    public static (GeneratorRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(params string[] sources) => Run(CompilationFactory.Create(sources));
+
+    /// <summary>Runs the generator over <paramref name="compilation"/>.</summary>
+    public static (GeneratorRunResult Result, Compilation Output, ImmutableArray<Diagnostic> Diagnostics) Run(Compilation compilation)
     {
-        var compilation = CompilationFactory.Create(sources);
         var driver = CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out var output, out var diagnostics);
         return (driver.GetRunResult().Results.Single(), output, diagnostics);
     }

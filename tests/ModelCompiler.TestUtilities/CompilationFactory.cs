@@ -17,14 +17,23 @@ public static class CompilationFactory
             .ToImmutableArray();
     });
 
+    private static readonly Lazy<ImmutableArray<MetadataReference>> s_torchReferences = new(() => s_references.Value
+        .Add(MetadataReference.CreateFromFile(typeof(ModelCompiler.Torch.DeepSeekCausalLM).Assembly.Location))
+        .Add(MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location)));
+
     /// <summary>The parse options of the tests: the latest language version.</summary>
     public static CSharpParseOptions ParseOptions { get; } = new(LanguageVersion.Preview);
 
     /// <summary>A compilation of <paramref name="sources"/> (file names Model0.cs, Model1.cs, …).</summary>
-    public static CSharpCompilation Create(params string[] sources) =>
+    public static CSharpCompilation Create(params string[] sources) => Create(sources, withTorch: false);
+
+    /// <summary>A compilation of <paramref name="sources"/> that also references ModelCompiler.Torch and TorchSharp.</summary>
+    public static CSharpCompilation CreateWithTorch(params string[] sources) => Create(sources, withTorch: true);
+
+    private static CSharpCompilation Create(string[] sources, bool withTorch) =>
         CSharpCompilation.Create(
             "TestModels",
             sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, path: $"Model{i}.cs")),
-            s_references.Value,
+            withTorch ? s_torchReferences.Value : s_references.Value,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
 }

@@ -64,18 +64,51 @@ public sealed class CliTests
         }
     }
 
+    [Fact]
+    public void New_project_verifies_and_runs_the_reference_checkpoint()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"modelc-new-{Guid.NewGuid():N}");
+        string project = Path.Combine(root, "tiny-v3");
+        string checkpoint = RepositoryPaths.Combine("tests", "fixtures", "tiny-v3");
+        try
+        {
+            var (code, stdout, stderr) = Run("new", project, "--from", Path.Combine(checkpoint, "config.json"));
+            Assert.True(code == 0, stderr);
+            Assert.Contains("TinyV3.csproj", stdout, StringComparison.Ordinal);
+            Assert.Equal(2, Run("new", project, "--from", Path.Combine(checkpoint, "config.json")).Code); // never overwrites
+
+            var verify = RunDotnet("run", "--project", project, "-c", "Release", "--", "verify", checkpoint);
+            Assert.True(verify.Code == 0, verify.Stdout + verify.Stderr);
+            Assert.Contains("naive attention: max |Δ|", verify.Stdout, StringComparison.Ordinal);
+            Assert.Contains("greedy tokens through the latent cache: 251,942,254,200,773,598,829,122,298,124,829,723 ok", verify.Stdout, StringComparison.Ordinal);
+
+            var generate = RunDotnet("run", "--project", project, "-c", "Release", "--no-build", "--", "generate", checkpoint, "--prompt-ids", "5,6,7", "--max-new-tokens", "4", "--bench");
+            Assert.True(generate.Code == 0, generate.Stdout + generate.Stderr);
+            Assert.Matches(@"^\d+,\d+,\d+,\d+\n", generate.Stdout);
+            Assert.Contains("KV cache allocated: 1728 bytes per token", generate.Stdout, StringComparison.Ordinal); // (128 + 16) × 3 layers × 4 B
+
+            var wrong = RunDotnet("run", "--project", project, "-c", "Release", "--no-build", "--", "verify", RepositoryPaths.Combine("tests", "fixtures", "configs"));
+            Assert.Equal(2, wrong.Code);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
     private static string Fixture(string name) => RepositoryPaths.Combine("tests", "fixtures", "configs", name);
 
-    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
+    private static (int Code, string Stdout, string Stderr) Run(params string[] args) => RunDotnet([Modelc, .. args]);
+
+    private static (int Code, string Stdout, string Stderr) RunDotnet(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Modelc);
         foreach (string arg in args) start.ArgumentList.Add(arg);
         start.Environment["COLUMNS"] = "200";
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(60_000), "modelc did not finish in 60 s");
+        Assert.True(process.WaitForExit(300_000), "the command did not finish in 300 s");
         return (process.ExitCode, stdout.Result, stderr.Result);
     }
 }

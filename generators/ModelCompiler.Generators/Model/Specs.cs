@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Linq;
 using ModelCompiler.Planning;
 
 namespace ModelCompiler.Generators.Model
@@ -18,7 +19,11 @@ namespace ModelCompiler.Generators.Model
     /// <param name="Name">The model class's name.</param>
     /// <param name="FilenameHint">The fully-qualified metadata name, used for hint names.</param>
     [DebuggerDisplay("{FilenameHint}")]
-    internal sealed record HierarchySpec(string Namespace, EquatableArray<ContainingTypeSpec> ContainingTypes, string Name, string FilenameHint);
+    internal sealed record HierarchySpec(string Namespace, EquatableArray<ContainingTypeSpec> ContainingTypes, string Name, string FilenameHint)
+    {
+        /// <summary>The model class as a <c>global::</c>-qualified name, for references from nested generated types.</summary>
+        public string GlobalName => "global::" + string.Join(".", new[] { Namespace }.Concat(ContainingTypes.Select(t => t.Name)).Concat(new[] { Name }).Where(p => p.Length > 0));
+    }
 
     /// <summary>A model class to generate for: where it is and what it declares.</summary>
     /// <param name="Hierarchy">Where it is.</param>

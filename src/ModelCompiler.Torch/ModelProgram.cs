@@ -1,0 +1,184 @@
+using System.Globalization;
+using ModelCompiler.Planning;
+using ModelCompiler.Torch.Checkpoints;
+using ModelCompiler.Torch.Layers;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch;
+
+/// <summary>
+/// The commands of a project made by <c>modelc new</c>: <c>plan</c>, <c>verify &lt;checkpoint-dir&gt;</c> and
+/// <c>generate &lt;checkpoint-dir&gt; --prompt-ids 1,2,3 [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S]
+/// [--stop ID,…] [--no-cache] [--bench]</c>. The project's Program.cs hands its arguments, its generated spec and a factory of its
+/// generated module to <see cref="Run"/>.
+/// </summary>
+public static class ModelProgram
+{
+    /// <summary>Largest max-abs logit difference <c>verify</c> accepts.</summary>
+    public const double VerifyTolerance = 1e-4;
+
+    /// <summary>Runs one command; returns the process exit code (0 success, 1 check failed, 2 bad usage or input).</summary>
+    public static int Run(string[] args, string name, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter? output = null, TextWriter? error = null)
+    {
+        output ??= Console.Out;
+        error ??= Console.Error;
+        try
+        {
+            return args.FirstOrDefault() switch
+            {
+                "plan" => Plan(name, spec, output),
+                "verify" when args.Length >= 2 => Verify(args[1], spec, create, output),
+                "generate" when args.Length >= 2 => GenerateCommand(args[1], Options(args.Skip(2)), spec, create, output),
+                _ => Usage(name, error),
+            };
+        }
+        catch (Exception e) when (e is CheckpointException or HuggingFace.ConfigException or FormatException or ArgumentException)
+        {
+            error.WriteLine("error: " + e.Message);
+            return 2;
+        }
+    }
+
+    private static int Usage(string name, TextWriter error)
+    {
+        error.WriteLine($"usage: {name} plan");
+        error.WriteLine($"       {name} verify <checkpoint-dir>          (config.json, model.safetensors[.index.json], expected.safetensors)");
+        error.WriteLine($"       {name} generate <checkpoint-dir> --prompt-ids 1,2,3 [--max-new-tokens 12] [--temperature 0] [--top-p 1] [--seed 0] [--stop 1] [--no-cache] [--bench]");
+        return 2;
+    }
+
+    private static int Plan(string name, ModelSpec spec, TextWriter output)
+    {
+        output.WriteLine(name);
+        output.Write(PlanReport.Format(spec, ModelPlanner.PlanOrThrow(spec)));
+        return 0;
+    }
+
+    private static DeepSeekCausalLM Load(string directory, ModelSpec spec, Func<DeepSeekCausalLM> create, out Checkpoint checkpoint)
+    {
+        checkpoint = Checkpoint.Open(directory);
+        if (!SameArchitecture(checkpoint.Spec, spec, out string difference))
+        {
+            checkpoint.Dispose();
+            throw new CheckpointException($"{directory}/config.json does not declare this model: {difference}");
+        }
+
+        var model = create();
+        checkpoint.LoadInto(model);
+        model.eval();
+        return model;
+    }
+
+    private static int Verify(string directory, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter output)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Load(directory, spec, create, out var checkpoint);
+        using var _ = checkpoint;
+        using var expected = SafetensorsFile.Open(Path.Combine(directory, "expected.safetensors"));
+        using var grad = no_grad();
+        var ids = expected.ReadRaw("input_ids");
+        var reference = expected.ReadFloat("logits");
+        bool ok = true;
+        foreach (var mode in new[] { AttentionMode.Naive, AttentionMode.Absorbed })
+        {
+            double difference = (model.Forward(ids, 0, mode, null) - reference).abs().max().item<float>();
+            bool pass = difference <= VerifyTolerance;
+            ok &= pass;
+            output.WriteLine($"logits, {mode.ToString().ToLowerInvariant()} attention: max |Δ| = {difference.ToString("E2", CultureInfo.InvariantCulture)} {(pass ? "ok" : $"FAIL (> {VerifyTolerance:E0})")}");
+        }
+
+        if (expected.Tensors.ContainsKey("greedy_prompt") && expected.Tensors.ContainsKey("greedy_tokens"))
+        {
+            long[] prompt = expected.ReadRaw("greedy_prompt").data<long>().ToArray();
+            long[] tokens = expected.ReadRaw("greedy_tokens").data<long>().ToArray();
+            var result = Generation.Generate(model, [prompt], tokens.Length);
+            bool same = result.Tokens[0].SequenceEqual(tokens);
+            ok &= same;
+            output.WriteLine($"greedy tokens through the latent cache: {string.Join(",", result.Tokens[0])} {(same ? "ok" : "FAIL, expected " + string.Join(",", tokens))}");
+        }
+
+        return ok ? 0 : 1;
+    }
+
+    private static int GenerateCommand(string directory, Dictionary<string, string?> options, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter output)
+    {
+        string ids = options.GetValueOrDefault("--prompt-ids") ?? throw new ArgumentException("--prompt-ids is required, e.g. --prompt-ids 1,2,3 (use ';' between prompts of a batch)");
+        var prompts = ids.Split(';').Select(p => (IReadOnlyList<long>)p.Split(',').Select(t => long.Parse(t.Trim(), CultureInfo.InvariantCulture)).ToList()).ToList();
+        int maxNew = int.Parse(options.GetValueOrDefault("--max-new-tokens") ?? "12", CultureInfo.InvariantCulture);
+        var sampling = new SamplingOptions(
+            double.Parse(options.GetValueOrDefault("--temperature") ?? "0", CultureInfo.InvariantCulture),
+            double.Parse(options.GetValueOrDefault("--top-p") ?? "1", CultureInfo.InvariantCulture),
+            long.Parse(options.GetValueOrDefault("--seed") ?? "0", CultureInfo.InvariantCulture));
+        var stops = (options.GetValueOrDefault("--stop") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(t => long.Parse(t, CultureInfo.InvariantCulture)).ToList();
+        using var scope = NewDisposeScope();
+        using var model = Load(directory, spec, create, out var checkpoint);
+        using var _ = checkpoint;
+        if (prompts.Any(p => p.Any(t => t < 0 || t >= spec.VocabularySize))) throw new ArgumentException($"prompt ids must lie in [0, {spec.VocabularySize})");
+        var result = Generation.Generate(model, prompts, maxNew, sampling, stops, useCache: !options.ContainsKey("--no-cache"));
+        for (int i = 0; i < prompts.Count; i++) output.WriteLine(string.Join(",", result.Tokens[i]));
+        if (options.ContainsKey("--bench"))
+        {
+            var plan = ModelPlanner.PlanOrThrow(spec);
+            output.WriteLine($"prefill {result.PrefillTokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)} tokens/s, decode {result.DecodeTokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)} tokens/s");
+            output.WriteLine($"KV cache allocated: {result.CacheBytesPerToken} bytes per token (FP32: {plan.LatentCacheElementsPerLayer} latent values × {spec.Layers} layers × 4 B; the plan's BF16 figure is {plan.KvCacheBytesPerToken})");
+        }
+
+        return 0;
+    }
+
+    private static Dictionary<string, string?> Options(IEnumerable<string> args)
+    {
+        var result = new Dictionary<string, string?>(StringComparer.Ordinal);
+        string? pending = null;
+        foreach (string arg in args)
+        {
+            if (arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                if (pending is not null) result[pending] = null;
+                pending = arg;
+            }
+            else if (pending is not null)
+            {
+                result[pending] = arg;
+                pending = null;
+            }
+            else
+            {
+                throw new ArgumentException($"unexpected argument '{arg}'");
+            }
+        }
+
+        if (pending is not null) result[pending] = null;
+        return result;
+    }
+
+    /// <summary>Whether two specs declare the same network (training-only settings aside); the first difference otherwise.</summary>
+    public static bool SameArchitecture(ModelSpec checkpoint, ModelSpec model, out string difference)
+    {
+        static ModelSpec Shape(ModelSpec s) => s with
+        {
+            SequenceLength = 0,
+            Mtp = s.Mtp is null ? null : s.Mtp with { LossWeight = 0 },
+            Precision = PrecisionSpec.Fp32,
+            Pipeline = null,
+            Grpo = null,
+            Moe = s.Moe is null ? null : s.Moe with { BiasUpdateSpeed = 0, SequenceBalanceLossWeight = 0, ExpertBalanceLossWeight = 0, DeviceBalanceLossWeight = 0, CommunicationBalanceLossWeight = 0 },
+        };
+        var a = Shape(checkpoint);
+        var b = Shape(model);
+        difference = a == b ? string.Empty : $"it has {Describe(a, b)}";
+        return a == b;
+    }
+
+    private static string Describe(ModelSpec a, ModelSpec b)
+    {
+        var differences = new List<string>();
+        foreach (var property in typeof(ModelSpec).GetProperties().Where(p => p.GetIndexParameters().Length == 0))
+        {
+            object? x = property.GetValue(a), y = property.GetValue(b);
+            if (!Equals(x, y)) differences.Add($"{property.Name} = {x?.ToString() ?? "none"} where the model has {y?.ToString() ?? "none"}");
+        }
+
+        return string.Join("; ", differences);
+    }
+}
