@@ -114,9 +114,11 @@ public static class ModelProgram
         using var model = Load(directory, spec, create, out var checkpoint);
         using var _ = checkpoint;
         if (prompts.Any(p => p.Any(t => t < 0 || t >= spec.VocabularySize))) throw new ArgumentException($"prompt ids must lie in [0, {spec.VocabularySize})");
+        bool bench = options.ContainsKey("--bench");
+        if (bench) Generation.Generate(model, prompts, 2, sampling, stops, useCache: !options.ContainsKey("--no-cache")); // warm-up: first-call costs stay out of the figures
         var result = Generation.Generate(model, prompts, maxNew, sampling, stops, useCache: !options.ContainsKey("--no-cache"));
         for (int i = 0; i < prompts.Count; i++) output.WriteLine(string.Join(",", result.Tokens[i]));
-        if (options.ContainsKey("--bench"))
+        if (bench)
         {
             var plan = ModelPlanner.PlanOrThrow(spec);
             output.WriteLine($"prefill {result.PrefillTokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)} tokens/s, decode {result.DecodeTokensPerSecond.ToString("F1", CultureInfo.InvariantCulture)} tokens/s");
