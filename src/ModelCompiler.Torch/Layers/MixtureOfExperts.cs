@@ -103,8 +103,8 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>The router.</summary>
     public MoeGate Gate => _gate;
 
-    /// <summary>The routing of the last forward call (expert ids and weights), kept for load statistics; null before.</summary>
-    public Routing? LastRouting { get; private set; }
+    /// <summary>Tokens routed to each expert by the last forward call (its load), for balancing and statistics; null before.</summary>
+    public long[]? LastLoads { get; private set; }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor input)
@@ -133,9 +133,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
         var y = zeros_like(x).index_add(0, tokenOf, weighted, 1.0);
         if (_shared is not null) y = y + _shared.call(x);
 
-        LastRouting?.Weights.Dispose();
-        LastRouting?.Experts.Dispose();
-        LastRouting = new Routing(routing.Weights.detach().MoveToOuterDisposeScope(), routing.Experts.MoveToOuterDisposeScope());
+        LastLoads = counts;
         return y.view(shape).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,268 @@
+using ModelCompiler.Planning;
+using ModelCompiler.Torch.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch.Training;
+
+/// <summary>The knobs of pre-training; defaults are DeepSeek-V3's where it has one (AdamW 0.9/0.95, weight decay 0.1, clip 1.0).</summary>
+public sealed record PretrainOptions
+{
+    /// <summary>Optimizer steps.</summary>
+    public int Steps { get; init; } = 300;
+
+    /// <summary>Sequences per micro-batch.</summary>
+    public int MicroBatchSize { get; init; } = 64;
+
+    /// <summary>Micro-batches per optimizer step.</summary>
+    public int AccumulationSteps { get; init; } = 1;
+
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 3e-3;
+
+    /// <summary>Linear warm-up steps from 0.</summary>
+    public int WarmupSteps { get; init; } = 30;
+
+    /// <summary>The cosine decays to this fraction of the peak at the last step.</summary>
+    public double FinalLearningRateRatio { get; init; } = 0.1;
+
+    /// <summary>AdamW weight decay on matrices (norms and biases are not decayed).</summary>
+    public double WeightDecay { get; init; } = 0.1;
+
+    /// <summary>AdamW β1.</summary>
+    public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>AdamW β2.</summary>
+    public double Beta2 { get; init; } = 0.95;
+
+    /// <summary>Gradient-norm clip.</summary>
+    public double GradientClip { get; init; } = 1.0;
+
+    /// <summary>Bias update speed γ; null takes the declaration's.</summary>
+    public double? BiasUpdateSpeed { get; init; }
+
+    /// <summary>Share of training answers that are systematically wrong.</summary>
+    public double Noise { get; init; } = 0.6;
+
+    /// <summary>Seed of initialisation and data.</summary>
+    public long Seed { get; init; } = 1;
+
+    /// <summary>Tokens per training row (prompt, answer, end, padding).</summary>
+    public int RowLength { get; init; } = 16;
+
+    /// <summary>The learning rate at optimizer step <paramref name="step"/> (0-based): linear warm-up, then cosine to the final ratio.</summary>
+    public double LearningRateAt(int step)
+    {
+        if (step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
+        double progress = Steps <= WarmupSteps ? 1 : (double)(step - WarmupSteps) / Math.Max(1, Steps - WarmupSteps - 1);
+        double cosine = 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
+        return LearningRate * (FinalLearningRateRatio + ((1 - FinalLearningRateRatio) * cosine));
+    }
+}
+
+/// <summary>What one optimizer step did.</summary>
+/// <param name="Step">1-based step number.</param>
+/// <param name="Loss">Main next-token cross-entropy (per target token).</param>
+/// <param name="MtpLoss">λ/D · Σ_k MTP cross-entropy (per target token), 0 without MTP.</param>
+/// <param name="LearningRate">The learning rate used.</param>
+/// <param name="GradientNorm">Gradient norm before clipping.</param>
+/// <param name="Tokens">Target tokens in the step.</param>
+/// <param name="MaxViolation">MaxVio averaged over MoE layers: (max load − mean load) / mean load.</param>
+/// <param name="Loads">Per MoE layer (MTP included), tokens routed to each expert.</param>
+public sealed record StepReport(int Step, double Loss, double MtpLoss, double LearningRate, double GradientNorm, long Tokens, double MaxViolation, IReadOnlyList<long[]> Loads);
+
+/// <summary>
+/// DeepSeek-V3's pre-training step on a <see cref="DeepSeekCausalLM"/> built with its MTP modules: next-token cross-entropy
+/// plus λ/D · Σ_k of the MTP modules' cross-entropies, normalised once per optimizer step by the step's number of target tokens
+/// (so 8 × 1 and 4 × 2 micro-batching give the same update); AdamW with warm-up and cosine; gradient clipping; then, with no
+/// gradient, every MoE layer's selection bias moves by γ·sign(mean load − load) (auxiliary-loss-free balancing).
+/// Data is TinySeek's arithmetic corpus, loss on answer tokens.
+/// </summary>
+public sealed class Pretrainer : IDisposable
+{
+    private readonly DeepSeekCausalLM _model;
+    private readonly PretrainOptions _options;
+    private readonly OptimizerHelper _optimizer;
+    private readonly double _lambda;
+    private readonly int _depth;
+    private readonly double _gamma;
+
+    /// <summary>Creates the trainer; <paramref name="model"/> must be built with its MTP modules when it declares MTP.</summary>
+    public Pretrainer(DeepSeekCausalLM model, PretrainOptions options)
+    {
+        _model = model;
+        _options = options;
+        _depth = model.MtpModules.Count;
+        _lambda = model.Spec.Mtp?.LossWeight ?? 0;
+        _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
+        var matrices = model.parameters().Where(p => p.dim() >= 2).ToList();
+        var vectors = model.parameters().Where(p => p.dim() < 2).ToList();
+        _optimizer = new OptimizerHelper(optim.AdamW(
+            [new AdamW.ParamGroup(matrices, new AdamW.Options { weight_decay = options.WeightDecay }), new AdamW.ParamGroup(vectors, new AdamW.Options { weight_decay = 0 })],
+            options.LearningRate, options.Beta1, options.Beta2, 1e-8, options.WeightDecay));
+    }
+
+    /// <summary>Optimizer steps taken.</summary>
+    public int Step { get; private set; }
+
+    /// <summary>Problems drawn from the data stream so far (the data position).</summary>
+    public long DataPosition { get; private set; }
+
+    /// <summary>The AdamW optimizer (for checkpoints).</summary>
+    public optim.Optimizer Optimizer => _optimizer.Optimizer;
+
+    /// <summary>Restores the counters of a checkpoint.</summary>
+    public void Restore(int step, long dataPosition)
+    {
+        Step = step;
+        DataPosition = dataPosition;
+    }
+
+    /// <summary>Runs one optimizer step over the next micro-batches of the data stream.</summary>
+    public StepReport TrainStep()
+    {
+        var batches = Enumerable.Range(0, _options.AccumulationSteps).Select(_ => NextBatch(_options.MicroBatchSize)).ToList();
+        return TrainStep(batches);
+    }
+
+    /// <summary>Runs one optimizer step over the given micro-batches of token rows [B, L] with their target masks.</summary>
+    public StepReport TrainStep(IReadOnlyList<(Tensor Tokens, Tensor AnswerMask)> microBatches)
+    {
+        using var scope = NewDisposeScope();
+        _model.train();
+        _optimizer.Optimizer.zero_grad();
+        double lr = _options.LearningRateAt(Step);
+        _optimizer.SetLearningRate(lr);
+
+        // One normalisation per optimizer step: the target tokens of all micro-batches together.
+        long tokens = microBatches.Sum(b => b.AnswerMask.narrow(1, 1, b.AnswerMask.shape[1] - 1).sum().item<long>());
+        var loads = MoeLayers().Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
+        double mainSum = 0, mtpSum = 0;
+        foreach (var (rows, mask) in microBatches)
+        {
+            using var microScope = NewDisposeScope();
+            var (main, mtp) = Losses(rows, mask);
+            var loss = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
+            loss.backward();
+            mainSum += main.item<float>();
+            mtpSum += mtp.item<float>();
+            AccumulateLoads(loads);
+        }
+
+        double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
+        _optimizer.Optimizer.step();
+        UpdateBiases(loads);
+        Step++;
+        double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
+        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads);
+    }
+
+    /// <summary>
+    /// Summed (not averaged) cross-entropies over answer targets: the main next-token loss and Σ_k of the MTP depth-k losses,
+    /// where depth k at position i predicts token i + k + 1 from h_{k−1}(i) and the embedding of token i + k.
+    /// </summary>
+    public (Tensor Main, Tensor Mtp) Losses(Tensor rows, Tensor answerMask)
+    {
+        long length = rows.shape[1];
+        var inputs = rows.narrow(1, 0, length - 1);
+        var hidden = _model.Hidden(inputs, 0, AttentionMode.Naive, null);
+        var main = SummedCrossEntropy(_model.Logits(_model.FinalNorm(hidden)), rows.narrow(1, 1, length - 1), answerMask.narrow(1, 1, length - 1));
+        var mtp = zeros(1).squeeze();
+        var previous = hidden;
+        for (int k = 1; k <= _depth && length - 1 - k > 0; k++)
+        {
+            long span = length - 1 - k;                                  // positions 0 … span−1 have a target k+1 ahead
+            var embedded = _model.Embed(rows.narrow(1, k, span));
+            var state = _model.MtpModules[k - 1].Predict(previous.narrow(1, 0, span), embedded);
+            var logits = _model.Logits(_model.MtpModules[k - 1].Normalise(state));
+            mtp = mtp + SummedCrossEntropy(logits, rows.narrow(1, k + 1, span), answerMask.narrow(1, k + 1, span));
+            previous = state;
+        }
+
+        return (main, mtp);
+    }
+
+    /// <summary>Draws the next <paramref name="count"/> problems and lays them out as padded rows with an answer mask.</summary>
+    public (Tensor Tokens, Tensor AnswerMask) NextBatch(int count)
+    {
+        var problems = Enumerable.Range(0, count).Select(i => ArithmeticTasks.Draw(_options.Seed, DataPosition + i, _options.Noise)).ToList();
+        DataPosition += count;
+        return Layout(problems, _options.RowLength);
+    }
+
+    /// <summary>Token rows [count, length] (padded) and a mask of answer and end positions.</summary>
+    public static (Tensor Tokens, Tensor AnswerMask) Layout(IReadOnlyList<Problem> problems, int length)
+    {
+        var ids = new long[problems.Count * length];
+        var mask = new bool[problems.Count * length];
+        for (int r = 0; r < problems.Count; r++)
+        {
+            long[] text = ArithmeticTasks.Encode(problems[r].Text);
+            if (text.Length > length) throw new ArgumentException($"'{problems[r].Text}' is longer than the row length {length}");
+            for (int t = 0; t < text.Length; t++)
+            {
+                ids[(r * length) + t] = text[t];
+                mask[(r * length) + t] = t >= problems[r].Prompt.Length;
+            }
+        }
+
+        return (tensor(ids, [problems.Count, length]), tensor(mask, [problems.Count, length]));
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _optimizer.Optimizer.Dispose();
+
+    private static Tensor SummedCrossEntropy(Tensor logits, Tensor targets, Tensor mask)
+    {
+        var losses = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1), reduction: nn.Reduction.None);
+        return (losses * mask.reshape(-1).to(losses.dtype)).sum();
+    }
+
+    private IEnumerable<MixtureOfExperts> MoeLayers() =>
+        _model.Layers.Concat(_model.MtpModules).Select(l => l.Moe).OfType<MixtureOfExperts>();
+
+    private void AccumulateLoads(List<long[]> loads)
+    {
+        int i = 0;
+        foreach (var moe in MoeLayers())
+        {
+            if (moe.LastLoads is { } counts)
+            {
+                for (int e = 0; e < counts.Length; e++) loads[i][e] += counts[e];
+            }
+
+            i++;
+        }
+    }
+
+    /// <summary>b_i ← b_i + γ·sign(c̄ − c_i) for every MoE layer: overloaded experts down, underloaded up. No gradient.</summary>
+    private void UpdateBiases(List<long[]> loads)
+    {
+        if (_gamma == 0) return;
+        using var _ = no_grad();
+        int i = 0;
+        foreach (var moe in MoeLayers())
+        {
+            if (moe.Gate.SelectionBias is { } bias)
+            {
+                double mean = loads[i].Average();
+                var step = loads[i].Select(c => (float)(_gamma * Math.Sign(mean - c))).ToArray();
+                bias.add_(tensor(step));
+            }
+
+            i++;
+        }
+    }
+
+    /// <summary>Sets the learning rate of every parameter group.</summary>
+    private sealed class OptimizerHelper(optim.Optimizer optimizer)
+    {
+        public optim.Optimizer Optimizer { get; } = optimizer;
+
+        public void SetLearningRate(double lr)
+        {
+            foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
+        }
+    }
+}
