@@ -48,10 +48,13 @@ demo() {
     dotnet build samples/DeepSeekV3/DeepSeekV3.csproj -c Release -nologo -v quiet
     dotnet build samples/TinySeek/TinySeek.csproj -c Release -nologo -v quiet
     for sample in DeepSeekV3 TinySeek; do
-        log "samples/$sample"
-        dotnet run --project "samples/$sample/$sample.csproj" -c Release --no-build
+        log "samples/$sample: the plan"
+        dotnet run --project "samples/$sample/$sample.csproj" -c Release --no-build -- plan
         echo "generated code: samples/$sample/obj/Generated/ModelCompiler.Generators/ModelCompiler.Generators.ModelCompilerGenerator/"
     done
+    local run="runs/demo-$(date +%Y%m%d-%H%M%S)"
+    log "TinySeek: pre-training on noisy arithmetic (MTP, auxiliary-loss-free balancing) into $run"
+    dotnet run --project samples/TinySeek/TinySeek.csproj -c Release --no-build -- pretrain --out "$run"
 }
 
 test() {

@@ -2,7 +2,7 @@ using ModelCompiler;
 using ModelCompiler.Planning;
 using Samples.DeepSeekV3;
 
-// Everything printed here was computed at build time by the generator (DeepSeekV3.Plan, DeepSeekV3.Config); the runtime
+// `plan` (the default and only command): everything printed here was computed at build time by the generator (DeepSeekV3.Plan, DeepSeekV3.Config); the runtime
 // planner, run on the generated spec, must agree with it.
 Console.WriteLine("DeepSeek-V3, as planned by the ModelCompiler generator at build time");
 Console.WriteLine();

@@ -10,7 +10,11 @@ namespace ModelCompiler.Torch.Training;
 public sealed record PretrainOptions
 {
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 300;
+    public int Steps { get; init; } = 500;
+
+    /// <summary>Stop this invocation after this step (a checkpoint is written there), to be resumed later; null runs to <see cref="Steps"/>.
+    /// The learning-rate schedule always spans <see cref="Steps"/>, so stopping and resuming changes nothing.</summary>
+    public int? StopAfter { get; init; }
 
     /// <summary>Sequences per micro-batch.</summary>
     public int MicroBatchSize { get; init; } = 64;
@@ -83,7 +87,7 @@ public sealed class Pretrainer : IDisposable
 {
     private readonly DeepSeekCausalLM _model;
     private readonly PretrainOptions _options;
-    private readonly OptimizerHelper _optimizer;
+    private readonly AdamWOptimizer _optimizer;
     private readonly double _lambda;
     private readonly int _depth;
     private readonly double _gamma;
@@ -96,11 +100,8 @@ public sealed class Pretrainer : IDisposable
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
-        var matrices = model.parameters().Where(p => p.dim() >= 2).ToList();
-        var vectors = model.parameters().Where(p => p.dim() < 2).ToList();
-        _optimizer = new OptimizerHelper(optim.AdamW(
-            [new AdamW.ParamGroup(matrices, new AdamW.Options { weight_decay = options.WeightDecay }), new AdamW.ParamGroup(vectors, new AdamW.Options { weight_decay = 0 })],
-            options.LearningRate, options.Beta1, options.Beta2, 1e-8, options.WeightDecay));
+        var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
     }
 
     /// <summary>Optimizer steps taken.</summary>
@@ -110,7 +111,7 @@ public sealed class Pretrainer : IDisposable
     public long DataPosition { get; private set; }
 
     /// <summary>The AdamW optimizer (for checkpoints).</summary>
-    public optim.Optimizer Optimizer => _optimizer.Optimizer;
+    public AdamWOptimizer Optimizer => _optimizer;
 
     /// <summary>Restores the counters of a checkpoint.</summary>
     public void Restore(int step, long dataPosition)
@@ -131,9 +132,8 @@ public sealed class Pretrainer : IDisposable
     {
         using var scope = NewDisposeScope();
         _model.train();
-        _optimizer.Optimizer.zero_grad();
+        _optimizer.ZeroGrad();
         double lr = _options.LearningRateAt(Step);
-        _optimizer.SetLearningRate(lr);
 
         // One normalisation per optimizer step: the target tokens of all micro-batches together.
         long tokens = microBatches.Sum(b => b.AnswerMask.narrow(1, 1, b.AnswerMask.shape[1] - 1).sum().item<long>());
@@ -151,7 +151,7 @@ public sealed class Pretrainer : IDisposable
         }
 
         double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
-        _optimizer.Optimizer.step();
+        _optimizer.Step(lr);
         UpdateBiases(loads);
         Step++;
         double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
@@ -211,7 +211,7 @@ public sealed class Pretrainer : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _optimizer.Optimizer.Dispose();
+    public void Dispose() => _optimizer.Dispose();
 
     private static Tensor SummedCrossEntropy(Tensor logits, Tensor targets, Tensor mask)
     {
@@ -252,17 +252,6 @@ public sealed class Pretrainer : IDisposable
             }
 
             i++;
-        }
-    }
-
-    /// <summary>Sets the learning rate of every parameter group.</summary>
-    private sealed class OptimizerHelper(optim.Optimizer optimizer)
-    {
-        public optim.Optimizer Optimizer { get; } = optimizer;
-
-        public void SetLearningRate(double lr)
-        {
-            foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
         }
     }
 }

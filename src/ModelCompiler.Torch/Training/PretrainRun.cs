@@ -1,0 +1,229 @@
+using System.Globalization;
+using System.Text.Json;
+using ModelCompiler.HuggingFace;
+using ModelCompiler.Planning;
+using ModelCompiler.Torch.Checkpoints;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch.Training;
+
+/// <summary>A run that stopped on a non-finite loss; the message names the step and the last good checkpoint.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>The outcome of a run.</summary>
+/// <param name="Steps">Steps taken in total (resumed runs included).</param>
+/// <param name="FirstLoss">Loss of the first step of this run.</param>
+/// <param name="FinalLoss">Loss of the last step.</param>
+/// <param name="EvalAccuracy">Greedy exact-match accuracy on the clean held-out problems.</param>
+/// <param name="MaxViolation">MaxVio of the last step.</param>
+/// <param name="Directory">Where metrics, checkpoint and report are.</param>
+public sealed record PretrainResult(int Steps, double FirstLoss, double FinalLoss, double EvalAccuracy, double MaxViolation, string Directory);
+
+/// <summary>
+/// A pre-training run in a folder: <c>metrics.jsonl</c> (one object per step), <c>checkpoint/</c> (weights with Hugging Face
+/// names, config.json, AdamW state, step and data position, written to a temporary folder and renamed, so a killed run
+/// loses at most the steps since the last checkpoint), and at the end an evaluation on clean held-out problems and
+/// <c>report.md</c>. <see cref="Resume"/> continues bit-exactly: the data stream is a function of (seed, position).
+/// </summary>
+public sealed class PretrainRun
+{
+    /// <summary>Seed of the held-out evaluation stream (never used for training data).</summary>
+    public const long EvalSeed = -7;
+
+    private static readonly JsonSerializerOptions s_json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private readonly ModelSpec _spec;
+    private readonly PretrainOptions _options;
+
+    /// <summary>Prepares a run of <paramref name="spec"/> into <paramref name="directory"/>.</summary>
+    public PretrainRun(ModelSpec spec, PretrainOptions options, string directory, int checkpointEvery = 50, int evalProblems = 200)
+    {
+        _spec = spec;
+        _options = options;
+        Directory = directory;
+        CheckpointEvery = checkpointEvery;
+        EvalProblems = evalProblems;
+    }
+
+    /// <summary>The run's folder.</summary>
+    public string Directory { get; }
+
+    /// <summary>Steps between checkpoints.</summary>
+    public int CheckpointEvery { get; }
+
+    /// <summary>Held-out problems evaluated at the end.</summary>
+    public int EvalProblems { get; }
+
+    private string CheckpointDirectory => Path.Combine(Directory, "checkpoint");
+
+    private string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
+
+    /// <summary>Starts a new run; refuses a folder that already holds a checkpoint (resume it, or choose another).</summary>
+    public PretrainResult Start(Action<StepReport>? progress = null, CancellationToken cancellation = default)
+    {
+        if (System.IO.Directory.Exists(CheckpointDirectory))
+        {
+            throw new IOException($"{Directory} already holds a run (checkpoint/); pass --resume to continue it or --out for a new folder. Nothing was changed.");
+        }
+
+        System.IO.Directory.CreateDirectory(Directory);
+        File.WriteAllText(MetricsPath, string.Empty);
+        manual_seed(_options.Seed);
+        using var model = new DeepSeekCausalLM(_spec, includeMtp: true);
+        using var trainer = new Pretrainer(model, _options);
+        return Train(model, trainer, progress, cancellation);
+    }
+
+    /// <summary>Continues the run in the folder from its checkpoint; refuses a corrupted or foreign checkpoint with the reason.</summary>
+    public PretrainResult Resume(Action<StepReport>? progress = null, CancellationToken cancellation = default)
+    {
+        var state = ReadState();
+        using var checkpoint = Checkpoint.Open(CheckpointDirectory);
+        if (!ModelProgram.SameArchitecture(checkpoint.Spec, _spec, out string difference))
+        {
+            throw new CheckpointException($"{CheckpointDirectory} holds another model: {difference}");
+        }
+
+        using var model = new DeepSeekCausalLM(_spec, includeMtp: true);
+        checkpoint.LoadInto(model);
+        using var trainer = new Pretrainer(model, _options);
+        try
+        {
+            trainer.Optimizer.Load(Path.Combine(CheckpointDirectory, "optimizer.safetensors"));
+        }
+        catch (CheckpointException e)
+        {
+            throw new CheckpointException($"{CheckpointDirectory}/optimizer.safetensors cannot be read: {e.Message}", e);
+        }
+
+        trainer.Restore(state.Step, state.DataPosition);
+        TruncateMetrics(state.Step);
+        return Train(model, trainer, progress, cancellation);
+    }
+
+    private PretrainResult Train(DeepSeekCausalLM model, Pretrainer trainer, Action<StepReport>? progress, CancellationToken cancellation)
+    {
+        double? firstLoss = null;
+        StepReport? last = null;
+        int lastCheckpoint = trainer.Step;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using (var metrics = new StreamWriter(MetricsPath, append: true))
+        {
+            int stop = Math.Min(_options.Steps, _options.StopAfter ?? _options.Steps);
+            while (trainer.Step < stop)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var started = clock.Elapsed;
+                var report = trainer.TrainStep();
+                double seconds = (clock.Elapsed - started).TotalSeconds;
+                if (!double.IsFinite(report.Loss) || !double.IsFinite(report.MtpLoss) || !double.IsFinite(report.GradientNorm))
+                {
+                    throw new TrainingDivergedException($"step {report.Step}: the loss is not finite (loss {report.Loss}, MTP loss {report.MtpLoss}, gradient norm {report.GradientNorm}); "
+                        + (lastCheckpoint > 0 ? $"the last good checkpoint is step {lastCheckpoint} in {CheckpointDirectory}" : "no checkpoint was written yet"));
+                }
+
+                firstLoss ??= report.Loss;
+                last = report;
+                metrics.WriteLine(JsonSerializer.Serialize(new
+                {
+                    step = report.Step,
+                    loss = report.Loss,
+                    mtp_loss = report.MtpLoss,
+                    lr = report.LearningRate,
+                    grad_norm = report.GradientNorm,
+                    tokens_per_second = report.Tokens / Math.Max(seconds, 1e-9),
+                    max_vio = report.MaxViolation,
+                    loads = report.Loads,
+                }));
+                metrics.Flush();
+                progress?.Invoke(report);
+                if (report.Step % CheckpointEvery == 0 || report.Step == stop)
+                {
+                    SaveCheckpoint(model, trainer);
+                    lastCheckpoint = report.Step;
+                }
+            }
+        }
+
+        double accuracy = Evaluate(model, Enumerable.Range(0, EvalProblems).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList());
+        var result = new PretrainResult(trainer.Step, firstLoss ?? double.NaN, last?.Loss ?? double.NaN, accuracy, last?.MaxViolation ?? double.NaN, Directory);
+        WriteReport(result);
+        return result;
+    }
+
+    /// <summary>Greedy exact-match accuracy: the completion up to the first end token must be the correct answer and the end.</summary>
+    public static double Evaluate(DeepSeekCausalLM model, IReadOnlyList<Problem> problems, int batch = 100)
+    {
+        model.eval();
+        int correct = 0;
+        for (int start = 0; start < problems.Count; start += batch)
+        {
+            var slice = problems.Skip(start).Take(batch).ToList();
+            var prompts = slice.Select(p => (IReadOnlyList<long>)ArithmeticTasks.Encode(p.Prompt)).ToList();
+            var result = Generation.Generate(model, prompts, maxNewTokens: 9, stopTokens: [ArithmeticTasks.End]);
+            correct += slice.Where((p, i) => ArithmeticTasks.IsCorrect(p, result.Tokens[i])).Count();
+        }
+
+        return (double)correct / problems.Count;
+    }
+
+    private void SaveCheckpoint(DeepSeekCausalLM model, Pretrainer trainer)
+    {
+        string temp = CheckpointDirectory + ".tmp-" + Environment.ProcessId, old = CheckpointDirectory + ".old-" + Environment.ProcessId;
+        if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true);
+        Checkpoint.Save(model, temp, HuggingFaceConfig.ToJson(_spec));
+        trainer.Optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
+        File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps), s_json));
+        if (System.IO.Directory.Exists(CheckpointDirectory)) System.IO.Directory.Move(CheckpointDirectory, old);
+        System.IO.Directory.Move(temp, CheckpointDirectory);
+        if (System.IO.Directory.Exists(old)) System.IO.Directory.Delete(old, recursive: true);
+    }
+
+    private TrainerState ReadState()
+    {
+        string path = Path.Combine(CheckpointDirectory, "trainer.json");
+        if (!File.Exists(path)) throw new CheckpointException($"{Directory} has no checkpoint to resume ({path} is missing)");
+        try
+        {
+            var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), s_json) ?? throw new JsonException("empty");
+            if (state.Step < 0 || state.DataPosition < 0) throw new JsonException($"negative step {state.Step} or data position {state.DataPosition}");
+            if (state.Seed != _options.Seed) throw new CheckpointException($"{path}: the run was seeded with {state.Seed}, not {_options.Seed}; resume with --seed {state.Seed}");
+            return state;
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"{path} is corrupted: {e.Message}", e);
+        }
+    }
+
+    private void TruncateMetrics(int step)
+    {
+        if (!File.Exists(MetricsPath)) return;
+        var kept = File.ReadLines(MetricsPath).Where(line => line.Length > 0 && JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32() <= step).ToList();
+        string temp = MetricsPath + ".tmp";
+        File.WriteAllLines(temp, kept);
+        File.Move(temp, MetricsPath, overwrite: true);
+    }
+
+    private void WriteReport(PretrainResult result)
+    {
+        string text = string.Create(CultureInfo.InvariantCulture, $"""
+            # Pre-training report
+
+            | | |
+            |---|---|
+            | steps | {result.Steps} |
+            | loss, first step of this run → last | {result.FirstLoss:F4} → {result.FinalLoss:F4} ({result.FinalLoss / result.FirstLoss:P0} of the start) |
+            | MaxVio, last step | {result.MaxViolation:F3} |
+            | greedy accuracy on {EvalProblems} clean held-out problems | {result.EvalAccuracy:P1} |
+            | training answers systematically wrong | {_options.Noise:P0} |
+
+            Metrics per step: metrics.jsonl. Checkpoint: checkpoint/ (Hugging Face names, loadable by Checkpoint.Open).
+
+            """);
+        string path = Path.Combine(Directory, "report.md"), temp = path + ".tmp";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    private sealed record TrainerState(int Step, long DataPosition, long Seed, int Steps);
+}
