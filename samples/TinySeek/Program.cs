@@ -29,8 +29,10 @@ var seed = new Option<long>("--seed") { Description = "Seed of initialisation an
 var gamma = new Option<double?>("--bias-update-speed") { Description = $"γ of auxiliary-loss-free balancing (declared: {TinySeek.Config.BiasUpdateSpeed})." };
 var noise = new Option<double>("--noise") { Description = "Share of training answers that are systematically wrong.", DefaultValueFactory = _ => defaults.Noise };
 var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 50 };
+var precision = new Option<string?>("--precision") { Description = "GEMM input precision: fp32, bf16 or fp8 (E4M3, 1×128 / 128×128 scaling); default: the declaration's." };
+precision.AcceptOnlyFromAmong("fp32", "bf16", "fp8");
 var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step (checkpointed); --resume continues, bit-exactly." };
-var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, noise, every, stopAfter };
+var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, noise, every, stopAfter, precision };
 pretrain.SetAction(result =>
 {
     var options = defaults with
@@ -40,6 +42,7 @@ pretrain.SetAction(result =>
         BiasUpdateSpeed = result.GetValue(gamma),
         Noise = result.GetValue(noise),
         StopAfter = result.GetValue(stopAfter),
+        Precision = result.GetValue(precision) switch { "fp32" => NumericFormat.Fp32, "bf16" => NumericFormat.Bf16, "fp8" => NumericFormat.Fp8E4M3, _ => null },
     };
     var run = new PretrainRun(TinySeek.Spec, options, result.GetValue(output)!, result.GetValue(every));
     try

@@ -22,22 +22,26 @@ public class DeepSeekCausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Builds the model with freshly initialised weights (N(0, 0.006²) for matrices as in V3, ones for norms).</summary>
     /// <param name="spec">The declaration.</param>
     /// <param name="includeMtp">Whether to build the MTP modules (training); inference can leave them out.</param>
-    public DeepSeekCausalLM(ModelSpec spec, bool includeMtp = false)
+    /// <param name="seed">Seed of the initial weights; a private generator, so other threads' use of the global one cannot change them.</param>
+    public DeepSeekCausalLM(ModelSpec spec, bool includeMtp = false, long seed = 0)
         : base(nameof(DeepSeekCausalLM))
     {
         var plan = ModelPlanner.PlanOrThrow(spec);
         Spec = spec;
         Plan = plan;
         Rope = new RotaryEmbedding(spec.Attention.QkRopeHeadDim, spec.RopeTheta, spec.Yarn);
-        _model = new Backbone(spec, Rope, includeMtp ? spec.Mtp?.Depth ?? 0 : 0);
+        Precision = new ComputePrecision(spec.Precision.Compute, spec.Precision.ActivationTile, spec.Precision.WeightBlock);
+        _model = new Backbone(spec, Rope, Precision, includeMtp ? spec.Mtp?.Depth ?? 0 : 0);
         if (!spec.TieEmbeddings) _head = nn.Linear(spec.HiddenSize, spec.VocabularySize, hasBias: false);
         RegisterComponents();
 
         using (no_grad())
         {
+            var generator = new Generator((ulong)seed);
             foreach (var (name, parameter) in named_parameters())
             {
-                if (parameter.dim() == 2) nn.init.normal_(parameter, 0, 0.006);
+                // Tensor.normal_ honours the generator (TorchSharp 0.107's nn.init.normal_ ignores it).
+                if (parameter.dim() == 2) parameter.normal_(0, 0.006, generator);
             }
         }
     }
@@ -47,6 +51,9 @@ public class DeepSeekCausalLM : nn.Module<Tensor, Tensor>
 
     /// <summary>Its plan.</summary>
     public ModelPlan Plan { get; }
+
+    /// <summary>The format every layer computes its GEMM inputs in (the declaration's; settable, e.g. FP32 for inference).</summary>
+    public ComputePrecision Precision { get; }
 
     /// <summary>The rotary embedding shared by every layer.</summary>
     public RotaryEmbedding Rope { get; }
@@ -103,12 +110,12 @@ public class DeepSeekCausalLM : nn.Module<Tensor, Tensor>
         [ComponentName(Name = "norm")]
         private readonly RmsNorm _norm;
 
-        public Backbone(ModelSpec spec, RotaryEmbedding rope, int mtpDepth)
+        public Backbone(ModelSpec spec, RotaryEmbedding rope, ComputePrecision precision, int mtpDepth)
             : base("model")
         {
             _embedding = nn.Embedding(spec.VocabularySize, spec.HiddenSize);
-            DecoderLayers = Enumerable.Range(0, spec.Layers).Select(i => new DecoderLayer(spec, rope, spec.IsMoeLayer(i))).ToList();
-            MtpModules = Enumerable.Range(0, mtpDepth).Select(_ => new MtpModule(spec, rope)).ToList();
+            DecoderLayers = Enumerable.Range(0, spec.Layers).Select(i => new DecoderLayer(spec, rope, spec.IsMoeLayer(i), precision)).ToList();
+            MtpModules = Enumerable.Range(0, mtpDepth).Select(_ => new MtpModule(spec, rope, precision)).ToList();
             _layers = nn.ModuleList<DecoderLayer>([.. DecoderLayers, .. MtpModules]);
             _norm = new RmsNorm(spec.HiddenSize, spec.RmsNormEpsilon);
             RegisterComponents();

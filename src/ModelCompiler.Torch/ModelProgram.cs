@@ -1,4 +1,5 @@
 using System.Globalization;
+using ModelCompiler;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;
 using ModelCompiler.Torch.Layers;
@@ -66,6 +67,9 @@ public static class ModelProgram
         var model = create();
         checkpoint.LoadInto(model);
         model.eval();
+        // Inference computes with the dequantised weights in full precision (DeepSeek's default bf16 GEMM path, FP32 on
+        // the CPU); the declared precision policy is a training setting.
+        model.Precision.Format = NumericFormat.Fp32;
         return model;
     }
 

@@ -35,8 +35,7 @@ public sealed class ModelFamilyTests
     {
         using var scope = NewDisposeScope();
         var spec = HuggingFaceConfig.Parse(HuggingFaceConfig.ToJson(FamilySpecs[family]));
-        manual_seed(1234);
-        using var model = new DeepSeekCausalLM(spec);
+        using var model = new DeepSeekCausalLM(spec, seed: 1234);
         RandomCheckpoint.Initialise(model, seed: family.GetHashCode(StringComparison.Ordinal));
         var ids = randint(0, spec.VocabularySize, [2, 11]);
 

@@ -18,8 +18,7 @@ public sealed class PretrainerTests
 
     private static DeepSeekCausalLM NewModel(long seed)
     {
-        manual_seed(seed);
-        return new DeepSeekCausalLM(Tiny, includeMtp: true);
+        return new DeepSeekCausalLM(Tiny, includeMtp: true, seed: seed);
     }
 
     [Fact]

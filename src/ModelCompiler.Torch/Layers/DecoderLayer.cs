@@ -20,13 +20,13 @@ public class DecoderLayer : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> _ffn;
 
     /// <summary>Creates a block of the model declared by <paramref name="spec"/>, with a MoE FFN when <paramref name="moe"/> is set.</summary>
-    public DecoderLayer(ModelSpec spec, RotaryEmbedding rope, bool moe, string? name = null)
+    public DecoderLayer(ModelSpec spec, RotaryEmbedding rope, bool moe, ComputePrecision? precision = null, string? name = null)
         : base(name ?? nameof(DecoderLayer))
     {
         _attentionNorm = new RmsNorm(spec.HiddenSize, spec.RmsNormEpsilon);
-        _attention = new MultiHeadLatentAttention(spec, rope);
+        _attention = new MultiHeadLatentAttention(spec, rope, precision);
         _ffnNorm = new RmsNorm(spec.HiddenSize, spec.RmsNormEpsilon);
-        _ffn = moe ? new MixtureOfExperts(spec.HiddenSize, spec.Moe!) : new SwiGlu(spec.HiddenSize, spec.DenseIntermediateSize);
+        _ffn = moe ? new MixtureOfExperts(spec.HiddenSize, spec.Moe!, precision) : new SwiGlu(spec.HiddenSize, spec.DenseIntermediateSize, precision);
 
         // A derived module (MtpModule) registers once its own fields are set; registration walks the base fields too.
         if (GetType() == typeof(DecoderLayer)) RegisterComponents();
@@ -63,11 +63,13 @@ public sealed class MtpModule : DecoderLayer
     private readonly TorchSharp.Modules.Linear _projection;
     [ComponentName(Name = "shared_head")]
     private readonly SharedHead _head;
+    private readonly ComputePrecision _precision;
 
     /// <summary>Creates an MTP module.</summary>
-    public MtpModule(ModelSpec spec, RotaryEmbedding rope)
-        : base(spec, rope, spec.Moe is not null, nameof(MtpModule))
+    public MtpModule(ModelSpec spec, RotaryEmbedding rope, ComputePrecision? precision = null)
+        : base(spec, rope, spec.Moe is not null, precision, nameof(MtpModule))
     {
+        _precision = precision ?? new ComputePrecision(ModelCompiler.NumericFormat.Fp32);
         _embeddingNorm = new RmsNorm(spec.HiddenSize, spec.RmsNormEpsilon);
         _hiddenNorm = new RmsNorm(spec.HiddenSize, spec.RmsNormEpsilon);
         _projection = nn.Linear(2L * spec.HiddenSize, spec.HiddenSize, hasBias: false);
@@ -82,7 +84,7 @@ public sealed class MtpModule : DecoderLayer
     public Tensor Predict(Tensor previousHidden, Tensor shiftedEmbeddings)
     {
         using var scope = NewDisposeScope();
-        var combined = _projection.call(cat([_embeddingNorm.call(shiftedEmbeddings), _hiddenNorm.call(previousHidden)], -1));
+        var combined = _precision.Linear(_projection, cat([_embeddingNorm.call(shiftedEmbeddings), _hiddenNorm.call(previousHidden)], -1));
         var hidden = Forward(combined, 0, AttentionMode.Naive, null);
         return hidden.MoveToOuterDisposeScope();
     }

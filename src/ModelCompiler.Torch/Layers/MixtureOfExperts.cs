@@ -85,16 +85,16 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "shared_experts")]
     private readonly SwiGlu? _shared;
 
-    /// <summary>Creates the layer.</summary>
-    public MixtureOfExperts(long hidden, MoeSpec spec)
+    /// <summary>Creates the layer; the experts' GEMM inputs are computed in <paramref name="precision"/>'s format (the router stays FP32).</summary>
+    public MixtureOfExperts(long hidden, MoeSpec spec, ComputePrecision? precision = null)
         : base(nameof(MixtureOfExperts))
     {
         _spec = spec;
         _gate = new MoeGate(hidden, spec);
-        _experts = nn.ModuleList(Enumerable.Range(0, spec.RoutedExperts).Select(_ => new SwiGlu(hidden, spec.ExpertIntermediateSize)).ToArray());
+        _experts = nn.ModuleList(Enumerable.Range(0, spec.RoutedExperts).Select(_ => new SwiGlu(hidden, spec.ExpertIntermediateSize, precision)).ToArray());
         if (spec.SharedExperts > 0)
         {
-            _shared = new SwiGlu(hidden, (long)spec.SharedExperts * spec.ExpertIntermediateSize);
+            _shared = new SwiGlu(hidden, (long)spec.SharedExperts * spec.ExpertIntermediateSize, precision);
         }
 
         RegisterComponents();

@@ -43,11 +43,13 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     private readonly Linear _o;
     private readonly RotaryEmbedding _rope;
     private readonly double _scale;
+    private readonly ComputePrecision _precision;
 
     /// <summary>Creates the attention of a model declared by <paramref name="spec"/>.</summary>
-    public MultiHeadLatentAttention(ModelSpec spec, RotaryEmbedding rope)
+    public MultiHeadLatentAttention(ModelSpec spec, RotaryEmbedding rope, ComputePrecision? precision = null)
         : base(nameof(MultiHeadLatentAttention))
     {
+        _precision = precision ?? new ComputePrecision(ModelCompiler.NumericFormat.Fp32);
         _dims = spec.Attention;
         var a = _dims;
         long d = spec.HiddenSize, h = a.Heads;
@@ -87,20 +89,20 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         long batch = x.shape[0], tokens = x.shape[1], h = a.Heads;
 
         // Queries: [batch, tokens, heads, nope + rope], RoPE on the rope part.
-        var q = (_q is not null ? _q.call(x) : _qB!.call(_qNorm!.call(_qA!.call(x)))).view(batch, tokens, h, a.QkHeadDim);
+        var q = (_q is not null ? _precision.Linear(_q, x) : _precision.Linear(_qB!, _qNorm!.call(_precision.Linear(_qA!, x)))).view(batch, tokens, h, a.QkHeadDim);
         var qParts = q.split([a.QkNopeHeadDim, a.QkRopeHeadDim], -1);
         var qNope = qParts[0];
         var qPe = _rope.Apply(qParts[1], start);
 
         // The compressed KV: latent c (normalised) and the one shared rotary key.
-        var kv = _kvA.call(x).split([a.KeyValueLoraRank, a.QkRopeHeadDim], -1);
+        var kv = _precision.Linear(_kvA, x).split([a.KeyValueLoraRank, a.QkRopeHeadDim], -1);
         var latent = _kvNorm.call(kv[0]);                                                // [batch, tokens, kvr]
         var kPe = _rope.Apply(kv[1].unsqueeze(2), start).squeeze(2);                     // [batch, tokens, rope]
 
         Tensor output;
         if (mode == AttentionMode.Naive)
         {
-            var kvUp = _kvB.call(latent).view(batch, tokens, h, a.QkNopeHeadDim + a.ValueHeadDim).split([a.QkNopeHeadDim, a.ValueHeadDim], -1);
+            var kvUp = _precision.Linear(_kvB, latent).view(batch, tokens, h, a.QkNopeHeadDim + a.ValueHeadDim).split([a.QkNopeHeadDim, a.ValueHeadDim], -1);
             var k = cat([kvUp[0], kPe.unsqueeze(2).expand(batch, tokens, h, a.QkRopeHeadDim)], -1);
             var queries = cat([qNope, qPe], -1);
             var scores = einsum("bshd,bthd->bsht", queries, k) * _scale;
@@ -129,7 +131,7 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
             output = einsum("bshc,hdc->bshd", attended, wUv);                                  // o = W_UV ō
         }
 
-        return _o.call(output.flatten(2)).MoveToOuterDisposeScope();
+        return _precision.Linear(_o, output.flatten(2)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Softmax in FP32 over keys, causal: query i (position queryStart + i) sees keys at positions ≤ its own.</summary>

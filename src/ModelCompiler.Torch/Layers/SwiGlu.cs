@@ -17,10 +17,13 @@ public sealed class SwiGlu : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "down_proj")]
     private readonly Linear _down;
 
-    /// <summary>Creates the block.</summary>
-    public SwiGlu(long hidden, long intermediate)
+    private readonly ComputePrecision _precision;
+
+    /// <summary>Creates the block; its GEMM inputs are computed in <paramref name="precision"/>'s format (FP32 when null).</summary>
+    public SwiGlu(long hidden, long intermediate, ComputePrecision? precision = null)
         : base(nameof(SwiGlu))
     {
+        _precision = precision ?? new ComputePrecision(ModelCompiler.NumericFormat.Fp32);
         _gate = nn.Linear(hidden, intermediate, hasBias: false);
         _up = nn.Linear(hidden, intermediate, hasBias: false);
         _down = nn.Linear(intermediate, hidden, hasBias: false);
@@ -30,11 +33,11 @@ public sealed class SwiGlu : nn.Module<Tensor, Tensor>
     /// <inheritdoc/>
     public override Tensor forward(Tensor input)
     {
-        using var gate = _gate.call(input);
+        using var gate = _precision.Linear(_gate, input);
         using var activated = nn.functional.silu(gate);
-        using var up = _up.call(input);
+        using var up = _precision.Linear(_up, input);
         using var product = activated * up;
-        return _down.call(product);
+        return _precision.Linear(_down, product);
     }
 
     /// <inheritdoc/>

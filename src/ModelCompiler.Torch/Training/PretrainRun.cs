@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using ModelCompiler;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;
@@ -67,8 +68,7 @@ public sealed class PretrainRun
 
         System.IO.Directory.CreateDirectory(Directory);
         File.WriteAllText(MetricsPath, string.Empty);
-        manual_seed(_options.Seed);
-        using var model = new DeepSeekCausalLM(_spec, includeMtp: true);
+        using var model = new DeepSeekCausalLM(_spec, includeMtp: true, seed: _options.Seed);
         using var trainer = new Pretrainer(model, _options);
         return Train(model, trainer, progress, cancellation);
     }
@@ -172,7 +172,7 @@ public sealed class PretrainRun
         if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true);
         Checkpoint.Save(model, temp, HuggingFaceConfig.ToJson(_spec));
         trainer.Optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
-        File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps), s_json));
+        File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps, model.Precision.Format), s_json));
         if (System.IO.Directory.Exists(CheckpointDirectory)) System.IO.Directory.Move(CheckpointDirectory, old);
         System.IO.Directory.Move(temp, CheckpointDirectory);
         if (System.IO.Directory.Exists(old)) System.IO.Directory.Delete(old, recursive: true);
@@ -187,6 +187,8 @@ public sealed class PretrainRun
             var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), s_json) ?? throw new JsonException("empty");
             if (state.Step < 0 || state.DataPosition < 0) throw new JsonException($"negative step {state.Step} or data position {state.DataPosition}");
             if (state.Seed != _options.Seed) throw new CheckpointException($"{path}: the run was seeded with {state.Seed}, not {_options.Seed}; resume with --seed {state.Seed}");
+            var precision = _options.Precision ?? _spec.Precision.Compute;
+            if (state.Precision != precision) throw new CheckpointException($"{path}: the run computes in {state.Precision}, not {precision}; resume with --precision {state.Precision.ToString().ToLowerInvariant()}");
             return state;
         }
         catch (JsonException e)
@@ -216,6 +218,7 @@ public sealed class PretrainRun
             | MaxVio, last step | {result.MaxViolation:F3} |
             | greedy accuracy on {EvalProblems} clean held-out problems | {result.EvalAccuracy:P1} |
             | training answers systematically wrong | {_options.Noise:P0} |
+            | GEMM input precision | {_options.Precision ?? _spec.Precision.Compute} |
 
             Metrics per step: metrics.jsonl. Checkpoint: checkpoint/ (Hugging Face names, loadable by Checkpoint.Open).
 
@@ -225,5 +228,5 @@ public sealed class PretrainRun
         File.Move(temp, path, overwrite: true);
     }
 
-    private sealed record TrainerState(int Step, long DataPosition, long Seed, int Steps);
+    private sealed record TrainerState(int Step, long DataPosition, long Seed, int Steps, NumericFormat Precision);
 }

@@ -16,6 +16,9 @@ public sealed record PretrainOptions
     /// The learning-rate schedule always spans <see cref="Steps"/>, so stopping and resuming changes nothing.</summary>
     public int? StopAfter { get; init; }
 
+    /// <summary>Format of GEMM inputs during training; null takes the declaration's precision policy.</summary>
+    public NumericFormat? Precision { get; init; }
+
     /// <summary>Sequences per micro-batch.</summary>
     public int MicroBatchSize { get; init; } = 64;
 
@@ -100,6 +103,7 @@ public sealed class Pretrainer : IDisposable
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
+        if (options.Precision is { } precision) model.Precision.Format = precision;
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
     }
