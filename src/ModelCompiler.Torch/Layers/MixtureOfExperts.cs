@@ -8,7 +8,8 @@ namespace ModelCompiler.Torch.Layers;
 /// <summary>The routing of a batch of tokens: for each token its K experts and their gate weights.</summary>
 /// <param name="Weights">Gate weights [tokens, K], already normalised (when declared) and scaled.</param>
 /// <param name="Experts">Expert ids [tokens, K] (int64).</param>
-public sealed record Routing(Tensor Weights, Tensor Experts);
+/// <param name="Scores">The unbiased affinities of every routed expert [tokens, N_r] (FP32, differentiable): the balance losses' input.</param>
+public sealed record Routing(Tensor Weights, Tensor Experts, Tensor Scores);
 
 /// <summary>
 /// DeepSeekMoE's router (deepseek-reference §2.2–2.3, as DeepSeek's official <c>Gate</c>): scores = sigmoid or softmax of
@@ -65,7 +66,7 @@ public sealed class MoeGate : nn.Module<Tensor, Routing>
         var weights = scores.gather(1, experts);
         if (m.NormalizeTopK) weights = weights / weights.sum(-1, keepdim: true);
         weights = weights * m.RoutedScalingFactor;
-        return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), experts.MoveToOuterDisposeScope());
+        return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), experts.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope());
     }
 }
 
@@ -106,6 +107,15 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>Tokens routed to each expert by the last forward call (its load), for balancing and statistics; null before.</summary>
     public long[]? LastLoads { get; private set; }
 
+    /// <summary>
+    /// When set, each forward call keeps its routing (scores with their gradient, and the chosen experts) in
+    /// <see cref="LastRouting"/> for the auxiliary balance losses; the caller disposes it (training only).
+    /// </summary>
+    public bool KeepRouting { get; set; }
+
+    /// <summary>The routing of the last forward call when <see cref="KeepRouting"/> is set; owned by the caller, outside any dispose scope.</summary>
+    public Routing? LastRouting { get; private set; }
+
     /// <inheritdoc/>
     public override Tensor forward(Tensor input)
     {
@@ -134,6 +144,9 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
         if (_shared is not null) y = y + _shared.call(x);
 
         LastLoads = counts;
+        LastRouting = KeepRouting
+            ? new Routing(routing.Weights.detach().DetachFromDisposeScope(), routing.Experts.DetachFromDisposeScope(), routing.Scores.DetachFromDisposeScope())
+            : null;
         return y.view(shape).MoveToOuterDisposeScope();
     }
 }

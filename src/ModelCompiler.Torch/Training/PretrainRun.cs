@@ -132,6 +132,7 @@ public sealed class PretrainRun
                     grad_norm = report.GradientNorm,
                     tokens_per_second = report.Tokens / Math.Max(seconds, 1e-9),
                     max_vio = report.MaxViolation,
+                    balance_loss = report.BalanceLoss,
                     loads = report.Loads,
                 }));
                 metrics.Flush();

@@ -77,7 +77,8 @@ public sealed record PretrainOptions
 /// <param name="Tokens">Target tokens in the step.</param>
 /// <param name="MaxViolation">MaxVio averaged over MoE layers: (max load − mean load) / mean load.</param>
 /// <param name="Loads">Per MoE layer (MTP included), tokens routed to each expert.</param>
-public sealed record StepReport(int Step, double Loss, double MtpLoss, double LearningRate, double GradientNorm, long Tokens, double MaxViolation, IReadOnlyList<long[]> Loads);
+/// <param name="BalanceLoss">The auxiliary balance losses (V3 sequence-wise α; V2 expert, device, communication), 0 when none is declared.</param>
+public sealed record StepReport(int Step, double Loss, double MtpLoss, double LearningRate, double GradientNorm, long Tokens, double MaxViolation, IReadOnlyList<long[]> Loads, double BalanceLoss = 0);
 
 /// <summary>
 /// DeepSeek-V3's pre-training step on a <see cref="DeepSeekCausalLM"/> built with its MTP modules: next-token cross-entropy
@@ -94,6 +95,7 @@ public sealed class Pretrainer : IDisposable
     private readonly double _lambda;
     private readonly int _depth;
     private readonly double _gamma;
+    private readonly bool _balance;
 
     /// <summary>Creates the trainer; <paramref name="model"/> must be built with its MTP modules when it declares MTP.</summary>
     public Pretrainer(DeepSeekCausalLM model, PretrainOptions options)
@@ -103,6 +105,9 @@ public sealed class Pretrainer : IDisposable
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
+        _balance = model.Spec.Moe is { } m
+            && (m.SequenceBalanceLossWeight > 0 || m.ExpertBalanceLossWeight > 0 || m.DeviceBalanceLossWeight > 0 || m.CommunicationBalanceLossWeight > 0);
+        foreach (var moe in MoeLayers()) moe.KeepRouting = _balance;
         if (options.Precision is { } precision) model.Precision.Format = precision;
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
@@ -142,12 +147,21 @@ public sealed class Pretrainer : IDisposable
         // One normalisation per optimizer step: the target tokens of all micro-batches together.
         long tokens = microBatches.Sum(b => b.AnswerMask.narrow(1, 1, b.AnswerMask.shape[1] - 1).sum().item<long>());
         var loads = MoeLayers().Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
-        double mainSum = 0, mtpSum = 0;
+        double mainSum = 0, mtpSum = 0, balanceSum = 0;
+        long sequences = microBatches.Sum(b => b.Tokens.shape[0]);
         foreach (var (rows, mask) in microBatches)
         {
             using var microScope = NewDisposeScope();
             var (main, mtp) = Losses(rows, mask);
             var loss = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
+            if (_balance)
+            {
+                // The balance losses are means over sequences: weight each micro-batch by its share of the step's sequences.
+                var balance = BalanceLoss(rows.shape[0]) * ((double)rows.shape[0] / sequences);
+                loss = loss + balance;
+                balanceSum += balance.item<float>();
+            }
+
             loss.backward();
             mainSum += main.item<float>();
             mtpSum += mtp.item<float>();
@@ -159,7 +173,7 @@ public sealed class Pretrainer : IDisposable
         UpdateBiases(loads);
         Step++;
         double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
-        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads);
+        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, balanceSum);
     }
 
     /// <summary>
@@ -185,6 +199,53 @@ public sealed class Pretrainer : IDisposable
         }
 
         return (main, mtp);
+    }
+
+    /// <summary>
+    /// The declared auxiliary balance losses over the routing the last forward pass kept, summed over MoE layers and averaged
+    /// over sequences (deepseek-reference §2.5–2.6). With T tokens per sequence, K routed of N_r experts, and scores s
+    /// (sigmoid scores normalised to sum 1 over the experts, as V3's s'; softmax scores as they are):
+    /// f_i = N_r/(K·T) Σ_t 1[t selects i], P_i = (1/T) Σ_t s_{i,t}; sequence-wise (V3) and expert-level (V2) α Σ_i f_i P_i;
+    /// device-level α2 Σ_d mean_{i∈d}(f_i) · Σ_{i∈d} P_i; communication α3 Σ_d (D/(M·T)) Σ_t 1[t uses device d] · Σ_{i∈d} P_i,
+    /// with the expert groups as devices and M = GroupsPerToken. Gradients flow through P only.
+    /// </summary>
+    /// <param name="sequences">Sequences in the micro-batch the routing came from.</param>
+    public Tensor BalanceLoss(long sequences)
+    {
+        var m = _model.Spec.Moe!;
+        var total = zeros(1).squeeze();
+        foreach (var moe in MoeLayers())
+        {
+            if (moe.LastRouting is not { } routing) continue;
+            long length = routing.Scores.shape[0] / sequences, experts = m.RoutedExperts, groups = m.ExpertGroups; // main layers see L−1 tokens, MTP depth k L−1−k
+            var scores = routing.Scores.view(sequences, length, experts);
+            var normalised = m.Scoring == ExpertScoring.Sigmoid ? scores / scores.sum(-1, keepdim: true) : scores;
+            var p = normalised.mean([1L]);                                                                                       // [B, N_r]
+            var selected = zeros(routing.Experts.shape[0], experts).scatter(1, routing.Experts, ones(routing.Experts.shape)).view(sequences, length, experts);
+            var f = selected.sum(1) * ((double)experts / (m.ActivatedExperts * length));                                  // [B, N_r]
+            double alpha = m.SequenceBalanceLossWeight + m.ExpertBalanceLossWeight;
+            if (alpha > 0) total = total + ((f * p).sum(-1).mean() * alpha);
+            if (m.DeviceBalanceLossWeight > 0)
+            {
+                var fDevice = f.view(sequences, groups, -1).mean([-1L]);
+                var pDevice = p.view(sequences, groups, -1).sum(-1);
+                total = total + ((fDevice * pDevice).sum(-1).mean() * m.DeviceBalanceLossWeight);
+            }
+
+            if (m.CommunicationBalanceLossWeight > 0)
+            {
+                var used = selected.view(sequences, length, groups, -1).amax([-1L]);                                        // [B, T, D]
+                var fComm = used.sum(1) * ((double)groups / (m.GroupsPerToken * length));
+                var pDevice = p.view(sequences, groups, -1).sum(-1);
+                total = total + ((fComm * pDevice).sum(-1).mean() * m.CommunicationBalanceLossWeight);
+            }
+
+            routing.Weights.Dispose();
+            routing.Experts.Dispose();
+            routing.Scores.Dispose();
+        }
+
+        return total;
     }
 
     /// <summary>Draws the next <paramref name="count"/> problems and lays them out as padded rows with an answer mask.</summary>
