@@ -104,6 +104,14 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>The router.</summary>
     public MoeGate Gate => _gate;
 
+    /// <summary>Seconds this thread has spent dispatching tokens (routing, sorting, gathering, scattering; not the experts' own compute).</summary>
+    public static double DispatchSeconds => DispatchClock.Elapsed.TotalSeconds;
+
+    [ThreadStatic]
+    private static System.Diagnostics.Stopwatch? t_dispatch;
+
+    private static System.Diagnostics.Stopwatch DispatchClock => t_dispatch ??= new System.Diagnostics.Stopwatch();
+
     /// <summary>Tokens routed to each expert by the last forward call (its load), for balancing and statistics; null before.</summary>
     public long[]? LastLoads { get; private set; }
 
@@ -120,6 +128,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
+        DispatchClock.Start();
         var shape = input.shape;
         var x = input.view(-1, shape[^1]);
         var routing = _gate.call(x);
@@ -132,6 +141,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
         var gathered = x.index_select(0, tokenOf);
         var outputs = new List<Tensor>();
         long offset = 0;
+        DispatchClock.Stop();
         for (int expert = 0; expert < counts.Length; expert++)
         {
             if (counts[expert] == 0) continue;
@@ -139,8 +149,10 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
             offset += counts[expert];
         }
 
+        DispatchClock.Start();
         var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
         var y = zeros_like(x).index_add(0, tokenOf, weighted, 1.0);
+        DispatchClock.Stop();
         if (_shared is not null) y = y + _shared.call(x);
 
         LastLoads = counts;

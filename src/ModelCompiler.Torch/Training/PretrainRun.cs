@@ -130,7 +130,11 @@ public sealed class PretrainRun
                     mtp_loss = report.MtpLoss,
                     lr = report.LearningRate,
                     grad_norm = report.GradientNorm,
-                    tokens_per_second = report.Tokens / Math.Max(seconds, 1e-9),
+                    tokens_per_second = report.ProcessedTokens / Math.Max(seconds, 1e-9),
+                    forward_seconds = report.Timings.Forward,
+                    backward_seconds = report.Timings.Backward,
+                    optimizer_seconds = report.Timings.Optimizer,
+                    moe_dispatch_seconds = report.Timings.MoeDispatch,
                     max_vio = report.MaxViolation,
                     balance_loss = report.BalanceLoss,
                     loads = report.Loads,
@@ -221,9 +225,19 @@ public sealed class PretrainRun
             | training answers systematically wrong | {_options.Noise:P0} |
             | GEMM input precision | {_options.Precision ?? _spec.Precision.Compute} |
 
+            ![loss](loss.png)
+            ![MaxVio](max_vio.png)
+            ![learning rate](lr.png)
+
             Metrics per step: metrics.jsonl. Checkpoint: checkpoint/ (Hugging Face names, loadable by Checkpoint.Open).
 
             """);
+        Charts.Draw(MetricsPath, Directory,
+        [
+            ("loss.png", "Loss", ["loss", "mtp_loss"]),
+            ("max_vio.png", "MaxVio (expert load imbalance)", ["max_vio"]),
+            ("lr.png", "Learning rate", ["lr"]),
+        ]);
         string path = Path.Combine(Directory, "report.md"), temp = path + ".tmp";
         File.WriteAllText(temp, text);
         File.Move(temp, path, overwrite: true);

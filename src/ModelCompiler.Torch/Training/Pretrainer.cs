@@ -78,7 +78,21 @@ public sealed record PretrainOptions
 /// <param name="MaxViolation">MaxVio averaged over MoE layers: (max load − mean load) / mean load.</param>
 /// <param name="Loads">Per MoE layer (MTP included), tokens routed to each expert.</param>
 /// <param name="BalanceLoss">The auxiliary balance losses (V3 sequence-wise α; V2 expert, device, communication), 0 when none is declared.</param>
-public sealed record StepReport(int Step, double Loss, double MtpLoss, double LearningRate, double GradientNorm, long Tokens, double MaxViolation, IReadOnlyList<long[]> Loads, double BalanceLoss = 0);
+/// <param name="ProcessedTokens">Input tokens the step ran through the model (micro-batch rows × positions).</param>
+/// <param name="Timings">Where the step's time went.</param>
+public sealed record StepReport(int Step, double Loss, double MtpLoss, double LearningRate, double GradientNorm, long Tokens, double MaxViolation,
+    IReadOnlyList<long[]> Loads, double BalanceLoss, long ProcessedTokens, StepTimings Timings);
+
+/// <summary>Seconds spent in each part of a step.</summary>
+/// <param name="Forward">Forward passes (main model, MTP, losses), MoE dispatch included.</param>
+/// <param name="Backward">Backward passes.</param>
+/// <param name="Optimizer">Clipping, AdamW and the bias update.</param>
+/// <param name="MoeDispatch">Inside the forward: routing, sorting, gathering and scattering tokens for the experts (expert compute excluded).</param>
+public sealed record StepTimings(double Forward, double Backward, double Optimizer, double MoeDispatch)
+{
+    /// <summary>The whole step.</summary>
+    public double Total => Forward + Backward + Optimizer;
+}
 
 /// <summary>
 /// DeepSeek-V3's pre-training step on a <see cref="DeepSeekCausalLM"/> built with its MTP modules: next-token cross-entropy
@@ -149,9 +163,14 @@ public sealed class Pretrainer : IDisposable
         var loads = MoeLayers().Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
         double mainSum = 0, mtpSum = 0, balanceSum = 0;
         long sequences = microBatches.Sum(b => b.Tokens.shape[0]);
+        long processed = microBatches.Sum(b => b.Tokens.shape[0] * (b.Tokens.shape[1] - 1));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double forward = 0, backward = 0;
+        double dispatchBefore = MixtureOfExperts.DispatchSeconds;
         foreach (var (rows, mask) in microBatches)
         {
             using var microScope = NewDisposeScope();
+            var started = clock.Elapsed.TotalSeconds;
             var (main, mtp) = Losses(rows, mask);
             var loss = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
             if (_balance)
@@ -162,18 +181,23 @@ public sealed class Pretrainer : IDisposable
                 balanceSum += balance.item<float>();
             }
 
+            var backwardStarted = clock.Elapsed.TotalSeconds;
+            forward += backwardStarted - started;
             loss.backward();
+            backward += clock.Elapsed.TotalSeconds - backwardStarted;
             mainSum += main.item<float>();
             mtpSum += mtp.item<float>();
             AccumulateLoads(loads);
         }
 
+        var optimizerStarted = clock.Elapsed.TotalSeconds;
         double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
         _optimizer.Step(lr);
         UpdateBiases(loads);
+        var timings = new StepTimings(forward, backward, clock.Elapsed.TotalSeconds - optimizerStarted, MixtureOfExperts.DispatchSeconds - dispatchBefore);
         Step++;
         double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
-        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, balanceSum);
+        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, balanceSum, processed, timings);
     }
 
     /// <summary>
