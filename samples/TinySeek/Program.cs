@@ -63,6 +63,12 @@ pretrain.SetAction(result =>
             });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"loss {outcome!.FirstLoss:F3} → {outcome.FinalLoss:F3}; greedy accuracy on clean held-out problems {outcome.EvalAccuracy:P1}; MaxVio {outcome.MaxViolation:F3}"));
+        if (outcome.Speculation is { } speculation)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"MTP as a one-token draft: {speculation.AcceptanceRate:P1} accepted, {speculation.SpeedUp:F2}× faster greedy decoding, same tokens: {(speculation.Identical ? "yes" : "NO")}"));
+        }
+
         Console.WriteLine($"report: {Path.Combine(run.Directory, "report.md")}");
         return 0;
     }

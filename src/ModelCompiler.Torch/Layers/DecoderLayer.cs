@@ -81,11 +81,17 @@ public sealed class MtpModule : DecoderLayer
     /// The module's hidden state for positions 0 … T−1 given the previous depth's hidden state [B, T, d] and the embeddings
     /// of the tokens k positions ahead [B, T, d]; returns the normalised state that the shared head turns into logits.
     /// </summary>
-    public Tensor Predict(Tensor previousHidden, Tensor shiftedEmbeddings)
+    public Tensor Predict(Tensor previousHidden, Tensor shiftedEmbeddings) => Predict(previousHidden, shiftedEmbeddings, 0, AttentionMode.Naive, null);
+
+    /// <summary>
+    /// As <see cref="Predict(Tensor, Tensor)"/> for positions <paramref name="start"/>…, through the module's own latent cache
+    /// (absorbed mode), for drafting tokens one step at a time.
+    /// </summary>
+    public Tensor Predict(Tensor previousHidden, Tensor shiftedEmbeddings, long start, AttentionMode mode, LatentCacheLayer? cache)
     {
         using var scope = NewDisposeScope();
         var combined = _precision.Linear(_projection, cat([_embeddingNorm.call(shiftedEmbeddings), _hiddenNorm.call(previousHidden)], -1));
-        var hidden = Forward(combined, 0, AttentionMode.Naive, null);
+        var hidden = Forward(combined, start, mode, cache);
         return hidden.MoveToOuterDisposeScope();
     }
 

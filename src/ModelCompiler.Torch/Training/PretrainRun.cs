@@ -18,7 +18,15 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// <param name="EvalAccuracy">Greedy exact-match accuracy on the clean held-out problems.</param>
 /// <param name="MaxViolation">MaxVio of the last step.</param>
 /// <param name="Directory">Where metrics, checkpoint and report are.</param>
-public sealed record PretrainResult(int Steps, double FirstLoss, double FinalLoss, double EvalAccuracy, double MaxViolation, string Directory);
+/// <param name="Speculation">Self-speculative decoding with the MTP module on held-out prompts.</param>
+public sealed record PretrainResult(int Steps, double FirstLoss, double FinalLoss, double EvalAccuracy, double MaxViolation, string Directory, SpeculationReport? Speculation = null);
+
+/// <summary>How the MTP module did as a one-token draft for greedy decoding.</summary>
+/// <param name="AcceptanceRate">Accepted drafts / drafts.</param>
+/// <param name="SpeedUp">Plain greedy decoding time / self-speculative decoding time, same prompts, one at a time.</param>
+/// <param name="Identical">Whether every prompt's tokens equalled plain greedy decoding's.</param>
+/// <param name="Prompts">Prompts measured.</param>
+public sealed record SpeculationReport(double AcceptanceRate, double SpeedUp, bool Identical, int Prompts);
 
 /// <summary>
 /// A pre-training run in a folder: <c>metrics.jsonl</c> (one object per step), <c>checkpoint/</c> (weights with Hugging Face
@@ -149,8 +157,10 @@ public sealed class PretrainRun
             }
         }
 
-        double accuracy = Evaluate(model, Enumerable.Range(0, EvalProblems).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList());
-        var result = new PretrainResult(trainer.Step, firstLoss ?? double.NaN, last?.Loss ?? double.NaN, accuracy, last?.MaxViolation ?? double.NaN, Directory);
+        var evalProblems = Enumerable.Range(0, EvalProblems).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList();
+        double accuracy = Evaluate(model, evalProblems);
+        var speculation = model.MtpModules.Count > 0 ? MeasureSpeculation(model, evalProblems.Take(50).ToList()) : null;
+        var result = new PretrainResult(trainer.Step, firstLoss ?? double.NaN, last?.Loss ?? double.NaN, accuracy, last?.MaxViolation ?? double.NaN, Directory, speculation);
         WriteReport(result);
         return result;
     }
@@ -169,6 +179,28 @@ public sealed class PretrainRun
         }
 
         return (double)correct / problems.Count;
+    }
+
+    /// <summary>
+    /// Decodes each prompt greedily, one at a time, plainly and with the MTP module's drafts; the second pass must give the
+    /// same tokens. Each is run once untimed first so that first-call costs stay out of the ratio.
+    /// </summary>
+    public static SpeculationReport MeasureSpeculation(DeepSeekCausalLM model, IReadOnlyList<Problem> problems, int maxNewTokens = 9)
+    {
+        model.eval();
+        var prompts = problems.Select(p => (IReadOnlyList<long>)ArithmeticTasks.Encode(p.Prompt)).ToList();
+        long[] stop = [ArithmeticTasks.End];
+        Generation.Generate(model, [prompts[0]], maxNewTokens, stopTokens: stop);
+        SpeculativeDecoding.Generate(model, prompts[0], maxNewTokens, stop);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var plain = prompts.Select(p => Generation.Generate(model, [p], maxNewTokens, stopTokens: stop).Tokens[0]).ToList();
+        double plainSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        var speculative = prompts.Select(p => SpeculativeDecoding.Generate(model, p, maxNewTokens, stop)).ToList();
+        double speculativeSeconds = clock.Elapsed.TotalSeconds;
+        bool identical = plain.Zip(speculative).All(pair => pair.First.SequenceEqual(pair.Second.Tokens));
+        double acceptance = (double)speculative.Sum(s => s.Accepted) / Math.Max(1, speculative.Sum(s => s.Drafts));
+        return new SpeculationReport(acceptance, plainSeconds / speculativeSeconds, identical, prompts.Count);
     }
 
     private void SaveCheckpoint(DeepSeekCausalLM model, Pretrainer trainer)
@@ -224,6 +256,7 @@ public sealed class PretrainRun
             | greedy accuracy on {EvalProblems} clean held-out problems | {result.EvalAccuracy:P1} |
             | training answers systematically wrong | {_options.Noise:P0} |
             | GEMM input precision | {_options.Precision ?? _spec.Precision.Compute} |
+            | MTP as a draft for greedy decoding ({result.Speculation?.Prompts} prompts) | acceptance {result.Speculation?.AcceptanceRate:P1}, speed-up {result.Speculation?.SpeedUp:F2}×, tokens identical to greedy: {(result.Speculation?.Identical == true ? "yes" : "NO")} |
 
             ![loss](loss.png)
             ![MaxVio](max_vio.png)
