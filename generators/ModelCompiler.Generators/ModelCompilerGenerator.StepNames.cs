@@ -23,6 +23,9 @@ namespace ModelCompiler.Generators
             /// <summary>Plan → {Model}.Module.g.cs (with ModelCompiler.Torch only).</summary>
             public const string EmitModule = "Emit.Module";
 
+            /// <summary>Plan → {Model}.Training.g.cs (with ModelCompiler.Torch only).</summary>
+            public const string EmitTraining = "Emit.Training";
+
             /// <summary>Component attributes on classes without [DeepSeekModel].</summary>
             public const string Orphans = "Orphans";
         }

@@ -62,6 +62,13 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.EmitModule);
             context.RegisterSourceOutput(module, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
+            var training = plans
+                .Combine(hasTorch)
+                .Where(static pair => pair.Right)
+                .Select(static (pair, _) => TrainingEmitter.Emit(pair.Left))
+                .WithTrackingName(StepNames.EmitTraining);
+            context.RegisterSourceOutput(training, static (spc, file) => spc.AddSource(file.HintName, file.Text));
+
             context.RegisterSourceOutput(parsed.Select(static (result, _) => result.Diagnostics), static (spc, diagnostics) =>
             {
                 foreach (var diagnostic in diagnostics) spc.ReportDiagnostic(diagnostic.ToDiagnostic());

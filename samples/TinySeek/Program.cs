@@ -44,7 +44,7 @@ pretrain.SetAction(result =>
         StopAfter = result.GetValue(stopAfter),
         Precision = result.GetValue(precision) switch { "fp32" => NumericFormat.Fp32, "bf16" => NumericFormat.Bf16, "fp8" => NumericFormat.Fp8E4M3, _ => null },
     };
-    var run = new PretrainRun(TinySeek.Spec, options, result.GetValue(output)!, result.GetValue(every));
+    var run = TinySeek.Training.CreateRun(options, result.GetValue(output)!, result.GetValue(every));
     try
     {
         PretrainResult? outcome = null;
