@@ -30,10 +30,11 @@ public static class ModelProgram
                 "plan" => Plan(name, spec, output),
                 "verify" when args.Length >= 2 => Verify(args[1], spec, create, output),
                 "generate" when args.Length >= 2 => GenerateCommand(args[1], Options(args.Skip(2)), spec, create, output),
+                "pretrain" => PretrainCommand(Options(args.Skip(1)), spec, output),
                 _ => Usage(name, error),
             };
         }
-        catch (Exception e) when (e is CheckpointException or HuggingFace.ConfigException or FormatException or ArgumentException)
+        catch (Exception e) when (e is CheckpointException or HuggingFace.ConfigException or FormatException or ArgumentException or IOException or Training.TrainingDivergedException)
         {
             error.WriteLine("error: " + e.Message);
             return 2;
@@ -45,6 +46,7 @@ public static class ModelProgram
         error.WriteLine($"usage: {name} plan");
         error.WriteLine($"       {name} verify <checkpoint-dir>          (config.json, model.safetensors[.index.json], expected.safetensors)");
         error.WriteLine($"       {name} generate <checkpoint-dir> --prompt-ids 1,2,3 [--max-new-tokens 12] [--temperature 0] [--top-p 1] [--seed 0] [--stop 1] [--no-cache] [--bench]");
+        error.WriteLine($"       {name} pretrain --data <file-or-folder> [--tokenizer gpt2|bpe:vocab.json:merges.txt] [--row-length 512] [--steps 1000] [--batch 8] [--lr 3e-4] [--out runs/pretrain] [--resume] [--seed 1]");
         return 2;
     }
 
@@ -129,6 +131,33 @@ public static class ModelProgram
             output.WriteLine($"KV cache allocated: {result.CacheBytesPerToken} bytes per token (FP32: {plan.LatentCacheElementsPerLayer} latent values × {spec.Layers} layers × 4 B; the plan's BF16 figure is {plan.KvCacheBytesPerToken})");
         }
 
+        return 0;
+    }
+
+    /// <summary>Pre-trains the declared model on a user's text (with the declared MTP, balancing and precision).</summary>
+    private static int PretrainCommand(Dictionary<string, string?> options, ModelSpec spec, TextWriter output)
+    {
+        string data = options.GetValueOrDefault("--data") ?? throw new ArgumentException("--data <file-or-folder> is required");
+        var (tokenizer, endOfText) = Training.PackedTextData.CreateTokenizer(options.GetValueOrDefault("--tokenizer") ?? "gpt2");
+        int rowLength = int.Parse(options.GetValueOrDefault("--row-length") ?? "512", CultureInfo.InvariantCulture);
+        var text = new Training.PackedTextData(data, tokenizer, rowLength, spec.VocabularySize, endOfText);
+        output.WriteLine($"{data}: {text.Tokens} tokens, {text.Rows} rows of {rowLength}");
+        var recipe = new Training.PretrainOptions
+        {
+            Steps = int.Parse(options.GetValueOrDefault("--steps") ?? "1000", CultureInfo.InvariantCulture),
+            MicroBatchSize = int.Parse(options.GetValueOrDefault("--batch") ?? "8", CultureInfo.InvariantCulture),
+            LearningRate = double.Parse(options.GetValueOrDefault("--lr") ?? "3e-4", CultureInfo.InvariantCulture),
+            Seed = long.Parse(options.GetValueOrDefault("--seed") ?? "1", CultureInfo.InvariantCulture),
+            RowLength = rowLength,
+        };
+        var run = new Training.PretrainRun(spec, recipe, options.GetValueOrDefault("--out") ?? "runs/pretrain", data: text);
+        void Progress(Training.StepReport step)
+        {
+            if (step.Step % 10 == 0 || step.Step == 1) output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step.Step} loss {step.Loss:F4} mtp {step.MtpLoss:F4} lr {step.LearningRate:E2}"));
+        }
+
+        var result = options.ContainsKey("--resume") ? run.Resume(Progress) : run.Start(Progress);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loss {result.FirstLoss:F4} → {result.FinalLoss:F4}; report: {Path.Combine(run.Directory, "report.md")}"));
         return 0;
     }
 

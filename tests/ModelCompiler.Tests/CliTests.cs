@@ -89,6 +89,12 @@ public sealed class CliTests
 
             var wrong = RunDotnet("run", "--project", project, "-c", "Release", "--no-build", "--", "verify", RepositoryPaths.Combine("tests", "fixtures", "configs"));
             Assert.Equal(2, wrong.Code);
+
+            string text = Path.Combine(root, "corpus.txt");
+            File.WriteAllText(text, "A user's text, tokenised with the gpt2 tokenizer, whose ids do not fit a 1024-token vocabulary.");
+            var pretrain = RunDotnet("run", "--project", project, "-c", "Release", "--no-build", "--", "pretrain", "--data", text, "--steps", "2");
+            Assert.Equal(2, pretrain.Code);
+            Assert.Contains("but the model's vocabulary has 1024 tokens", pretrain.Stderr, StringComparison.Ordinal);
         }
         finally
         {

@@ -42,12 +42,20 @@ public sealed class PretrainRun
     private static readonly JsonSerializerOptions s_json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
     private readonly ModelSpec _spec;
     private readonly PretrainOptions _options;
+    private readonly IPretrainData? _data;
 
     /// <summary>Prepares a run of <paramref name="spec"/> into <paramref name="directory"/>.</summary>
-    public PretrainRun(ModelSpec spec, PretrainOptions options, string directory, int checkpointEvery = 50, int evalProblems = 200)
+    /// <param name="spec">The model.</param>
+    /// <param name="options">The recipe.</param>
+    /// <param name="directory">The run folder.</param>
+    /// <param name="checkpointEvery">Steps between checkpoints.</param>
+    /// <param name="evalProblems">Held-out arithmetic problems evaluated at the end (arithmetic data only).</param>
+    /// <param name="data">The data stream; TinySeek's arithmetic problems when null.</param>
+    public PretrainRun(ModelSpec spec, PretrainOptions options, string directory, int checkpointEvery = 50, int evalProblems = 200, IPretrainData? data = null)
     {
         _spec = spec;
         _options = options;
+        _data = data;
         Directory = directory;
         CheckpointEvery = checkpointEvery;
         EvalProblems = evalProblems;
@@ -77,7 +85,7 @@ public sealed class PretrainRun
         System.IO.Directory.CreateDirectory(Directory);
         File.WriteAllText(MetricsPath, string.Empty);
         using var model = new DeepSeekCausalLM(_spec, includeMtp: true, seed: _options.Seed);
-        using var trainer = new Pretrainer(model, _options);
+        using var trainer = new Pretrainer(model, _options, _data);
         return Train(model, trainer, progress, cancellation);
     }
 
@@ -93,7 +101,7 @@ public sealed class PretrainRun
 
         using var model = new DeepSeekCausalLM(_spec, includeMtp: true);
         checkpoint.LoadInto(model);
-        using var trainer = new Pretrainer(model, _options);
+        using var trainer = new Pretrainer(model, _options, _data);
         try
         {
             trainer.Optimizer.Load(Path.Combine(CheckpointDirectory, "optimizer.safetensors"));
@@ -157,9 +165,11 @@ public sealed class PretrainRun
             }
         }
 
-        var evalProblems = Enumerable.Range(0, EvalProblems).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList();
-        double accuracy = Evaluate(model, evalProblems);
-        var speculation = model.MtpModules.Count > 0 ? MeasureSpeculation(model, evalProblems.Take(50).ToList()) : null;
+        // The arithmetic evaluation applies to the arithmetic corpus only; a user's text gets its losses and charts.
+        bool arithmetic = _data is null or ArithmeticData;
+        var evalProblems = Enumerable.Range(0, arithmetic ? EvalProblems : 0).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList();
+        double accuracy = arithmetic ? Evaluate(model, evalProblems) : double.NaN;
+        var speculation = arithmetic && model.MtpModules.Count > 0 ? MeasureSpeculation(model, evalProblems.Take(50).ToList()) : null;
         var result = new PretrainResult(trainer.Step, firstLoss ?? double.NaN, last?.Loss ?? double.NaN, accuracy, last?.MaxViolation ?? double.NaN, Directory, speculation);
         WriteReport(result);
         return result;
@@ -245,26 +255,28 @@ public sealed class PretrainRun
 
     private void WriteReport(PretrainResult result)
     {
-        string text = string.Create(CultureInfo.InvariantCulture, $"""
-            # Pre-training report
+        var rows = new List<string>
+        {
+            $"| steps | {result.Steps} |",
+            string.Create(CultureInfo.InvariantCulture, $"| loss, first step of this run → last | {result.FirstLoss:F4} → {result.FinalLoss:F4} ({result.FinalLoss / result.FirstLoss:P0} of the start) |"),
+            string.Create(CultureInfo.InvariantCulture, $"| MaxVio, last step | {result.MaxViolation:F3} |"),
+            $"| GEMM input precision | {_options.Precision ?? _spec.Precision.Compute} |",
+        };
+        if (!double.IsNaN(result.EvalAccuracy))
+        {
+            rows.Add(string.Create(CultureInfo.InvariantCulture, $"| greedy accuracy on {EvalProblems} clean held-out problems | {result.EvalAccuracy:P1} |"));
+            rows.Add(string.Create(CultureInfo.InvariantCulture, $"| training answers systematically wrong | {_options.Noise:P0} |"));
+        }
 
-            | | |
-            |---|---|
-            | steps | {result.Steps} |
-            | loss, first step of this run → last | {result.FirstLoss:F4} → {result.FinalLoss:F4} ({result.FinalLoss / result.FirstLoss:P0} of the start) |
-            | MaxVio, last step | {result.MaxViolation:F3} |
-            | greedy accuracy on {EvalProblems} clean held-out problems | {result.EvalAccuracy:P1} |
-            | training answers systematically wrong | {_options.Noise:P0} |
-            | GEMM input precision | {_options.Precision ?? _spec.Precision.Compute} |
-            | MTP as a draft for greedy decoding ({result.Speculation?.Prompts} prompts) | acceptance {result.Speculation?.AcceptanceRate:P1}, speed-up {result.Speculation?.SpeedUp:F2}×, tokens identical to greedy: {(result.Speculation?.Identical == true ? "yes" : "NO")} |
+        if (result.Speculation is { } s)
+        {
+            rows.Add(string.Create(CultureInfo.InvariantCulture,
+                $"| MTP as a draft for greedy decoding ({s.Prompts} prompts) | acceptance {s.AcceptanceRate:P1}, speed-up {s.SpeedUp:F2}×, tokens identical to greedy: {(s.Identical ? "yes" : "NO")} |"));
+        }
 
-            ![loss](loss.png)
-            ![MaxVio](max_vio.png)
-            ![learning rate](lr.png)
-
-            Metrics per step: metrics.jsonl. Checkpoint: checkpoint/ (Hugging Face names, loadable by Checkpoint.Open).
-
-            """);
+        string text = "# Pre-training report\n\n| | |\n|---|---|\n" + string.Join("\n", rows) + "\n\n"
+            + "![loss](loss.png)\n![MaxVio](max_vio.png)\n![learning rate](lr.png)\n\n"
+            + "Metrics per step: metrics.jsonl. Checkpoint: checkpoint/ (Hugging Face names, loadable by Checkpoint.Open).\n";
         Charts.Draw(MetricsPath, Directory,
         [
             ("loss.png", "Loss", ["loss", "mtp_loss"]),

@@ -111,11 +111,17 @@ public sealed class Pretrainer : IDisposable
     private readonly double _gamma;
     private readonly bool _balance;
 
+    private readonly IPretrainData _data;
+
     /// <summary>Creates the trainer; <paramref name="model"/> must be built with its MTP modules when it declares MTP.</summary>
-    public Pretrainer(DeepSeekCausalLM model, PretrainOptions options)
+    /// <param name="model">The model.</param>
+    /// <param name="options">The recipe.</param>
+    /// <param name="data">The data stream; TinySeek's arithmetic problems (seed and noise from <paramref name="options"/>) when null.</param>
+    public Pretrainer(DeepSeekCausalLM model, PretrainOptions options, IPretrainData? data = null)
     {
         _model = model;
         _options = options;
+        _data = data ?? new ArithmeticData(options.Seed, options.Noise, options.RowLength);
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
@@ -272,12 +278,12 @@ public sealed class Pretrainer : IDisposable
         return total;
     }
 
-    /// <summary>Draws the next <paramref name="count"/> problems and lays them out as padded rows with an answer mask.</summary>
+    /// <summary>The next <paramref name="count"/> rows of the data stream, with their target mask.</summary>
     public (Tensor Tokens, Tensor AnswerMask) NextBatch(int count)
     {
-        var problems = Enumerable.Range(0, count).Select(i => ArithmeticTasks.Draw(_options.Seed, DataPosition + i, _options.Noise)).ToList();
+        var batch = _data.Batch(DataPosition, count);
         DataPosition += count;
-        return Layout(problems, _options.RowLength);
+        return batch;
     }
 
     /// <summary>Token rows [count, length] (padded) and a mask of answer and end positions.</summary>
