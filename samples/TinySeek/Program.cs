@@ -3,6 +3,7 @@ using System.Globalization;
 using ModelCompiler;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;
+using ModelCompiler.Torch.Rl;
 using ModelCompiler.Torch.Training;
 using Samples.TinySeek;
 using Spectre.Console;
@@ -79,5 +80,48 @@ pretrain.SetAction(result =>
     }
 });
 root.Subcommands.Add(pretrain);
+
+var from = new Option<string>("--from") { Description = "A pre-training run folder (its checkpoint/ is the starting policy).", Required = true };
+var grpoSteps = new Option<int>("--steps") { Description = "GRPO steps.", DefaultValueFactory = _ => new GrpoOptions().Steps };
+var grpoOut = new Option<string>("--out") { Description = "Run folder.", DefaultValueFactory = _ => "runs/grpo" };
+var preset = new Option<string?>("--preset") { Description = "deepseekmath, r1, dapo or dr_grpo (default: the declared [Grpo])." };
+var grpoSeed = new Option<long>("--seed") { Description = "Seed of prompts and sampling.", DefaultValueFactory = _ => 1 };
+var grpo = new Command("grpo", "Reinforcement learning with verifiable rewards (GRPO) from a pre-trained TinySeek.") { from, grpoSteps, grpoOut, preset, grpoSeed };
+grpo.SetAction(result =>
+{
+    try
+    {
+        var declared = TinySeek.Spec.Grpo!;
+        var settings = result.GetValue(preset) is { } name ? GrpoRun.Preset(declared, name) : declared;
+        var options = new GrpoOptions { Steps = result.GetValue(grpoSteps), Seed = result.GetValue(grpoSeed) };
+        var run = new GrpoRun(TinySeek.Spec, settings, options, result.GetValue(grpoOut)!);
+        void Evaluated(GrpoEvaluation e, int step) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"step {step,3}: greedy accuracy {e.GreedyAccuracy:P1}, sampled {e.SampledAccuracy:P1}, pass@{settings.GroupSize} {e.PassAtG:P1}"));
+        void Progress(GrpoStepReport r)
+        {
+            foreach (string warning in r.Warnings) Console.Error.WriteLine($"warning (step {r.Step}): {warning}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"step {r.Step,3}: reward {r.RewardMean:F3} ± {r.RewardStd:F3}, zero-spread groups {r.FracRewardZeroStd:P0}, entropy {r.Entropy:F3}, KL {r.KlMean:F4}, clip {r.ClipRatioLow + r.ClipRatioHigh:P1}"));
+        }
+
+        var outcome = run.Run(Path.Combine(result.GetValue(from)!, "checkpoint"), Progress, Evaluated);
+        if (outcome.NoSignal is { } why)
+        {
+            Console.Error.WriteLine("error: " + why);
+            return 1;
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"held-out greedy accuracy {outcome.Before.GreedyAccuracy:P1} → {outcome.After.GreedyAccuracy:P1} in {outcome.Steps} GRPO steps"));
+        Console.WriteLine($"report: {Path.Combine(run.Directory, "report.md")}");
+        return 0;
+    }
+    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    {
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
+});
+root.Subcommands.Add(grpo);
 root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();
