@@ -54,7 +54,10 @@ demo() {
     done
     local run="runs/demo-$(date +%Y%m%d-%H%M%S)"
     log "TinySeek: pre-training on noisy arithmetic (MTP, auxiliary-loss-free balancing) into $run"
-    dotnet run --project samples/TinySeek/TinySeek.csproj -c Release --no-build -- pretrain --out "$run"
+    dotnet run --project samples/TinySeek/TinySeek.csproj -c Release --no-build -- pretrain --out "$run/pretrain"
+    log "TinySeek: GRPO with verifiable rewards from the pre-trained model into $run/grpo"
+    dotnet run --project samples/TinySeek/TinySeek.csproj -c Release --no-build -- grpo --from "$run/pretrain" --out "$run/grpo"
+    echo "reports: $run/pretrain/report.md, $run/grpo/report.md"
 }
 
 test() {

@@ -2,7 +2,7 @@ namespace ModelCompiler.Torch.Training;
 
 /// <summary>
 /// TinySeek's corpus, generated in code and checkable by rule: digit sorting (<c>50381&gt;01358;</c>) and addition
-/// (<c>412+39=451;</c>) in a 15-symbol character vocabulary. A configurable share of answers is systematically wrong — the
+/// (<c>42+39=81;</c>, two-digit operands) in a 15-symbol character vocabulary. A configurable share of answers is systematically wrong — the
 /// last two answer digits swapped (or, if equal, the last one incremented) — like noisy web data: imitation learns a flawed
 /// model that reinforcement learning with a verifiable reward can then correct.
 /// </summary>
@@ -43,7 +43,7 @@ public static class ArithmeticTasks
         }
         else
         {
-            int a = random.Next(1000), b = random.Next(1000);
+            int a = random.Next(100), b = random.Next(100);
             problem = new Problem($"{a}+{b}=", (a + b).ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
 
