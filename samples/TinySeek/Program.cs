@@ -86,14 +86,16 @@ var grpoSteps = new Option<int>("--steps") { Description = "GRPO steps.", Defaul
 var grpoOut = new Option<string>("--out") { Description = "Run folder.", DefaultValueFactory = _ => "runs/grpo" };
 var preset = new Option<string?>("--preset") { Description = "deepseekmath, r1, dapo or dr_grpo (default: the declared [Grpo])." };
 var grpoSeed = new Option<long>("--seed") { Description = "Seed of prompts and sampling.", DefaultValueFactory = _ => 1 };
-var grpo = new Command("grpo", "Reinforcement learning with verifiable rewards (GRPO) from a pre-trained TinySeek.") { from, grpoSteps, grpoOut, preset, grpoSeed };
+var prompts = new Option<int>("--prompts") { Description = "Prompts per step (each sampled G times).", DefaultValueFactory = _ => new GrpoOptions().PromptsPerStep };
+var grpoLr = new Option<double>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => new GrpoOptions().LearningRate };
+var grpo = new Command("grpo", "Reinforcement learning with verifiable rewards (GRPO) from a pre-trained TinySeek.") { from, grpoSteps, grpoOut, preset, grpoSeed, prompts, grpoLr };
 grpo.SetAction(result =>
 {
     try
     {
         var declared = TinySeek.Spec.Grpo!;
         var settings = result.GetValue(preset) is { } name ? GrpoRun.Preset(declared, name) : declared;
-        var options = new GrpoOptions { Steps = result.GetValue(grpoSteps), Seed = result.GetValue(grpoSeed) };
+        var options = new GrpoOptions { Steps = result.GetValue(grpoSteps), Seed = result.GetValue(grpoSeed), PromptsPerStep = result.GetValue(prompts), LearningRate = result.GetValue(grpoLr) };
         var run = new GrpoRun(TinySeek.Spec, settings, options, result.GetValue(grpoOut)!);
         void Evaluated(GrpoEvaluation e, int step) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"step {step,3}: greedy accuracy {e.GreedyAccuracy:P1}, sampled {e.SampledAccuracy:P1}, pass@{settings.GroupSize} {e.PassAtG:P1}"));

@@ -35,7 +35,7 @@ public sealed class PretrainerTests
     }
 
     [Fact]
-    public void Eight_by_one_and_four_by_two_give_the_same_update()
+    public void Eight_by_one_and_four_by_two_give_the_same_gradient()
     {
         using var scope = NewDisposeScope();
         var problems = Enumerable.Range(0, 8).Select(i => ArithmeticTasks.Draw(7, i, 0.5)).ToList();
@@ -50,10 +50,19 @@ public sealed class PretrainerTests
         Assert.Equal(reportA.Tokens, reportB.Tokens);
         Assert.Equal(reportA.Loss, reportB.Loss, 5);
         Assert.Equal(reportA.GradientNorm, reportB.GradientNorm, 4);
-        var stateB = b.state_dict();
-        foreach (var (name, tensor) in a.state_dict())
+        // The accumulated (clipped) gradients are the update's input; compare them rather than the parameters after AdamW,
+        // whose first step divides by √v and so turns float-rounding differences of near-zero gradients into ±lr.
+        var gradientsB = b.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad);
+        foreach (var (name, parameter) in a.named_parameters())
         {
-            Assert.True((tensor - stateB[name]).abs().max().item<float>() < 1e-6, $"{name} differs");
+            if (parameter.grad is null)
+            {
+                Assert.Null(gradientsB[name]);
+                continue;
+            }
+
+            double gap = (parameter.grad - gradientsB[name]!).abs().max().item<float>();
+            Assert.True(gap <= 1e-6 + (1e-4 * parameter.grad.abs().max().item<float>()), $"{name}: gradients differ by {gap:E2}");
         }
     }
 

@@ -15,10 +15,10 @@ public sealed record GrpoOptions
     public int Steps { get; init; } = 40;
 
     /// <summary>Prompts per step P (the batch is P × G completions).</summary>
-    public int PromptsPerStep { get; init; } = 16;
+    public int PromptsPerStep { get; init; } = 32;
 
     /// <summary>Learning rate (constant).</summary>
-    public double LearningRate { get; init; } = 3e-4;
+    public double LearningRate { get; init; } = 1e-4;
 
     /// <summary>Sampling temperature, also used for the log-probs.</summary>
     public double Temperature { get; init; } = 1.0;

@@ -10,7 +10,7 @@ namespace ModelCompiler.Torch.Training;
 public sealed record PretrainOptions
 {
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 500;
+    public int Steps { get; init; } = 2000;
 
     /// <summary>Stop this invocation after this step (a checkpoint is written there), to be resumed later; null runs to <see cref="Steps"/>.
     /// The learning-rate schedule always spans <see cref="Steps"/>, so stopping and resuming changes nothing.</summary>
