@@ -11,12 +11,7 @@ namespace ModelCompiler.Torch.Tests;
 /// <summary>The GRPO loop's behaviour on a tiny model (grpo-reference §5.3's checks).</summary>
 public sealed class GrpoTrainerTests
 {
-    private static readonly ModelSpec Tiny = new()
-    {
-        VocabularySize = ArithmeticTasks.VocabularySize, HiddenSize = 32, Layers = 2, DenseLayers = 1, DenseIntermediateSize = 64, SequenceLength = 16,
-        Attention = new AttentionSpec(2, 32, 16, 8, 4, 8),
-        Moe = new MoeSpec(8, 2, 16, 1, ExpertScoring.Sigmoid, 2, 1, 1.0, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0),
-    };
+    private static readonly ModelSpec Tiny = TestModels.Tiny(mtp: false);
 
     private static readonly GrpoOptions Options = new() { Steps = 10, PromptsPerStep = 8, LearningRate = 1e-2, MaxCompletionLength = 4, EvalProblems = 20 };
 

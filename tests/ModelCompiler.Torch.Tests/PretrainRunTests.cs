@@ -8,13 +8,7 @@ namespace ModelCompiler.Torch.Tests;
 /// <summary>Runs on disk: resume is bit-exact, a non-finite loss stops cleanly, a corrupted checkpoint is refused.</summary>
 public sealed class PretrainRunTests : IDisposable
 {
-    private static readonly ModelSpec Tiny = new()
-    {
-        VocabularySize = ArithmeticTasks.VocabularySize, HiddenSize = 32, Layers = 2, DenseLayers = 1, DenseIntermediateSize = 64, SequenceLength = 16,
-        Attention = new AttentionSpec(2, 32, 16, 8, 4, 8),
-        Moe = new MoeSpec(8, 2, 16, 1, ExpertScoring.Sigmoid, 2, 1, 1.0, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0),
-        Mtp = new MtpSpec(1, 0.3),
-    };
+    private static readonly ModelSpec Tiny = TestModels.Tiny(mtp: true);
 
     private static readonly PretrainOptions Options = new() { Steps = 8, MicroBatchSize = 16, WarmupSteps = 2, LearningRate = 1e-2, Seed = 11 };
 

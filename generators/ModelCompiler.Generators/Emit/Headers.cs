@@ -18,6 +18,20 @@ namespace ModelCompiler.Generators.Emit
             w.WriteLine();
         }
 
+        /// <summary>A file that adds to the model class: header, namespace, containing types, <c>partial class</c>, then <paramref name="body"/>.</summary>
+        public static string ModelClassFile(HierarchySpec h, Action<IndentedWriter> body)
+        {
+            var w = new IndentedWriter();
+            Write(w, h);
+            using (OpenHierarchy(w, h))
+            using (w.WriteBlock("partial class " + h.Name))
+            {
+                body(w);
+            }
+
+            return w.ToString();
+        }
+
         /// <summary>Opens the namespace and every containing type; dispose to close them.</summary>
         public static IDisposable OpenHierarchy(IndentedWriter w, HierarchySpec h)
         {

@@ -15,12 +15,9 @@ namespace ModelCompiler.Generators.Emit
     {
         public static GeneratedFile Emit(ModelGeneration g)
         {
-            var w = new IndentedWriter();
             var h = g.Hierarchy;
             var s = g.Spec;
-            Headers.Write(w, h);
-            using (Headers.OpenHierarchy(w, h))
-            using (w.WriteBlock("partial class " + h.Name))
+            string text = Headers.ModelClassFile(h, w =>
             {
                 w.WriteLine($"/// <summary>{Xml.Escape(h.Name)} as a TorchSharp module: {s.Layers} decoder blocks ({s.DenseLayerCount} dense, {s.MoeLayers} MoE) of Multi-Head Latent Attention, composed from ModelCompiler.Torch's layers.</summary>");
                 w.WriteLine("/// <remarks>");
@@ -60,9 +57,9 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteSummary("Runs `plan`, `verify <checkpoint-dir>` or `generate <checkpoint-dir> --prompt-ids 1,2,3` (see ModelCompiler.Torch.ModelProgram); returns the exit code.");
                     w.WriteLine($"public static int RunCommands(string[] args) => global::ModelCompiler.Torch.ModelProgram.Run(args, \"{h.Name}\", {h.GlobalName}.Spec, () => new Module());");
                 }
-            }
+            });
 
-            return new GeneratedFile(h.FilenameHint + ".Module.g.cs", w.ToString());
+            return new GeneratedFile(h.FilenameHint + ".Module.g.cs", text);
         }
 
         /// <summary>The state dict by name pattern: {a..b} ranges over layers or experts.</summary>

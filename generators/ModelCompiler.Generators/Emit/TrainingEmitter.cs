@@ -14,12 +14,9 @@ namespace ModelCompiler.Generators.Emit
     {
         public static GeneratedFile Emit(ModelGeneration g)
         {
-            var w = new IndentedWriter();
             var h = g.Hierarchy;
             var s = g.Spec;
-            Headers.Write(w, h);
-            using (Headers.OpenHierarchy(w, h))
-            using (w.WriteBlock("partial class " + h.Name))
+            string text = Headers.ModelClassFile(h, w =>
             {
                 w.WriteLine($"/// <summary>The pre-training recipe of {Xml.Escape(h.Name)}, as declared.</summary>");
                 w.WriteLine("/// <remarks>");
@@ -43,9 +40,9 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"public static global::ModelCompiler.Torch.Training.PretrainRun CreateRun(global::ModelCompiler.Torch.Training.PretrainOptions options, string directory, int checkpointEvery = 50) =>");
                     w.WriteLine($"    new global::ModelCompiler.Torch.Training.PretrainRun({h.GlobalName}.Spec, options, directory, checkpointEvery);");
                 }
-            }
+            });
 
-            return new GeneratedFile(h.FilenameHint + ".Training.g.cs", w.ToString());
+            return new GeneratedFile(h.FilenameHint + ".Training.g.cs", text);
         }
 
         private static System.Collections.Generic.IEnumerable<string> Recipe(ModelSpec s)
