@@ -125,5 +125,29 @@ grpo.SetAction(result =>
     }
 });
 root.Subcommands.Add(grpo);
+
+var r1From = new Option<string>("--from") { Description = "A pre-training run folder.", Required = true };
+var rounds = new Option<int>("--rounds") { Description = "Rounds of rejection sampling + SFT, then GRPO.", DefaultValueFactory = _ => 2 };
+var rlSteps = new Option<int>("--rl-steps") { Description = "GRPO steps per round.", DefaultValueFactory = _ => 20 };
+var r1Out = new Option<string>("--out") { Description = "Run folder.", DefaultValueFactory = _ => "runs/r1" };
+var r1 = new Command("r1", "DeepSeek-R1's alternation: rejection sampling and SFT on the correct samples, then GRPO, for several rounds.") { r1From, rounds, rlSteps, r1Out };
+r1.SetAction(result =>
+{
+    try
+    {
+        var recipe = new IterativeRecipe(TinySeek.Spec, TinySeek.Spec.Grpo!, new GrpoOptions { Steps = result.GetValue(rlSteps) });
+        recipe.Run(Path.Combine(result.GetValue(r1From)!, "checkpoint"), result.GetValue(r1Out)!, result.GetValue(rounds), progress: phase =>
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"round {phase.Round}, {phase.Phase}: greedy {phase.Evaluation.GreedyAccuracy:P1}, sampled {phase.Evaluation.SampledAccuracy:P1}, pass@G {phase.Evaluation.PassAtG:P1} ({phase.Detail})")));
+        Console.WriteLine($"report: {Path.Combine(result.GetValue(r1Out)!, "report.md")}");
+        return 0;
+    }
+    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    {
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
+});
+root.Subcommands.Add(r1);
 root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();
