@@ -87,15 +87,15 @@ public sealed class GrpoTrainer : IDisposable
     /// <summary>One step: sample, score, compute advantages, μ updates.</summary>
     public GrpoStepReport TrainStep()
     {
-        int groupSize = _spec.GroupSize, prompts = _options.PromptsPerStep;
-        var problems = Enumerable.Range(0, prompts).Select(i => ArithmeticTasks.Draw(_options.Seed, ((long)Step * prompts) + i, 0)).ToList();
+        int groupSize = _spec.GroupSize, promptCount = _options.PromptsPerStep;
+        var problems = Enumerable.Range(0, promptCount).Select(i => ArithmeticTasks.Draw(_options.Seed, ((long)Step * promptCount) + i, 0)).ToList();
         var rows = problems.SelectMany((p, i) => Enumerable.Repeat((Problem: p, Group: i), groupSize)).ToList();
 
         // Rollout with the current weights.
         var clock = Stopwatch.StartNew();
         _policy.eval();
-        var prompts_ = rows.Select(r => (IReadOnlyList<long>)ArithmeticTasks.Encode(r.Problem.Prompt)).ToList();
-        var completions = Generation.Generate(_policy, prompts_, _options.MaxCompletionLength, new SamplingOptions(_options.Temperature, 1, StepSeed(Step)), [ArithmeticTasks.End]).Tokens;
+        var prompts = rows.Select(r => (IReadOnlyList<long>)ArithmeticTasks.Encode(r.Problem.Prompt)).ToList();
+        var completions = Generation.Generate(_policy, prompts, _options.MaxCompletionLength, new SamplingOptions(_options.Temperature, 1, StepSeed(Step)), [ArithmeticTasks.End]).Tokens;
         double generationSeconds = clock.Elapsed.TotalSeconds;
 
         // Rewards: weighted sum; a function that throws is reported and scores 0.
@@ -123,8 +123,8 @@ public sealed class GrpoTrainer : IDisposable
         }
 
         var advantages = GrpoLoss.Advantages(rewards, rows.Select(r => r.Group).ToList(), groupSize, _spec.RewardScaling).Select(a => a * _options.AdvantageSign).ToArray();
-        int zeroGroups = Enumerable.Range(0, prompts).Count(g => rewards.Skip(g * groupSize).Take(groupSize).Distinct().Count() == 1);
-        _zeroSpreadStreak = zeroGroups == prompts ? _zeroSpreadStreak + 1 : 0;
+        int zeroGroups = Enumerable.Range(0, promptCount).Count(g => rewards.Skip(g * groupSize).Take(groupSize).Distinct().Count() == 1);
+        _zeroSpreadStreak = zeroGroups == promptCount ? _zeroSpreadStreak + 1 : 0;
         if (_zeroSpreadStreak >= 5) warnings.Add($"every group has had zero reward spread for {_zeroSpreadStreak} steps: no learning signal");
         bool[] terminated = completions.Select(c => c.Count > 0 && c[^1] == ArithmeticTasks.End).ToArray();
         double clippedRatio = 1 - ((double)terminated.Count(t => t) / rows.Count);
@@ -133,7 +133,7 @@ public sealed class GrpoTrainer : IDisposable
         // Train: μ passes over the rollout.
         clock.Restart();
         using var scope = NewDisposeScope();
-        var (tokens, mask) = Layout(prompts_, completions);
+        var (tokens, mask) = Layout(prompts, completions);
         long completionTokens = mask.sum().item<long>();
         Tensor oldLogProbs, referenceLogProbs;
         using (no_grad())
@@ -161,7 +161,7 @@ public sealed class GrpoTrainer : IDisposable
         Step++;
         var lengths = completions.Select(c => (double)c.Count).ToList();
         var terminatedLengths = completions.Where((c, i) => terminated[i]).Select(c => (double)c.Count).ToList();
-        return new GrpoStepReport(Step, rewards.Average(), StdDev(rewards), perFunction.ToDictionary(p => p.Key, p => p.Value.Average()), (double)zeroGroups / prompts,
+        return new GrpoStepReport(Step, rewards.Average(), StdDev(rewards), perFunction.ToDictionary(p => p.Key, p => p.Value.Average()), (double)zeroGroups / promptCount,
             last!.KlMean, last.KlMax, last.ClipLow, last.ClipHigh, entropy,
             lengths.Average(), terminatedLengths.Count == 0 ? 0 : terminatedLengths.Average(), clippedRatio, generationSeconds, clock.Elapsed.TotalSeconds, norm, warnings);
     }
