@@ -72,6 +72,11 @@ public sealed class GrpoRun
         var after = before;
         using (var metrics = new StreamWriter(metricsPath))
         {
+            // Step 0: the starting model, so that the charts begin where RL begins.
+            metrics.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["step"] = 0, ["eval_accuracy"] = before.GreedyAccuracy, ["eval_sampled_accuracy"] = before.SampledAccuracy, ["eval_pass_at_g"] = before.PassAtG,
+            }));
             while (trainer.Step < _options.Steps)
             {
                 var report = trainer.TrainStep();
