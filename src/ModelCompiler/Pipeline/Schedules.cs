@@ -1,0 +1,234 @@
+using System;
+using System.Collections.Generic;
+
+namespace ModelCompiler.Pipeline
+{
+    /// <summary>What a pipeline op does.</summary>
+    public enum OpKind
+    {
+        /// <summary>Forward of one micro-batch through the rank's stage of a phase.</summary>
+        Forward,
+
+        /// <summary>Full backward (input and weight gradients) of one micro-batch.</summary>
+        Backward,
+
+        /// <summary>Input-gradient-only backward (zero bubble): its weight gradient is queued for a later <see cref="Weight"/>.</summary>
+        BackwardInput,
+
+        /// <summary>Runs the oldest queued weight-gradient computation.</summary>
+        Weight,
+
+        /// <summary>A forward of one phase overlapped with a full backward of the other (DualPipe's F&amp;B).</summary>
+        ForwardBackward,
+    }
+
+    /// <summary>One entry of a rank's static op table. Micro-batch ids are implicit: the k-th forward of a phase on a rank is micro-batch k.</summary>
+    /// <param name="Kind">The op.</param>
+    /// <param name="Phase">The phase (pipe direction) of the forward or backward; for <see cref="OpKind.ForwardBackward"/>, the forward's.</param>
+    /// <param name="BackwardPhase">For <see cref="OpKind.ForwardBackward"/>, the backward's phase; −1 otherwise.</param>
+    public readonly record struct PipelineOp(OpKind Kind, int Phase, int BackwardPhase = -1)
+    {
+        /// <inheritdoc/>
+        public override string ToString() => Kind switch
+        {
+            OpKind.Forward => $"F{Phase}",
+            OpKind.Backward => $"B{Phase}",
+            OpKind.BackwardInput => $"b{Phase}",
+            OpKind.Weight => "W",
+            _ => $"F{Phase}B{BackwardPhase}",
+        };
+    }
+
+    /// <summary>
+    /// A pipeline schedule as data: per rank, its ordered ops, and where each (phase, stage position) lives. Phase 0 runs stage
+    /// positions 0 … P−1 downwards; DualPipe's phase 1 runs them upwards on mirrored ranks.
+    /// </summary>
+    public sealed class ScheduleTable
+    {
+        internal ScheduleTable(PipelineSchedule kind, int stages, int ranks, int microBatches, int phases, IReadOnlyList<IReadOnlyList<PipelineOp>> ops, Func<int, int, int> rankOf)
+        {
+            Kind = kind;
+            Stages = stages;
+            Ranks = ranks;
+            MicroBatches = microBatches;
+            Phases = phases;
+            Ops = ops;
+            _rankOf = rankOf;
+        }
+
+        private readonly Func<int, int, int> _rankOf;
+
+        /// <summary>The schedule.</summary>
+        public PipelineSchedule Kind { get; }
+
+        /// <summary>Stage positions per phase.</summary>
+        public int Stages { get; }
+
+        /// <summary>Ranks.</summary>
+        public int Ranks { get; }
+
+        /// <summary>Micro-batches in the step (over all phases).</summary>
+        public int MicroBatches { get; }
+
+        /// <summary>Phases (pipe directions): 1, or 2 for DualPipe.</summary>
+        public int Phases { get; }
+
+        /// <summary>Each rank's ops in order.</summary>
+        public IReadOnlyList<IReadOnlyList<PipelineOp>> Ops { get; }
+
+        /// <summary>Micro-batches that flow through each phase.</summary>
+        public int MicroBatchesPerPhase => MicroBatches / Phases;
+
+        /// <summary>The rank that runs stage position <paramref name="position"/> of <paramref name="phase"/>.</summary>
+        public int RankOf(int phase, int position) => _rankOf(phase, position);
+
+        /// <summary>The stage position that rank <paramref name="rank"/> runs in <paramref name="phase"/>.</summary>
+        public int PositionOf(int phase, int rank)
+        {
+            for (int position = 0; position < Stages; position++)
+            {
+                if (RankOf(phase, position) == rank) return position;
+            }
+
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} runs no stage of phase {phase}");
+        }
+    }
+
+    /// <summary>Builds the static op tables of 1F1B, ZB-H1 and DualPipe (distributed-notes §3).</summary>
+    public static class Schedules
+    {
+        /// <summary>The table of <paramref name="kind"/> for <paramref name="stages"/> stages and <paramref name="microBatches"/> micro-batches.</summary>
+        /// <exception cref="ArgumentException">A combination the schedule cannot run (the messages match the MC6xxx diagnostics).</exception>
+        public static ScheduleTable Build(PipelineSchedule kind, int stages, int microBatches)
+        {
+            if (stages < 1) throw new ArgumentException($"stages = {stages}: at least 1 is needed", nameof(stages));
+            if (microBatches < 1) throw new ArgumentException($"micro-batches = {microBatches}: at least 1 is needed", nameof(microBatches));
+            return kind switch
+            {
+                PipelineSchedule.OneFOneB => OneFOneB(stages, microBatches, zeroBubble: false),
+                PipelineSchedule.ZeroBubbleH1 => OneFOneB(stages, microBatches, zeroBubble: true),
+                PipelineSchedule.DualPipe => DualPipe(stages, microBatches),
+                _ => throw new NotSupportedException($"{kind} tables are not built yet"),
+            };
+        }
+
+        /// <summary>
+        /// 1F1B: min(P−r−1, M) warm-up forwards, then forward/backward pairs, then the cool-down backwards. ZB-H1 splits each
+        /// backward into its input part and a weight op: in the steady state rank r defers the weight ops of its first r
+        /// iterations to the very end; every cool-down backward is followed by its weight op.
+        /// </summary>
+        private static ScheduleTable OneFOneB(int stages, int microBatches, bool zeroBubble)
+        {
+            var ops = new List<IReadOnlyList<PipelineOp>>();
+            for (int rank = 0; rank < stages; rank++)
+            {
+                var list = new List<PipelineOp>();
+                int warmup = Math.Min(stages - rank - 1, microBatches);
+                for (int i = 0; i < warmup; i++) list.Add(new PipelineOp(OpKind.Forward, 0));
+                int deferred = 0;
+                for (int i = 0; i < microBatches - warmup; i++)
+                {
+                    list.Add(new PipelineOp(OpKind.Forward, 0));
+                    if (!zeroBubble)
+                    {
+                        list.Add(new PipelineOp(OpKind.Backward, 0));
+                        continue;
+                    }
+
+                    list.Add(new PipelineOp(OpKind.BackwardInput, 0));
+                    if (i < rank) deferred++;
+                    else list.Add(new PipelineOp(OpKind.Weight, 0));
+                }
+
+                for (int i = 0; i < warmup; i++)
+                {
+                    list.Add(new PipelineOp(zeroBubble ? OpKind.BackwardInput : OpKind.Backward, 0));
+                    if (zeroBubble) list.Add(new PipelineOp(OpKind.Weight, 0));
+                }
+
+                for (int i = 0; i < deferred; i++) list.Add(new PipelineOp(OpKind.Weight, 0));
+                ops.Add(list);
+            }
+
+            return new ScheduleTable(zeroBubble ? PipelineSchedule.ZeroBubbleH1 : PipelineSchedule.OneFOneB, stages, stages, microBatches, 1, ops, (phase, position) => position);
+        }
+
+        /// <summary>
+        /// DualPipe (deepseek-ai/DualPipe's eight-step program): P ranks, rank r runs stage r of phase 0 (downwards) and stage
+        /// P−1−r of phase 1 (upwards); half the micro-batches flow each way. Local phase 0 is the rank's own direction (phase 0
+        /// on the first half of the ranks, phase 1 on the second).
+        /// </summary>
+        private static ScheduleTable DualPipe(int ranks, int chunks)
+        {
+            if (ranks % 2 != 0) throw new ArgumentException($"DualPipe needs an even number of stages, not {ranks}", nameof(ranks));
+            if (chunks % 2 != 0 || chunks < 2 * ranks) throw new ArgumentException($"DualPipe needs an even number of micro-batches of at least 2 × {ranks}, not {chunks}", nameof(chunks));
+            int halfRanks = ranks / 2, halfChunks = chunks / 2;
+            var ops = new List<IReadOnlyList<PipelineOp>>();
+            for (int rank = 0; rank < ranks; rank++)
+            {
+                int half = Math.Min(rank, ranks - 1 - rank), flip = rank >= halfRanks ? 1 : 0;
+                bool middle = rank == halfRanks - 1 || rank == halfRanks;
+                var list = new List<PipelineOp>();
+                PipelineOp F(int local) => new(OpKind.Forward, local ^ flip);
+                PipelineOp B(int local, bool zb = false) => new(zb ? OpKind.BackwardInput : OpKind.Backward, local ^ flip);
+                PipelineOp FB(int forward, int backward) => new(OpKind.ForwardBackward, forward ^ flip, backward ^ flip);
+                var W = new PipelineOp(OpKind.Weight, 0);
+
+                for (int i = 0; i < (halfRanks - half - 1) * 2; i++) list.Add(F(0));                  // 1: nF0
+                for (int i = 0; i < half + 1; i++)                                                       // 2: nF0F1
+                {
+                    list.Add(F(0));
+                    list.Add(F(1));
+                }
+
+                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 3: nB1W1F1 (zero bubble)
+                {
+                    list.Add(B(1, zb: true));
+                    list.Add(W);
+                    list.Add(F(1));
+                }
+
+                for (int i = 0; i < halfChunks - ranks + half + 1; i++)                                  // 4: nF0B1F1B0 (main)
+                {
+                    if (i == 0 && middle)
+                    {
+                        list.Add(F(0));                                                                  // not overlapped on the middle ranks
+                        list.Add(B(1));
+                    }
+                    else
+                    {
+                        list.Add(FB(0, 1));
+                    }
+
+                    list.Add(FB(1, 0));
+                }
+
+                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 5: nB1F1B0
+                {
+                    list.Add(B(1));
+                    list.Add(FB(1, 0));
+                }
+
+                bool zeroBubble = false;                                                                 // 6: nB1B0, second half zero bubble
+                for (int i = 0; i < half + 1; i++)
+                {
+                    if (i == (half + 1) / 2 && half % 2 == 1) zeroBubble = true;
+                    list.Add(B(1, zeroBubble));
+                    if (i == (half + 1) / 2 && half % 2 == 0) zeroBubble = true;
+                    list.Add(B(0, zeroBubble));
+                }
+
+                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 7: nWB0 (zero bubble)
+                {
+                    list.Add(W);
+                    list.Add(B(0, zb: true));
+                }
+
+                for (int i = 0; i < half + 1; i++) list.Add(W);                                          // 8: nW
+                ops.Add(list);
+            }
+
+            return new ScheduleTable(PipelineSchedule.DualPipe, ranks, ranks, chunks, 2, ops, (phase, position) => phase == 0 ? position : ranks - 1 - position);
+        }
+    }
+}
