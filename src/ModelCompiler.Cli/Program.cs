@@ -6,4 +6,5 @@ var root = new RootCommand("modelc: plan, scaffold and (soon) build DeepSeek-sty
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(ScaffoldCommand.Create());
 root.Subcommands.Add(NewCommand.Create());
+root.Subcommands.Add(ScheduleCommand.Create());
 return root.Parse(args).Invoke();

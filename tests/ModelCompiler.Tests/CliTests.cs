@@ -64,6 +64,29 @@ public sealed class CliTests
         }
     }
 
+    [Theory]
+    [InlineData("1f1b", 21.0)]
+    [InlineData("zbh1", 7.0)]
+    [InlineData("dualpipe", 6.0)]
+    public void Schedule_prints_the_bubble(string kind, double bubble)
+    {
+        string png = Path.Combine(Path.GetTempPath(), $"modelc-{kind}-{Guid.NewGuid():N}.png");
+        try
+        {
+            var (code, stdout, stderr) = Run("schedule", "--kind", kind, "--stages", "8", "--microbatches", "20", "--forward", "1", "--backward", "2", "--weight", "1", "--overlapped", "3", "--json", "--png", png);
+            Assert.True(code == 0, stderr);
+            using var json = JsonDocument.Parse(stdout);
+            Assert.Equal(bubble, json.RootElement.GetProperty("maxBubble").GetDouble(), 9);
+            Assert.True(new FileInfo(png).Length > 1000, "the timeline PNG was not drawn");
+        }
+        finally
+        {
+            File.Delete(png);
+        }
+
+        Assert.Equal(2, Run("schedule", "--kind", "dualpipe", "--stages", "7", "--microbatches", "20").Code);
+    }
+
     [Fact]
     public void New_project_verifies_and_runs_the_reference_checkpoint()
     {

@@ -22,6 +22,97 @@ public sealed class ScheduleTests
         Assert.All(result.Bubble, b => Assert.Equal(bubble, b, 9));
     }
 
+    [Theory]
+    [InlineData(PipelineSchedule.OneFOneB)]
+    [InlineData(PipelineSchedule.ZeroBubbleH1)]
+    [InlineData(PipelineSchedule.DualPipe)]
+    public void Random_costs_never_deadlock_and_run_every_micro_batch_once_in_dependency_order(PipelineSchedule kind)
+    {
+        var random = new Random();
+        for (int trial = 0; trial < 60; trial++)
+        {
+            int stages = 2 * random.Next(1, 6), micro = kind == PipelineSchedule.DualPipe ? 2 * random.Next(stages, 3 * stages) : random.Next(1, 40);
+            double f = 0.2 + random.NextDouble(), b = 0.4 + (2 * random.NextDouble()), w = b * random.NextDouble() * 0.8;
+            var costs = new OpCosts(f, b, w, Math.Max(f, b) + (random.NextDouble() * Math.Min(f, b)), random.NextDouble() * 0.5);
+            var table = Schedules.Build(kind, stages, micro);
+            var result = Simulator.Run(table, costs);
+
+            // Every (phase, stage, micro-batch) runs its forward once and its backward once; weight ops match input-only backwards.
+            foreach (var rankOps in table.Ops)
+            {
+                int zeroBubble = rankOps.Count(o => o.Kind == OpKind.BackwardInput), weights = rankOps.Count(o => o.Kind == OpKind.Weight);
+                Assert.Equal(zeroBubble, weights);
+            }
+
+            var forwards = result.Ops.Where(o => o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward)
+                .Select(o => (Phase: o.Op.Phase, Stage: table.PositionOf(o.Op.Phase, o.Rank), o.MicroBatch, o.End)).ToList();
+            var backwards = result.Ops.Where(o => o.Op.Kind is OpKind.Backward or OpKind.BackwardInput or OpKind.ForwardBackward)
+                .Select(o =>
+                {
+                    int phase = o.Op.Kind == OpKind.ForwardBackward ? o.Op.BackwardPhase : o.Op.Phase;
+                    return (Phase: phase, Stage: table.PositionOf(phase, o.Rank), MicroBatch: o.Op.Kind == OpKind.ForwardBackward ? o.BackwardMicroBatch : o.MicroBatch, o.Start, o.End);
+                }).ToList();
+            int expected = table.Phases * table.Stages * table.MicroBatchesPerPhase;
+            Assert.Equal(expected, forwards.Select(x => (x.Phase, x.Stage, x.MicroBatch)).Distinct().Count());
+            Assert.Equal(expected, forwards.Count);
+            Assert.Equal(expected, backwards.Select(x => (x.Phase, x.Stage, x.MicroBatch)).Distinct().Count());
+            Assert.Equal(expected, backwards.Count);
+            var forwardEnd = forwards.ToDictionary(x => (x.Phase, x.Stage, x.MicroBatch), x => x.End);
+            var backwardEnd = backwards.ToDictionary(x => (x.Phase, x.Stage, x.MicroBatch), x => x.End);
+            foreach (var x in backwards)
+            {
+                Assert.True(x.Start >= forwardEnd[(x.Phase, x.Stage, x.MicroBatch)] - 1e-9, "a backward before its forward");
+                if (x.Stage < table.Stages - 1) Assert.True(x.Start >= backwardEnd[(x.Phase, x.Stage + 1, x.MicroBatch)] - 1e-9, "a backward before the next stage's");
+            }
+
+            foreach (var x in forwards.Where(x => x.Stage > 0))
+            {
+                var start = result.Ops.First(o => o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward && o.Op.Phase == x.Phase && table.PositionOf(x.Phase, o.Rank) == x.Stage && o.MicroBatch == x.MicroBatch).Start;
+                Assert.True(start >= forwardEnd[(x.Phase, x.Stage - 1, x.MicroBatch)] - 1e-9, "a forward before the previous stage's");
+            }
+        }
+    }
+
+    [Fact]
+    public void Per_peer_message_order_is_consistent_on_separate_activation_and_gradient_channels()
+    {
+        foreach (var kind in new[] { PipelineSchedule.OneFOneB, PipelineSchedule.ZeroBubbleH1, PipelineSchedule.DualPipe })
+        {
+            var table = Schedules.Build(kind, 8, 20);
+            var result = Simulator.Run(table, Unit);
+            // Messages a rank sends, in the order of its producing ops, must be the order in which the receiving rank consumes them.
+            var sent = new Dictionary<(int From, int To, string Channel), List<(int, int, int)>>();
+            var received = new Dictionary<(int From, int To, string Channel), List<(int, int, int)>>();
+            void Add(Dictionary<(int, int, string), List<(int, int, int)>> map, (int, int, string) key, (int, int, int) message)
+            {
+                if (!map.TryGetValue(key, out var list)) map[key] = list = [];
+                list.Add(message);
+            }
+
+            foreach (var o in result.Ops.OrderBy(o => o.Rank).ThenBy(o => o.Start))
+            {
+                if (o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward)
+                {
+                    int stage = table.PositionOf(o.Op.Phase, o.Rank);
+                    if (stage < table.Stages - 1) Add(sent, (o.Rank, table.RankOf(o.Op.Phase, stage + 1), "act"), (o.Op.Phase, stage, o.MicroBatch));
+                    if (stage > 0) Add(received, (table.RankOf(o.Op.Phase, stage - 1), o.Rank, "act"), (o.Op.Phase, stage - 1, o.MicroBatch));
+                }
+
+                if (o.Op.Kind is OpKind.Backward or OpKind.BackwardInput or OpKind.ForwardBackward)
+                {
+                    int phase = o.Op.Kind == OpKind.ForwardBackward ? o.Op.BackwardPhase : o.Op.Phase;
+                    int mb = o.Op.Kind == OpKind.ForwardBackward ? o.BackwardMicroBatch : o.MicroBatch;
+                    int stage = table.PositionOf(phase, o.Rank);
+                    if (stage > 0) Add(sent, (o.Rank, table.RankOf(phase, stage - 1), "grad"), (phase, stage, mb));
+                    if (stage < table.Stages - 1) Add(received, (table.RankOf(phase, stage + 1), o.Rank, "grad"), (phase, stage + 1, mb));
+                }
+            }
+
+            Assert.Equal(sent.Keys.Order(), received.Keys.Order());
+            foreach (var (key, messages) in sent) Assert.True(messages.SequenceEqual(received[key]), $"{kind}: {key} sends and receives in different orders");
+        }
+    }
+
     [Fact]
     public void Peak_activations_follow_the_schedules()
     {

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using ModelCompiler.Pipeline;
+
+namespace ModelCompiler.Cli;
+
+/// <summary>
+/// <c>modelc schedule --kind 1f1b|zbh1|dualpipe --stages P --microbatches M --forward F --backward B --weight W [--overlapped FB]
+/// [--json] [--png FILE]</c>: simulates a pipeline schedule and prints its makespan, per-rank bubble and peak activations.
+/// </summary>
+internal static class ScheduleCommand
+{
+    public static Command Create()
+    {
+        var kind = new Option<string>("--kind") { Description = "1f1b, zbh1 or dualpipe.", Required = true };
+        kind.AcceptOnlyFromAmong("1f1b", "zbh1", "dualpipe");
+        var stages = new Option<int>("--stages") { Description = "Pipeline stages P.", Required = true };
+        var micro = new Option<int>("--microbatches") { Description = "Micro-batches M.", Required = true };
+        var forward = new Option<double>("--forward") { Description = "F: one chunk's forward.", DefaultValueFactory = _ => 1 };
+        var backward = new Option<double>("--backward") { Description = "B: one chunk's full backward.", DefaultValueFactory = _ => 2 };
+        var weight = new Option<double>("--weight") { Description = "W: the weight-gradient part of B.", DefaultValueFactory = _ => 1 };
+        var overlapped = new Option<double?>("--overlapped") { Description = "F&B: an overlapped forward and backward (default F + B)." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var png = new Option<FileInfo?>("--png") { Description = "Draw the timeline to this PNG file." };
+        var command = new Command("schedule", "Simulate a pipeline schedule: makespan, bubble and peak activations per rank.") { kind, stages, micro, forward, backward, weight, overlapped, json, png };
+        command.SetAction(result => Run(
+            result.GetValue(kind)!, result.GetValue(stages), result.GetValue(micro),
+            new OpCosts(result.GetValue(forward), result.GetValue(backward), result.GetValue(weight), result.GetValue(overlapped)),
+            result.GetValue(json), result.GetValue(png)));
+        return command;
+    }
+
+    private static int Run(string kindName, int stages, int microBatches, OpCosts costs, bool json, FileInfo? png)
+    {
+        var kind = kindName switch { "1f1b" => PipelineSchedule.OneFOneB, "zbh1" => PipelineSchedule.ZeroBubbleH1, _ => PipelineSchedule.DualPipe };
+        if (costs.Weight < 0 || costs.Weight > costs.Backward || costs.Forward <= 0 || costs.Backward <= 0)
+        {
+            Console.Error.WriteLine("error: costs need F > 0, B > 0 and 0 ≤ W ≤ B");
+            return 2;
+        }
+
+        ScheduleTable table;
+        SimulationResult result;
+        try
+        {
+            table = Schedules.Build(kind, stages, microBatches);
+            result = Simulator.Run(table, costs);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine("error: " + e.Message);
+            return 2;
+        }
+
+        if (png is not null) Draw(table, result, png.FullName);
+        if (json)
+        {
+            Console.Out.WriteLine(JsonSerializer.Serialize(new
+            {
+                kind = kindName, stages, microBatches, ranks = table.Ranks,
+                makespan = result.Makespan, bubble = result.Bubble, maxBubble = result.Bubble.Max(), peakActivations = result.PeakActivations,
+            }));
+            return 0;
+        }
+
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"{kindName}: {stages} stages on {table.Ranks} ranks, {microBatches} micro-batches, F={costs.Forward} B={costs.Backward} W={costs.Weight} F&B={costs.ForwardBackward ?? costs.Forward + costs.Backward}\n");
+        text.Append(CultureInfo.InvariantCulture, $"makespan {result.Makespan:0.###}\n");
+        text.Append("rank  bubble  peak activations  ops\n");
+        for (int rank = 0; rank < table.Ranks; rank++)
+        {
+            string ops = string.Join(" ", table.Ops[rank].Take(24)) + (table.Ops[rank].Count > 24 ? " …" : string.Empty);
+            text.Append(CultureInfo.InvariantCulture, $"{rank,4}  {result.Bubble[rank],6:0.###}  {result.PeakActivations[rank],16}  {ops}\n");
+        }
+
+        Console.Out.Write(text.ToString());
+        if (png is not null) Console.Out.WriteLine($"timeline: {png.FullName}");
+        return 0;
+    }
+
+    /// <summary>One row per rank, one box per op: forwards blue, backwards green, input-only backwards light green, W orange, F&amp;B purple.</summary>
+    private static void Draw(ScheduleTable table, SimulationResult result, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var op in result.Ops)
+        {
+            var color = op.Op.Kind switch
+            {
+                OpKind.Forward => ScottPlot.Colors.SteelBlue,
+                OpKind.Backward => ScottPlot.Colors.SeaGreen,
+                OpKind.BackwardInput => ScottPlot.Colors.LightGreen,
+                OpKind.Weight => ScottPlot.Colors.Orange,
+                _ => ScottPlot.Colors.MediumPurple,
+            };
+            var box = plot.Add.Rectangle(op.Start, op.End, table.Ranks - op.Rank - 0.9, table.Ranks - op.Rank - 0.1);
+            box.FillColor = color;
+            box.LineColor = ScottPlot.Colors.White;
+        }
+
+        plot.Title($"{table.Kind}: makespan {result.Makespan:0.##}, max bubble {result.Bubble.Max():0.##}");
+        plot.XLabel("time");
+        plot.YLabel("rank (0 at the top)");
+        string temp = path + ".tmp.png";
+        plot.SavePng(temp, 1200, 60 + (40 * table.Ranks));
+        File.Move(temp, path, overwrite: true);
+    }
+}
