@@ -17,6 +17,9 @@ namespace ModelCompiler.Generators
             /// <summary>Plan → {Model}.Config.g.cs.</summary>
             public const string EmitConfig = "Emit.Config";
 
+            /// <summary>Plan → {Model}.Pipeline.g.cs (with [PipelineParallel] only).</summary>
+            public const string EmitPipeline = "Emit.Pipeline";
+
             /// <summary>Whether the compilation references ModelCompiler.Torch.</summary>
             public const string Facts = "Facts";
 

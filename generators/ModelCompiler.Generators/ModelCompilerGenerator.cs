@@ -50,6 +50,12 @@ namespace ModelCompiler.Generators
 
             context.RegisterSourceOutput(config, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
+            var pipeline = plans
+                .Select(static (generation, _) => PipelineEmitter.Emit(generation))
+                .Where(static file => file is not null)
+                .WithTrackingName(StepNames.EmitPipeline);
+            context.RegisterSourceOutput(pipeline, static (spc, file) => spc.AddSource(file!.HintName, file.Text));
+
             // The TorchSharp module is emitted only where the project references ModelCompiler.Torch. The compilation is
             // projected to that one boolean first, so that edits elsewhere do not invalidate anything.
             var hasTorch = context.CompilationProvider

@@ -32,7 +32,7 @@ public sealed class SnapshotTests
         var (result, output, _) = GeneratorRunner.Run(example);
         Assert.Empty(result.Diagnostics);
         Assert.Empty(GeneratorRunner.CompileDiagnostics(output));
-        string generated = result.GeneratedSources.Single().SourceText.ToString();
+        string generated = result.GeneratedSources.Single(s => s.HintName.EndsWith(".Config.g.cs", StringComparison.Ordinal)).SourceText.ToString();
         foreach (string line in new[] { "TotalParameters = 671026419200;", "ActivatedParameters = 37552297472;", "KvCacheBytesPerToken = 70272;" })
         {
             Assert.Contains(line, generated, StringComparison.Ordinal);
