@@ -60,10 +60,14 @@ public static class ModelProgram
     private static DeepSeekCausalLM Load(string directory, ModelSpec spec, Func<DeepSeekCausalLM> create, out Checkpoint checkpoint)
     {
         checkpoint = Checkpoint.Open(directory);
-        if (!SameArchitecture(checkpoint.Spec, spec, out string difference))
+        try
+        {
+            checkpoint.EnsureDeclares(spec);
+        }
+        catch
         {
             checkpoint.Dispose();
-            throw new CheckpointException($"{directory}/config.json does not declare this model: {difference}");
+            throw;
         }
 
         var model = create();

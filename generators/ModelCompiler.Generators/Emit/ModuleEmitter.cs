@@ -42,12 +42,7 @@ namespace ModelCompiler.Generators.Emit
                     using (w.WriteBlock("public static Module Load(string checkpointDirectory)"))
                     {
                         w.WriteLine("using var checkpoint = global::ModelCompiler.Torch.Checkpoints.Checkpoint.Open(checkpointDirectory);");
-                        using (w.WriteBlock($"if (!global::ModelCompiler.Torch.ModelProgram.SameArchitecture(checkpoint.Spec, {h.GlobalName}.Spec, out string difference))"))
-                        {
-                            w.WriteLine($"throw new global::ModelCompiler.Torch.Checkpoints.CheckpointException(checkpointDirectory + \"/config.json does not declare {h.Name}: \" + difference);");
-                        }
-
-                        w.WriteLine();
+                        w.WriteLine($"checkpoint.EnsureDeclares({h.GlobalName}.Spec, \"{h.Name}\");");
                         w.WriteLine("var module = new Module(includeMtp: checkpoint.HasMtp);");
                         w.WriteLine("checkpoint.LoadInto(module);");
                         w.WriteLine("return module;");

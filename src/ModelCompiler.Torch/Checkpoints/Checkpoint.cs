@@ -139,9 +139,46 @@ public sealed class Checkpoint : IDisposable
     {
         System.IO.Directory.CreateDirectory(directory);
         SafetensorsFile.Write(Path.Combine(directory, "model.safetensors"), model.state_dict(), new Dictionary<string, string> { ["format"] = "pt" });
-        string config = Path.Combine(directory, "config.json"), temp = config + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(temp, configJson);
-        File.Move(temp, config, overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), configJson);
+    }
+
+    /// <summary>
+    /// Saves into a new folder <paramref name="directory"/> as a whole: written beside it under a temporary name and renamed,
+    /// so the folder either holds a complete checkpoint or does not exist.
+    /// </summary>
+    public static void SaveNew(DeepSeekCausalLM model, string directory, string configJson)
+    {
+        string temp = directory + ".tmp-" + Environment.ProcessId;
+        Save(model, temp, configJson);
+        System.IO.Directory.Move(temp, directory);
+    }
+
+    /// <summary>Throws unless config.json declares the same network as <paramref name="model"/> (training-only settings aside).</summary>
+    /// <exception cref="CheckpointException">The first settings that differ.</exception>
+    public void EnsureDeclares(ModelSpec model, string name = "this model")
+    {
+        if (!ModelProgram.SameArchitecture(Spec, model, out string difference))
+        {
+            throw new CheckpointException($"{Directory}/config.json does not declare {name}: {difference}");
+        }
+    }
+
+    /// <summary>Builds <paramref name="model"/>'s network (with its MTP modules when <paramref name="includeMtp"/>) and loads the checkpoint into it.</summary>
+    /// <exception cref="CheckpointException">The checkpoint declares another model, or does not fit it.</exception>
+    public DeepSeekCausalLM CreateModel(ModelSpec model, bool includeMtp)
+    {
+        EnsureDeclares(model);
+        var result = new DeepSeekCausalLM(model, includeMtp);
+        try
+        {
+            LoadInto(result);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     /// <inheritdoc/>

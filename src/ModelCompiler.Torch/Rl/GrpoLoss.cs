@@ -85,11 +85,11 @@ public static class GrpoLoss
         }
 
         var result = new double[rewards.Count];
-        double batchStd = Std(rewards);
+        double batchStd = StandardDeviation(rewards);
         for (int start = 0; start < rewards.Count; start += groupSize)
         {
             var group = rewards.Skip(start).Take(groupSize).ToList();
-            double mean = group.Average(), std = Std(group);
+            double mean = group.Average(), std = StandardDeviation(group);
             for (int i = 0; i < groupSize; i++)
             {
                 double centred = group[i] - mean;
@@ -105,7 +105,8 @@ public static class GrpoLoss
         return result;
     }
 
-    private static double Std(IReadOnlyList<double> values)
+    /// <summary>Bessel-corrected standard deviation (N − 1); 0 for fewer than two values.</summary>
+    internal static double StandardDeviation(IReadOnlyList<double> values)
     {
         if (values.Count < 2) return 0;
         double mean = values.Average();

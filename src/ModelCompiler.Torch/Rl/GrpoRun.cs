@@ -111,9 +111,7 @@ public sealed class GrpoRun
             }
         }
 
-        string checkpoint = Path.Combine(Directory, "checkpoint"), temp = checkpoint + ".tmp-" + Environment.ProcessId;
-        Checkpoint.Save(policy, temp, HuggingFaceConfig.ToJson(_spec));
-        System.IO.Directory.Move(temp, checkpoint);
+        Checkpoint.SaveNew(policy, Path.Combine(Directory, "checkpoint"), HuggingFaceConfig.ToJson(_spec));
         var result = new GrpoResult(before, after, trainer.Step, Directory, null);
         WriteReport(result, metricsPath);
         return result;
@@ -122,9 +120,7 @@ public sealed class GrpoRun
     private DeepSeekCausalLM Load(string checkpointDirectory)
     {
         using var checkpoint = Checkpoint.Open(checkpointDirectory);
-        if (!ModelProgram.SameArchitecture(checkpoint.Spec, _spec, out string difference)) throw new CheckpointException($"{checkpointDirectory} holds another model: {difference}");
-        var model = new DeepSeekCausalLM(_spec, includeMtp: checkpoint.HasMtp);
-        checkpoint.LoadInto(model);
+        var model = checkpoint.CreateModel(_spec, includeMtp: checkpoint.HasMtp);
         model.Precision.Format = ModelCompiler.NumericFormat.Fp32;
         return model;
     }
@@ -154,6 +150,6 @@ public sealed class GrpoRun
             ("accuracy.png", "Held-out accuracy", ["eval_accuracy", "eval_sampled_accuracy", "eval_pass_at_g"]),
             ("entropy.png", "Entropy, KL and clipping", ["entropy", "kl_mean", "clip_ratio_low", "clip_ratio_high"]),
         ]);
-        File.WriteAllText(Path.Combine(Directory, "report.md"), text);
+        AtomicFile.WriteAllText(Path.Combine(Directory, "report.md"), text);
     }
 }

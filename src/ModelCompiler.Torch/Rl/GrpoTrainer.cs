@@ -161,7 +161,7 @@ public sealed class GrpoTrainer : IDisposable
         Step++;
         var lengths = completions.Select(c => (double)c.Count).ToList();
         var terminatedLengths = completions.Where((c, i) => terminated[i]).Select(c => (double)c.Count).ToList();
-        return new GrpoStepReport(Step, rewards.Average(), StdDev(rewards), perFunction.ToDictionary(p => p.Key, p => p.Value.Average()), (double)zeroGroups / promptCount,
+        return new GrpoStepReport(Step, rewards.Average(), GrpoLoss.StandardDeviation(rewards), perFunction.ToDictionary(p => p.Key, p => p.Value.Average()), (double)zeroGroups / promptCount,
             last!.KlMean, last.KlMax, last.ClipLow, last.ClipHigh, entropy,
             lengths.Average(), terminatedLengths.Count == 0 ? 0 : terminatedLengths.Average(), clippedRatio, generationSeconds, clock.Elapsed.TotalSeconds, norm, warnings);
     }
@@ -224,10 +224,4 @@ public sealed class GrpoTrainer : IDisposable
     }
 
     private long StepSeed(int step) => (_options.Seed * 1_000_003) + step;
-
-    private static double StdDev(IReadOnlyList<double> values)
-    {
-        double mean = values.Average();
-        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, values.Count - 1));
-    }
 }

@@ -51,9 +51,7 @@ public sealed class IterativeRecipe
         DeepSeekCausalLM policy;
         using (var checkpoint = Checkpoint.Open(checkpointDirectory))
         {
-            if (!ModelProgram.SameArchitecture(checkpoint.Spec, _spec, out string difference)) throw new CheckpointException($"{checkpointDirectory} holds another model: {difference}");
-            policy = new DeepSeekCausalLM(_spec, includeMtp: checkpoint.HasMtp);
-            checkpoint.LoadInto(policy);
+            policy = checkpoint.CreateModel(_spec, includeMtp: checkpoint.HasMtp);
         }
 
         using var _ = policy;
@@ -90,10 +88,8 @@ public sealed class IterativeRecipe
             Record(new RecipePhase(round, "GRPO", rl.Evaluate(_rl.EvalProblems), $"{_rl.Steps} steps, {_rl.PromptsPerStep} prompts × G {_grpo.GroupSize}"));
         }
 
-        string target = Path.Combine(directory, "checkpoint"), temp = target + ".tmp-" + Environment.ProcessId;
-        Checkpoint.Save(policy, temp, HuggingFaceConfig.ToJson(_spec));
-        Directory.Move(temp, target);
-        File.WriteAllText(Path.Combine(directory, "report.md"), "# Iterative SFT ↔ RL\n\n| round | phase | greedy | sampled | pass@G | |\n|---|---|---:|---:|---:|---|\n"
+        Checkpoint.SaveNew(policy, Path.Combine(directory, "checkpoint"), HuggingFaceConfig.ToJson(_spec));
+        AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), "# Iterative SFT ↔ RL\n\n| round | phase | greedy | sampled | pass@G | |\n|---|---|---:|---:|---:|---|\n"
             + string.Join("\n", phases.Select(p => string.Create(CultureInfo.InvariantCulture,
                 $"| {p.Round} | {p.Phase} | {p.Evaluation.GreedyAccuracy:P1} | {p.Evaluation.SampledAccuracy:P1} | {p.Evaluation.PassAtG:P1} | {p.Detail} |"))) + "\n");
         return phases;

@@ -94,13 +94,7 @@ public sealed class PretrainRun
     {
         var state = ReadState();
         using var checkpoint = Checkpoint.Open(CheckpointDirectory);
-        if (!ModelProgram.SameArchitecture(checkpoint.Spec, _spec, out string difference))
-        {
-            throw new CheckpointException($"{CheckpointDirectory} holds another model: {difference}");
-        }
-
-        using var model = new DeepSeekCausalLM(_spec, includeMtp: true);
-        checkpoint.LoadInto(model);
+        using var model = checkpoint.CreateModel(_spec, includeMtp: true);
         using var trainer = new Pretrainer(model, _options, _data);
         try
         {
@@ -248,9 +242,7 @@ public sealed class PretrainRun
     {
         if (!File.Exists(MetricsPath)) return;
         var kept = File.ReadLines(MetricsPath).Where(line => line.Length > 0 && JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32() <= step).ToList();
-        string temp = MetricsPath + ".tmp";
-        File.WriteAllLines(temp, kept);
-        File.Move(temp, MetricsPath, overwrite: true);
+        AtomicFile.WriteAllText(MetricsPath, string.Concat(kept.Select(line => line + Environment.NewLine)));
     }
 
     private void WriteReport(PretrainResult result)
@@ -283,9 +275,7 @@ public sealed class PretrainRun
             ("max_vio.png", "MaxVio (expert load imbalance)", ["max_vio"]),
             ("lr.png", "Learning rate", ["lr"]),
         ]);
-        string path = Path.Combine(Directory, "report.md"), temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(Directory, "report.md"), text);
     }
 
     private sealed record TrainerState(int Step, long DataPosition, long Seed, int Steps, NumericFormat Precision);

@@ -60,11 +60,7 @@ namespace Samples.TinySeek
             public static Module Load(string checkpointDirectory)
             {
                 using var checkpoint = global::ModelCompiler.Torch.Checkpoints.Checkpoint.Open(checkpointDirectory);
-                if (!global::ModelCompiler.Torch.ModelProgram.SameArchitecture(checkpoint.Spec, global::Samples.TinySeek.TinySeek.Spec, out string difference))
-                {
-                    throw new global::ModelCompiler.Torch.Checkpoints.CheckpointException(checkpointDirectory + "/config.json does not declare TinySeek: " + difference);
-                }
-
+                checkpoint.EnsureDeclares(global::Samples.TinySeek.TinySeek.Spec, "TinySeek");
                 var module = new Module(includeMtp: checkpoint.HasMtp);
                 checkpoint.LoadInto(module);
                 return module;
