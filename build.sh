@@ -37,9 +37,25 @@ ensure_libstdcxx() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t trixie libstdc++6 >/dev/null
 }
 
+# The generated GPU kernels are tested on the CPU through OpenCL: PoCL, plus the unversioned libOpenCL.so that ILGPU loads.
+# Where libc came from Debian 13 (see above), PoCL must come from there too.
+ensure_opencl() {
+    if [ -e /etc/OpenCL/vendors/pocl.icd ] && ldconfig -p | grep -q 'libOpenCL\.so '; then return; fi
+    if ! [ -f /etc/debian_version ]; then
+        echo "warning: no OpenCL ICD found; install PoCL (pocl-opencl-icd) for the kernel tests" >&2
+        return
+    fi
+    log "Installing PoCL (OpenCL on the CPU) for the kernel tests"
+    local release=()
+    if dpkg-query -W -f='${Version}' libc6 2>/dev/null | grep -q 'deb13'; then release=(-t trixie); fi
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${release[@]}" pocl-opencl-icd ocl-icd-opencl-dev >/dev/null
+}
+
 prepare() {
     ensure_dotnet
     ensure_libstdcxx
+    ensure_opencl
 }
 
 demo() {

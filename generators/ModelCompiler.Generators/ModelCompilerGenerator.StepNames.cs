@@ -20,7 +20,7 @@ namespace ModelCompiler.Generators
             /// <summary>Plan → {Model}.Pipeline.g.cs (with [PipelineParallel] only).</summary>
             public const string EmitPipeline = "Emit.Pipeline";
 
-            /// <summary>Whether the compilation references ModelCompiler.Torch.</summary>
+            /// <summary>Whether the compilation references ModelCompiler.Torch and ModelCompiler.Gpu.</summary>
             public const string Facts = "Facts";
 
             /// <summary>Plan → {Model}.Module.g.cs (with ModelCompiler.Torch only).</summary>
@@ -28,6 +28,9 @@ namespace ModelCompiler.Generators
 
             /// <summary>Plan → {Model}.Training.g.cs (with ModelCompiler.Torch only).</summary>
             public const string EmitTraining = "Emit.Training";
+
+            /// <summary>Plan → {Model}.Kernels.g.cs (with ModelCompiler.Gpu only).</summary>
+            public const string EmitKernels = "Emit.Kernels";
 
             /// <summary>Component attributes on classes without [DeepSeekModel].</summary>
             public const string Orphans = "Orphans";

@@ -16,6 +16,7 @@ namespace ModelCompiler.Generators
     public sealed partial class ModelCompilerGenerator : IIncrementalGenerator
     {
         private const string TorchModuleMetadataName = "ModelCompiler.Torch.DeepSeekCausalLM";
+        private const string GpuDeviceMetadataName = "ModelCompiler.Gpu.GpuDevice";
 
         /// <inheritdoc/>
         public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -56,11 +57,15 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.EmitPipeline);
             context.RegisterSourceOutput(pipeline, static (spc, file) => spc.AddSource(file!.HintName, file.Text));
 
-            // The TorchSharp module is emitted only where the project references ModelCompiler.Torch. The compilation is
-            // projected to that one boolean first, so that edits elsewhere do not invalidate anything.
-            var hasTorch = context.CompilationProvider
-                .Select(static (compilation, _) => compilation.GetTypeByMetadataName(TorchModuleMetadataName) is not null)
+            // The TorchSharp module is emitted only where the project references ModelCompiler.Torch, the kernels only where it
+            // references ModelCompiler.Gpu. The compilation is projected to those two booleans first, so that edits elsewhere do
+            // not invalidate anything.
+            var facts = context.CompilationProvider
+                .Select(static (compilation, _) => new ReferenceFacts(
+                    compilation.GetTypeByMetadataName(TorchModuleMetadataName) is not null,
+                    compilation.GetTypeByMetadataName(GpuDeviceMetadataName) is not null))
                 .WithTrackingName(StepNames.Facts);
+            var hasTorch = facts.Select(static (f, _) => f.Torch);
             var module = plans
                 .Combine(hasTorch)
                 .Where(static pair => pair.Right)
@@ -74,6 +79,13 @@ namespace ModelCompiler.Generators
                 .Select(static (pair, _) => TrainingEmitter.Emit(pair.Left))
                 .WithTrackingName(StepNames.EmitTraining);
             context.RegisterSourceOutput(training, static (spc, file) => spc.AddSource(file.HintName, file.Text));
+
+            var kernels = plans
+                .Combine(facts.Select(static (f, _) => f.Gpu))
+                .Where(static pair => pair.Right)
+                .Select(static (pair, _) => KernelEmitter.Emit(pair.Left))
+                .WithTrackingName(StepNames.EmitKernels);
+            context.RegisterSourceOutput(kernels, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
             context.RegisterSourceOutput(parsed.Select(static (result, _) => result.Diagnostics), static (spc, diagnostics) =>
             {
@@ -94,4 +106,9 @@ namespace ModelCompiler.Generators
             }
         }
     }
+
+    /// <summary>What the compilation references, as far as emission cares.</summary>
+    /// <param name="Torch">ModelCompiler.Torch: emit Module.g.cs and Training.g.cs.</param>
+    /// <param name="Gpu">ModelCompiler.Gpu: emit Kernels.g.cs.</param>
+    internal readonly record struct ReferenceFacts(bool Torch, bool Gpu);
 }

@@ -13,7 +13,6 @@ namespace ModelCompiler.TestUtilities;
 /// </summary>
 public static class Snapshot
 {
-    private const string Suffix = ".verified.cs";
 
     /// <summary>Checks <paramref name="files"/> (hint name → text) against the snapshots of one test.</summary>
     /// <param name="project">The test project folder, relative to the repository root.</param>
@@ -21,8 +20,10 @@ public static class Snapshot
     /// <param name="testName">The test name, with theory parameters appended as _{name}={value}.</param>
     /// <param name="files">Hint name → generated text.</param>
     /// <param name="version">The generator version to replace by %VERSION%.</param>
-    public static void Verify(string project, string testClass, string testName, IReadOnlyDictionary<string, string> files, string version)
+    /// <param name="extension">The snapshot files' extension: cs for C#, ptx for PTX.</param>
+    public static void Verify(string project, string testClass, string testName, IReadOnlyDictionary<string, string> files, string version, string extension = "cs")
     {
+        string suffix = ".verified." + extension;
         string folder = RepositoryPaths.Combine(project, "Snapshots", testClass, Sanitize(testName));
         bool update = Environment.GetEnvironmentVariable("MC_UPDATE_SNAPSHOTS") == "1" && Environment.GetEnvironmentVariable("CI") != "true";
         var actual = files.ToDictionary(f => f.Key, f => Normalise(f.Value).Replace(version, "%VERSION%", StringComparison.Ordinal));
@@ -30,17 +31,17 @@ public static class Snapshot
         if (update)
         {
             Directory.CreateDirectory(folder);
-            foreach (string stale in Directory.GetFiles(folder, "*" + Suffix).Where(p => !actual.ContainsKey(Path.GetFileName(p)[..^Suffix.Length])))
+            foreach (string stale in Directory.GetFiles(folder, "*" + suffix).Where(p => !actual.ContainsKey(Path.GetFileName(p)[..^suffix.Length])))
             {
                 File.Delete(stale);
             }
 
-            foreach (var (hint, text) in actual) WriteAtomically(Path.Combine(folder, hint + Suffix), text);
+            foreach (var (hint, text) in actual) WriteAtomically(Path.Combine(folder, hint + suffix), text);
             return;
         }
 
         var expectedNames = Directory.Exists(folder)
-            ? Directory.GetFiles(folder, "*" + Suffix).Select(p => Path.GetFileName(p)[..^Suffix.Length]).OrderBy(n => n, StringComparer.Ordinal).ToArray()
+            ? Directory.GetFiles(folder, "*" + suffix).Select(p => Path.GetFileName(p)[..^suffix.Length]).OrderBy(n => n, StringComparer.Ordinal).ToArray()
             : [];
         var actualNames = actual.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();
         if (!expectedNames.SequenceEqual(actualNames))
@@ -52,10 +53,10 @@ public static class Snapshot
         var failures = new StringBuilder();
         foreach (string name in actualNames)
         {
-            string path = Path.Combine(folder, name + Suffix);
+            string path = Path.Combine(folder, name + suffix);
             string expected = Normalise(File.ReadAllText(path));
             if (expected == actual[name]) continue;
-            string received = Path.Combine(folder, name + ".received.cs");
+            string received = Path.Combine(folder, name + ".received." + extension);
             File.WriteAllText(received, actual[name]);
             failures.Append(UnifiedDiff(expected, actual[name], name)).Append("received: ").Append(received).Append('\n');
         }

@@ -40,6 +40,14 @@ namespace ModelCompiler.Generators.Emit
             return new Block(this);
         }
 
+        /// <summary>Opens a brace on its own line (after a signature or an <c>if</c> already written); disposal closes it.</summary>
+        public Block WriteBraces()
+        {
+            WriteLine("{");
+            _indent++;
+            return new Block(this);
+        }
+
         public override string ToString()
         {
             if (_indent != 0) throw new InvalidOperationException("Unbalanced blocks in generated code.");

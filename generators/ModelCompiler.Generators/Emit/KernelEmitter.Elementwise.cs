@@ -1,0 +1,142 @@
+namespace ModelCompiler.Generators.Emit
+{
+    internal static partial class KernelEmitter
+    {
+        /// <summary>Kernels without reductions, the same on every backend: RoPE, SwiGLU, weight dequantisation, the MLA split combine.</summary>
+        private sealed partial class KernelSet
+        {
+            public void WriteNeutralKernels(IndentedWriter w)
+            {
+                var a = Attention;
+                int pairs = a.QkRopeHeadDim / 2;
+                w.WriteLine("/// <summary>");
+                w.WriteLine("/// Interleaved RoPE in place on each head's q_pe (the last RopeHeadDim values of its QueryHeadDim) and the shared k_pe:");
+                w.WriteLine("/// pair i = (x[2i], x[2i+1]) → (x[2i]·cos − x[2i+1]·sin, x[2i]·sin + x[2i+1]·cos) at the token's position, as DeepSeek's");
+                w.WriteLine("/// apply_rotary_emb multiplies by freqs_cis (the YaRN-corrected angles are in the tables).");
+                w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, pair): tokens × {a.Heads + 1} × {pairs} threads.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine($"/// <param name=\"q\">Queries [tokens, {a.Heads}, {a.QkHeadDim}] FP32, rotated in place.</param>");
+                w.WriteLine($"/// <param name=\"keyRope\">k_pe [tokens, {a.QkRopeHeadDim}] FP32, rotated in place.</param>");
+                w.WriteLine("/// <param name=\"positions\">Position of each token [tokens].</param>");
+                w.WriteLine($"/// <param name=\"cos\">cos(position · θ_i) [positions, {pairs}].</param>");
+                w.WriteLine($"/// <param name=\"sin\">sin(position · θ_i) [positions, {pairs}].</param>");
+                w.WriteLine("/// <param name=\"tokens\">Number of tokens.</param>");
+                w.WriteLine("public static void RotaryEmbedding(ArrayView<float> q, ArrayView<float> keyRope, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin, int tokens)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("int index = Grid.IdxX * Group.DimX + Group.IdxX;");
+                    w.WriteLine($"if (index >= tokens * {(a.Heads + 1) * pairs}) return; // the grid is rounded up to whole groups");
+                    w.WriteLine($"int pair = index % {pairs};");
+                    w.WriteLine($"int row = index / {pairs} % {a.Heads + 1}; // heads 0..{a.Heads - 1}, then k_pe");
+                    w.WriteLine($"int token = index / {(a.Heads + 1) * pairs};");
+                    w.WriteLine($"int angle = positions[token] * {pairs} + pair;");
+                    w.WriteLine("float c = cos[angle], s = sin[angle];");
+                    w.WriteLine($"if (row < {a.Heads})");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine($"long at = ((long)token * {a.Heads} + row) * {a.QkHeadDim} + {a.QkNopeHeadDim} + 2 * pair;");
+                        w.WriteLine("float x0 = q[at], x1 = q[at + 1];");
+                        w.WriteLine("q[at] = x0 * c - x1 * s;");
+                        w.WriteLine("q[at + 1] = x0 * s + x1 * c;");
+                    }
+
+                    w.WriteLine("else");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine($"long at = (long)token * {a.QkRopeHeadDim} + 2 * pair;");
+                        w.WriteLine("float x0 = keyRope[at], x1 = keyRope[at + 1];");
+                        w.WriteLine("keyRope[at] = x0 * c - x1 * s;");
+                        w.WriteLine("keyRope[at + 1] = x0 * s + x1 * c;");
+                    }
+                }
+
+                w.WriteLine();
+                w.WriteLine("/// <summary>");
+                w.WriteLine("/// SwiGLU's gate: y = silu(a) · b = a / (1 + exp(−a)) · b, FP32.");
+                w.WriteLine("/// Launch: 1-D, groups of 256, one thread per 4 values (16-byte loads and store).");
+                w.WriteLine("/// </summary>");
+                w.WriteLine("/// <param name=\"a\">Gate projection (w1·x), any shape, a multiple of 4 values.</param>");
+                w.WriteLine("/// <param name=\"b\">Up projection (w3·x), same shape.</param>");
+                w.WriteLine("/// <param name=\"y\">Output, same shape.</param>");
+                w.WriteLine("/// <param name=\"quads\">Values / 4.</param>");
+                w.WriteLine("public static void SwiGlu(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int quads)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("int quad = Grid.IdxX * Group.DimX + Group.IdxX;");
+                    w.WriteLine("if (quad >= quads) return; // the grid is rounded up to whole groups");
+                    w.WriteLine("Float4 gate = a.Cast<Float4>()[quad], up = b.Cast<Float4>()[quad];");
+                    w.WriteLine("y.Cast<Float4>()[quad] = new Float4(");
+                    w.WriteLine("    gate.X / (1f + MathF.Exp(-gate.X)) * up.X, gate.Y / (1f + MathF.Exp(-gate.Y)) * up.Y,");
+                    w.WriteLine("    gate.Z / (1f + MathF.Exp(-gate.Z)) * up.Z, gate.W / (1f + MathF.Exp(-gate.W)) * up.W);");
+                }
+
+                w.WriteLine();
+                w.WriteLine("/// <summary>");
+                w.WriteLine($"/// FP8 weight dequantisation as stored in DeepSeek-V3's checkpoints: w[r, c] = e4m3(code[r, c]) · scale_inv[r / {_block}, c / {_block}].");
+                w.WriteLine("/// Launch: 1-D, groups of 256, one thread per 4 codes of a row (a 4-byte load, a 16-byte store); columns are a multiple of 4.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine("/// <param name=\"codes\">E4M3 codes [rows, columns].</param>");
+                w.WriteLine($"/// <param name=\"scales\">FP32 <c>weight_scale_inv</c> [⌈rows / {_block}⌉, ⌈columns / {_block}⌉].</param>");
+                w.WriteLine("/// <param name=\"weight\">FP32 output [rows, columns].</param>");
+                w.WriteLine("/// <param name=\"rows\">Rows of the weight.</param>");
+                w.WriteLine("/// <param name=\"columns\">Columns of the weight.</param>");
+                w.WriteLine("public static void DequantizeWeight(ArrayView<byte> codes, ArrayView<float> scales, ArrayView<float> weight, int rows, int columns)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("int quad = Grid.IdxX * Group.DimX + Group.IdxX;");
+                    w.WriteLine("int quadsPerRow = columns / 4;");
+                    w.WriteLine("if (quad >= rows * quadsPerRow) return; // the grid is rounded up to whole groups");
+                    w.WriteLine("int row = quad / quadsPerRow, column = quad % quadsPerRow * 4;");
+                    w.WriteLine($"float scale = scales[row / {_block} * ((columns + {_block - 1}) / {_block}) + column / {_block}];");
+                    w.WriteLine("uint word = codes.Cast<uint>()[quad];");
+                    w.WriteLine("weight.Cast<Float4>()[quad] = new Float4(");
+                    w.WriteLine("    E4M3.DecodeByte(word, 0) * scale, E4M3.DecodeByte(word, 1) * scale, E4M3.DecodeByte(word, 2) * scale, E4M3.DecodeByte(word, 3) * scale);");
+                }
+
+                w.WriteLine();
+                WriteMlaCombine(w);
+            }
+
+            private void WriteMlaCombine(IndentedWriter w)
+            {
+                var a = Attention;
+                int quads = a.KeyValueLoraRank / 4;
+                w.WriteLine("/// <summary>");
+                w.WriteLine("/// Merges the splits of MlaDecode: with lse_s the log-sum-exp of split s's scores and O_s its softmax-normalised output,");
+                w.WriteLine("/// O = Σ_s exp(lse_s − max lse) · O_s / Σ_s exp(lse_s − max lse) (an empty split has lse −∞ and weight 0).");
+                w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per (sequence, head, 4 latent columns): batch × {a.Heads} × {quads} threads.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine($"/// <param name=\"partial\">Per-split outputs [batch, splits, {a.Heads}, {a.KeyValueLoraRank}] FP32.</param>");
+                w.WriteLine($"/// <param name=\"logSumExp\">Per-split log-sum-exp [batch, splits, {a.Heads}].</param>");
+                w.WriteLine($"/// <param name=\"output\">Attention output in the latent space [batch, {a.Heads}, {a.KeyValueLoraRank}] FP32 (W_UV comes after).</param>");
+                w.WriteLine("/// <param name=\"batch\">Sequences.</param>");
+                w.WriteLine("/// <param name=\"splits\">Splits per sequence.</param>");
+                w.WriteLine("public static void MlaCombine(ArrayView<float> partial, ArrayView<float> logSumExp, ArrayView<float> output, int batch, int splits)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("int index = Grid.IdxX * Group.DimX + Group.IdxX;");
+                    w.WriteLine($"if (index >= batch * {a.Heads * quads}) return; // the grid is rounded up to whole groups");
+                    w.WriteLine($"int quad = index % {quads}, head = index / {quads} % {a.Heads}, sequence = index / {a.Heads * quads};");
+                    w.WriteLine("float largest = float.NegativeInfinity;");
+                    w.WriteLine($"for (int s = 0; s < splits; s++) largest = MathF.Max(largest, logSumExp[(sequence * splits + s) * {a.Heads} + head]);");
+                    w.WriteLine("float total = 0f;");
+                    w.WriteLine("Float4 sum = new Float4(0f);");
+                    w.WriteLine("var parts = partial.Cast<Float4>();");
+                    w.WriteLine("for (int s = 0; s < splits; s++)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine($"float lse = logSumExp[(sequence * splits + s) * {a.Heads} + head];");
+                        w.WriteLine("if (lse == float.NegativeInfinity) continue; // an empty split");
+                        w.WriteLine("float weight = MathF.Exp(lse - largest);");
+                        w.WriteLine($"Float4 o = parts[((long)(sequence * splits + s) * {a.Heads} + head) * {quads} + quad];");
+                        w.WriteLine("sum = new Float4(sum.X + weight * o.X, sum.Y + weight * o.Y, sum.Z + weight * o.Z, sum.W + weight * o.W);");
+                        w.WriteLine("total += weight;");
+                    }
+
+                    w.WriteLine("float inverse = total > 0f ? 1f / total : 0f; // an empty sequence gives zeros");
+                    w.WriteLine("output.Cast<Float4>()[index] = new Float4(sum.X * inverse, sum.Y * inverse, sum.Z * inverse, sum.W * inverse);");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using System;
+using ModelCompiler.Planning;
+
+namespace ModelCompiler.Generators.Emit
+{
+    /// <summary>
+    /// The launch geometry of a row kernel that holds its row in registers: <see cref="Vector"/> floats per load, <see cref="Group"/>
+    /// threads per row, <see cref="Slots"/> loads per thread (the unrolled loop), the last one guarded when the row does not fill it.
+    /// </summary>
+    internal readonly struct RowShape
+    {
+        public RowShape(int width)
+        {
+            Width = width;
+            Vector = width % 4 == 0 ? 4 : 1;
+            int vectors = width / Vector;
+            int group = 32;
+            while (group < 1024 && group * 4 < vectors) group *= 2; // about four loads per thread, at least one warp
+            Group = group;
+            Slots = (vectors + group - 1) / group;
+        }
+
+        public int Width { get; }
+
+        public int Vector { get; }
+
+        public int Group { get; }
+
+        public int Slots { get; }
+
+        public int Vectors => Width / Vector;
+
+        public int Warps => Group / 32;
+
+        /// <summary>Whether the last slot covers fewer vectors than threads (its loads are guarded).</summary>
+        public bool HasTail => Slots * Group != Vectors;
+
+        /// <summary>Lanes that share one quantisation tile of <paramref name="tile"/> values, or 0 when a tile does not map onto aligned lanes of one warp.</summary>
+        public int LanesPerTile(int tile) =>
+            Vector == 4 && tile % 4 == 0 && tile / 4 <= 32 && IsPowerOfTwo(tile / 4) && Width % tile == 0 ? tile / 4 : 0;
+
+        public static bool IsPowerOfTwo(int value) => value > 0 && (value & (value - 1)) == 0;
+    }
+
+    /// <summary>How the router kernel lays a token's experts over one warp: lane l holds experts [l·P, l·P + P).</summary>
+    internal readonly struct RouterShape
+    {
+        public RouterShape(MoeSpec moe)
+        {
+            Experts = moe.RoutedExperts;
+            PerLane = (Experts + 31) / 32;
+            Groups = Math.Max(1, moe.ExpertGroups);
+            int perGroup = Experts / Groups;
+            LanesPerGroup = Groups == 1 ? 32 : (perGroup % PerLane == 0 ? perGroup / PerLane : 0);
+            ActiveLanes = (Experts + PerLane - 1) / PerLane;
+        }
+
+        public int Experts { get; }
+
+        public int PerLane { get; }
+
+        public int Groups { get; }
+
+        public int LanesPerGroup { get; }
+
+        public int ActiveLanes { get; }
+
+        /// <summary>Why the warp-per-token router cannot be generated, or null when it can.</summary>
+        public string? Unsupported(MoeSpec moe) =>
+            Experts > 32 * 32 ? $"{Experts} routed experts exceed 32 per lane"
+            : moe.ActivatedExperts > 32 ? $"top-{moe.ActivatedExperts} exceeds the 32 lanes that hold the selection"
+            : Groups > 1 && (LanesPerGroup == 0 || !RowShape.IsPowerOfTwo(LanesPerGroup) || LanesPerGroup > 32) ? $"a group of {Experts / Groups} experts does not fill a power-of-two run of lanes holding {PerLane} each"
+            : Groups > 32 ? $"{Groups} expert groups exceed the warp"
+            : null;
+    }
+
+    /// <summary>
+    /// The tensor-core MLA decode kernel's tiling: 16 heads per m-tile, one or two m-tiles per group, four warps per m-tile that
+    /// split the score's K = d_c + d_rope dimensions (9 k-steps each for 576) and then the output's d_c columns (128 each for 512),
+    /// chunks of 32 cached tokens in shared memory.
+    /// </summary>
+    internal readonly struct MlaShape
+    {
+        public const int Chunk = 32;
+
+        public MlaShape(AttentionSpec attention)
+        {
+            Heads = attention.Heads;
+            Latent = attention.KeyValueLoraRank;
+            Rope = attention.QkRopeHeadDim;
+            MTiles = Heads % 32 == 0 ? 2 : 1;
+        }
+
+        public int Heads { get; }
+
+        public int Latent { get; }
+
+        public int Rope { get; }
+
+        public int MTiles { get; }
+
+        public int HeadsPerGroup => 16 * MTiles;
+
+        public int Warps => 4 * MTiles;
+
+        public int Threads => 32 * Warps;
+
+        public int ScoreDims => Latent + Rope;
+
+        public int KStepsPerWarp => ScoreDims / 16 / 4;
+
+        public int OutputColumnsPerWarp => Latent / 4;
+
+        /// <summary>32-bit words per cached token in shared memory: 576 bf16 = 288 words plus 4 of padding (no bank conflicts, 16-byte rows).</summary>
+        public int RowWords => (ScoreDims / 2) + 4;
+
+        public int PartialStride => Chunk + 4;
+
+        public int PWords => (Chunk / 2) + 4;
+
+        public int KeyBytes => Chunk * RowWords * 4;
+
+        public int PartialBytes => MTiles * 4 * 16 * PartialStride * 4;
+
+        public int PBytes => MTiles * 16 * PWords * 4;
+
+        public int MaxBytes => MTiles * 4 * 16 * 4;
+
+        public int SharedBytes => KeyBytes + PartialBytes + PBytes + MaxBytes;
+
+        /// <summary>Why the tensor-core kernel cannot be generated, or null when it can.</summary>
+        public string? Unsupported =>
+            Heads % 16 != 0 ? $"{Heads} heads are not a multiple of the 16 rows of an mma tile"
+            : ScoreDims % 64 != 0 ? $"d_c + d_rope = {ScoreDims} is not a multiple of 64 (four warps × 16-wide k-steps)"
+            : Latent % 64 != 0 ? $"d_c = {Latent} is not a multiple of 64 (four warps × 16 columns)"
+            : Rope % 8 != 0 ? $"d_rope = {Rope} is not a multiple of 8"
+            : null;
+    }
+}

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace ModelCompiler.Gpu;
+
+/// <summary>Which ILGPU backend runs the kernels.</summary>
+public enum GpuBackend
+{
+    /// <summary>An NVIDIA GPU through CUDA: the kernels with warp shuffles and inline PTX.</summary>
+    Cuda,
+
+    /// <summary>OpenCL, in CI PoCL on the CPU: the kernels that reduce through shared memory (ILGPU cannot shuffle there).</summary>
+    OpenCL,
+
+    /// <summary>ILGPU's CPU simulator (one OS thread per GPU thread): runs the CUDA-shaped kernels, minus inline PTX, on tiny shapes.</summary>
+    Cpu,
+}
+
+/// <summary>
+/// One ILGPU context and accelerator, chosen once: CUDA when a GPU is present, otherwise OpenCL (PoCL), otherwise ILGPU's CPU
+/// simulator; <see cref="Create(GpuBackend)"/> asks for one. On CUDA the PTX <c>.target</c> is raised from ILGPU's fixed sm_80
+/// to the device's architecture, so that FP8 conversions (sm_89+) assemble. Loaded kernels are cached per method.
+/// </summary>
+public sealed class GpuDevice : IDisposable
+{
+    private readonly ConcurrentDictionary<(MethodInfo, Type), Delegate> _kernels = new();
+
+    private GpuDevice(Context context, Accelerator accelerator, GpuBackend backend)
+    {
+        Context = context;
+        Accelerator = accelerator;
+        Backend = backend;
+        if (accelerator is CudaAccelerator cuda) RaisePtxTarget(cuda);
+    }
+
+    /// <summary>The ILGPU context.</summary>
+    public Context Context { get; }
+
+    /// <summary>The accelerator kernels run on.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The backend of <see cref="Accelerator"/>.</summary>
+    public GpuBackend Backend { get; }
+
+    /// <summary>Whether kernels may use warp shuffles (CUDA and the CPU simulator; not OpenCL in ILGPU 1.5.3).</summary>
+    public bool HasWarpShuffles => Backend != GpuBackend.OpenCL;
+
+    /// <summary>The device's name, as the driver reports it.</summary>
+    public string Name => Accelerator.Name;
+
+    /// <summary>The first backend that has a device, in the order CUDA, OpenCL, CPU simulator.</summary>
+    public static GpuDevice CreateDefault()
+    {
+        var context = CreateContext();
+        if (context.GetCudaDevices().Count > 0) return new GpuDevice(context, context.CreateCudaAccelerator(0), GpuBackend.Cuda);
+        if (context.GetCLDevices().Count > 0) return new GpuDevice(context, context.CreateCLAccelerator(0), GpuBackend.OpenCL);
+        return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context), GpuBackend.Cpu);
+    }
+
+    /// <summary>A device of the given backend; throws <see cref="InvalidOperationException"/> naming what is missing when there is none.</summary>
+    public static GpuDevice Create(GpuBackend backend)
+    {
+        var context = CreateContext();
+        try
+        {
+            switch (backend)
+            {
+                case GpuBackend.Cuda when context.GetCudaDevices().Count > 0:
+                    return new GpuDevice(context, context.CreateCudaAccelerator(0), backend);
+                case GpuBackend.OpenCL when context.GetCLDevices().Count > 0:
+                    return new GpuDevice(context, context.CreateCLAccelerator(0), backend);
+                case GpuBackend.Cpu:
+                    // Warp 32 and groups up to 1024, as on NVIDIA GPUs; ILGPU's default CPU device has warp 4 and groups of 16.
+                    return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context), backend);
+                default:
+                    throw new InvalidOperationException(backend == GpuBackend.Cuda
+                        ? "No CUDA device: ILGPU found no GPU through libcuda."
+                        : "No OpenCL device: install an OpenCL driver (in CI, PoCL: apt-get install pocl-opencl-icd ocl-icd-opencl-dev).");
+            }
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Whether an OpenCL device is present (PoCL in CI), without keeping a context.</summary>
+    public static bool HasOpenCL()
+    {
+        try
+        {
+            using var context = CreateContext();
+            return context.GetCLDevices().Count > 0;
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    private static Context CreateContext() =>
+        Context.Create(builder => builder
+            .Cuda()
+            .OpenCL()
+            .CPU(CPUDevice.Nvidia)
+            .Optimize(OptimizationLevel.O2)
+            .Math(MathMode.Fast32BitOnly));
+
+    /// <summary>
+    /// Loads an explicitly grouped kernel once and returns its launcher <c>Action&lt;AcceleratorStream, KernelConfig, …&gt;</c>.
+    /// The generated <c>Kernels.Launcher</c> calls this with the backend's variant of each kernel.
+    /// </summary>
+    public TLauncher Load<TLauncher>(Delegate kernel, int dynamicSharedBytes = 0)
+        where TLauncher : Delegate =>
+        (TLauncher)_kernels.GetOrAdd((kernel.Method, typeof(TLauncher)), _ =>
+        {
+            var loaded = Accelerator.LoadKernel(kernel.Method);
+            if (dynamicSharedBytes > 48 * 1024 && loaded is CudaKernel cudaKernel)
+            {
+                CudaDriver.AllowDynamicSharedMemory(cudaKernel, dynamicSharedBytes);
+            }
+
+            return loaded.CreateLauncherDelegate<TLauncher>();
+        });
+
+    /// <summary>Waits for the default stream.</summary>
+    public void Synchronize() => Accelerator.Synchronize();
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+
+    /// <summary>ILGPU 1.5.3 writes <c>.target sm_80</c> whatever the device; the setter is internal (docs: ilgpu-notes).</summary>
+    internal static void RaisePtxTarget(CudaAccelerator cuda) =>
+        SetTargetArchitecture(cuda.Capabilities, cuda.Architecture);
+
+    internal static void SetTargetArchitecture(CudaCapabilityContext capabilities, CudaArchitecture architecture)
+    {
+        var property = typeof(CudaCapabilityContext).GetProperty("TargetArchitecture", BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
+            ?? throw new InvalidOperationException("ILGPU changed: CudaCapabilityContext.TargetArchitecture is gone; the PTX target cannot be raised.");
+        property.SetValue(capabilities, architecture);
+    }
+}
