@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Reflection;
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -23,7 +24,7 @@ public enum GpuBackend
 
 /// <summary>
 /// One ILGPU context and accelerator, chosen once: CUDA when a GPU is present, otherwise OpenCL (PoCL), otherwise ILGPU's CPU
-/// simulator; <see cref="Create(GpuBackend)"/> asks for one. On CUDA the PTX <c>.target</c> is raised from ILGPU's fixed sm_80
+/// simulator; <see cref="Create(GpuBackend, bool)"/> asks for one. On CUDA the PTX <c>.target</c> is raised from ILGPU's fixed sm_80
 /// to the device's architecture, so that FP8 conversions (sm_89+) assemble. Loaded kernels are cached per method.
 /// </summary>
 public sealed class GpuDevice : IDisposable
@@ -63,9 +64,11 @@ public sealed class GpuDevice : IDisposable
     }
 
     /// <summary>A device of the given backend; throws <see cref="InvalidOperationException"/> naming what is missing when there is none.</summary>
-    public static GpuDevice Create(GpuBackend backend)
+    /// <param name="backend">The backend.</param>
+    /// <param name="profiling">Enables stream profiling markers (device-side timing for benchmarks).</param>
+    public static GpuDevice Create(GpuBackend backend, bool profiling = false)
     {
-        var context = CreateContext();
+        var context = CreateContext(profiling);
         try
         {
             switch (backend)
@@ -104,13 +107,12 @@ public sealed class GpuDevice : IDisposable
         }
     }
 
-    private static Context CreateContext() =>
-        Context.Create(builder => builder
-            .Cuda()
-            .OpenCL()
-            .CPU(CPUDevice.Nvidia)
-            .Optimize(OptimizationLevel.O2)
-            .Math(MathMode.Fast32BitOnly));
+    private static Context CreateContext(bool profiling = false) =>
+        Context.Create(builder =>
+        {
+            builder.Cuda().OpenCL().CPU(CPUDevice.Nvidia).Optimize(OptimizationLevel.O2).Math(MathMode.Fast32BitOnly).EnableAlgorithms();
+            if (profiling) builder.Profiling();
+        });
 
     /// <summary>
     /// Loads an explicitly grouped kernel once and returns its launcher <c>Action&lt;AcceleratorStream, KernelConfig, …&gt;</c>.

@@ -111,9 +111,43 @@ public static class E4M3
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Pack4(float x0, float x1, float x2, float x3) => Pack2(x0, x1) | ((uint)Pack2(x2, x3) << 16);
 
+    /// <summary>The scale of a tile: max(amax, <see cref="AmaxFloor"/>) / 448.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ScaleOf(float amax) => MathF.Max(amax, AmaxFloor) / Max;
+
+    /// <summary>
+    /// Four values divided by <paramref name="scale"/>, then encoded: act_quant's <c>y = x / s</c> for one word. On CUDA the
+    /// division is the fast-math one (within 2 ulp, as in DeepSeek's Triton act_quant): where x / s lands exactly on a rounding
+    /// tie — common for bf16 inputs — the code can differ by one step from an exact division. IEEE division (div.rn) made
+    /// act_quant 9 % slower on the H200 (docs/performance.md).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint Quantize4(float x0, float x1, float x2, float x3, float scale) =>
+        Pack4(x0 / scale, x1 / scale, x2 / scale, x3 / scale);
+
     /// <summary>Byte <paramref name="index"/> (0 = lowest) of a packed word, decoded.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float DecodeByte(uint word, int index) => Decode((byte)(word >> (8 * index)));
+}
+
+/// <summary>
+/// Routing keys: a score and an expert id in one 64-bit integer whose unsigned order is "higher score first, then lower id",
+/// so a warp finds the best expert with one 64-bit max per shuffle step instead of comparing three values.
+/// </summary>
+public static class RouterKey
+{
+    /// <summary>The key of <paramref name="expert"/> with selection score <paramref name="score"/> (−∞ sorts below every finite score).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Make(float score, int expert)
+    {
+        uint bits = Interop.FloatAsInt(score);
+        uint ordered = (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u; // IEEE order as unsigned order
+        return ((ulong)ordered << 32) | (0xFFFFu - (uint)expert);
+    }
+
+    /// <summary>The expert id of a key.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Expert(ulong key) => (int)(0xFFFFu - (uint)(key & 0xFFFFu));
 }
 
 /// <summary>Tensor-core and bit-permutation instructions through inline PTX (CUDA only: callers guard with <see cref="CudaAsm.IsSupported"/>).</summary>

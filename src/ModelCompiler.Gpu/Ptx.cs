@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
@@ -20,7 +21,7 @@ public static partial class Ptx
     public static string Compile(MethodInfo kernel, CudaArchitecture? architecture = null)
     {
         var arch = architecture ?? CudaArchitecture.SM_90;
-        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).Math(MathMode.Fast32BitOnly));
+        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).Math(MathMode.Fast32BitOnly).EnableAlgorithms());
         var capabilities = new CudaCapabilityContext(arch);
         GpuDevice.SetTargetArchitecture(capabilities, arch);
         using var backend = new PTXBackend(context, capabilities, arch, CudaInstructionSet.ISA_88, null);

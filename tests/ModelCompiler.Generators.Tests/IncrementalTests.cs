@@ -71,6 +71,25 @@ public sealed class IncrementalTests
     }
 
     [Fact]
+    public void A_GRPO_setting_leaves_the_kernels_unchanged_and_a_width_regenerates_them()
+    {
+        var compilation = CompilationFactory.CreateWithGpu(Model);
+        var driver = GeneratorRunner.CreateDriver().RunGenerators(compilation);
+        var tree = compilation.SyntaxTrees.Single();
+        string text = tree.GetText().ToString();
+        GeneratorRunResult Edit(string from, string to) =>
+            driver.RunGenerators(compilation.ReplaceSyntaxTree(tree, tree.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(text.Replace(from, to, StringComparison.Ordinal))))).GetRunResult().Results.Single();
+
+        var grpo = Edit("Epsilon = 0.2", "Epsilon = 0.3");
+        Assert.All(Reasons(grpo, StepNames.Plan), r => Assert.Equal(IncrementalStepRunReason.Modified, r));
+        Assert.All(Reasons(grpo, StepNames.EmitKernels), r => Assert.Equal(IncrementalStepRunReason.Unchanged, r));
+
+        var wider = Edit("hiddenSize: 64", "hiddenSize: 128");
+        Assert.All(Reasons(wider, StepNames.EmitKernels), r => Assert.Equal(IncrementalStepRunReason.Modified, r));
+        Assert.Contains("public const int Hidden = 128;", wider.GeneratedSources.Single(s => s.HintName.EndsWith(".Kernels.g.cs", StringComparison.Ordinal)).SourceText.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Same_source_twice_gives_equal_specs_on_different_instances()
     {
         object first = SpecOutput(CompilationFactory.Create(Model));

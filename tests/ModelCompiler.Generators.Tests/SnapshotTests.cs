@@ -6,14 +6,17 @@ namespace ModelCompiler.Generators.Tests;
 /// <summary>Every generated file of both samples, against checked-in snapshots; and the output compiles cleanly.</summary>
 public sealed class SnapshotTests
 {
-    /// <summary>The samples compiled as their projects are: TinySeek references ModelCompiler.Torch (and gets a Module), DeepSeekV3 does not.</summary>
+    /// <summary>
+    /// The samples compiled as their projects are: both reference ModelCompiler.Gpu (and get kernels at their shapes), TinySeek
+    /// also ModelCompiler.Torch (and gets a Module and a Training class).
+    /// </summary>
     [Theory]
     [InlineData("DeepSeekV3")]
     [InlineData("TinySeek")]
     public void Sample_output_matches_snapshots(string sample)
     {
         string source = GeneratorRunner.Sample(sample);
-        var (result, output, _) = GeneratorRunner.Run(sample == "TinySeek" ? CompilationFactory.CreateWithTorch(source) : CompilationFactory.Create(source));
+        var (result, output, _) = GeneratorRunner.Run(sample == "TinySeek" ? CompilationFactory.CreateWithTorchAndGpu(source) : CompilationFactory.CreateWithGpu(source));
 
         Assert.Null(result.Exception);
         Assert.Empty(result.Diagnostics);

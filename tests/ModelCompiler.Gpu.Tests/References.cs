@@ -68,6 +68,12 @@ internal static class Attention
         for (int b = 0; b < batch; b++)
         {
             long n = lengths[b];
+            if (n == 0)
+            {
+                Assert.True(ours[b].eq(0).all().item<bool>(), $"{what} MlaDecode: an empty sequence must give zeros (seed {seed})");
+                continue;
+            }
+
             var c = latentCache[b].narrow(0, 0, n).to(ScalarType.Float64);
             var kPe = ropeCache[b].narrow(0, 0, n).to(ScalarType.Float64);
             var scores = (einsum("hc,tc->ht", queryLatent[b].to(ScalarType.Float64), c) + einsum("hr,tr->ht", queryRope[b].to(ScalarType.Float64), kPe)) * scale;

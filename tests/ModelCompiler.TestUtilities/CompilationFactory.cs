@@ -17,23 +17,37 @@ public static class CompilationFactory
             .ToImmutableArray();
     });
 
-    private static readonly Lazy<ImmutableArray<MetadataReference>> s_torchReferences = new(() => s_references.Value
-        .Add(MetadataReference.CreateFromFile(typeof(ModelCompiler.Torch.DeepSeekCausalLM).Assembly.Location))
-        .Add(MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location)));
+    private static readonly ImmutableArray<MetadataReference> s_torch =
+    [
+        MetadataReference.CreateFromFile(typeof(ModelCompiler.Torch.DeepSeekCausalLM).Assembly.Location),
+        MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location),
+    ];
+
+    private static readonly ImmutableArray<MetadataReference> s_gpu =
+    [
+        MetadataReference.CreateFromFile(typeof(ModelCompiler.Gpu.GpuDevice).Assembly.Location),
+        MetadataReference.CreateFromFile(typeof(ILGPU.Context).Assembly.Location),
+    ];
 
     /// <summary>The parse options of the tests: the latest language version.</summary>
     public static CSharpParseOptions ParseOptions { get; } = new(LanguageVersion.Preview);
 
     /// <summary>A compilation of <paramref name="sources"/> (file names Model0.cs, Model1.cs, …).</summary>
-    public static CSharpCompilation Create(params string[] sources) => Create(sources, withTorch: false);
+    public static CSharpCompilation Create(params string[] sources) => Create(sources, torch: false, gpu: false);
 
     /// <summary>A compilation of <paramref name="sources"/> that also references ModelCompiler.Torch and TorchSharp.</summary>
-    public static CSharpCompilation CreateWithTorch(params string[] sources) => Create(sources, withTorch: true);
+    public static CSharpCompilation CreateWithTorch(params string[] sources) => Create(sources, torch: true, gpu: false);
 
-    private static CSharpCompilation Create(string[] sources, bool withTorch) =>
+    /// <summary>A compilation of <paramref name="sources"/> that also references ModelCompiler.Gpu and ILGPU (so kernels are emitted).</summary>
+    public static CSharpCompilation CreateWithGpu(params string[] sources) => Create(sources, torch: false, gpu: true);
+
+    /// <summary>A compilation that references both runtimes, as TinySeek's project does.</summary>
+    public static CSharpCompilation CreateWithTorchAndGpu(params string[] sources) => Create(sources, torch: true, gpu: true);
+
+    private static CSharpCompilation Create(string[] sources, bool torch, bool gpu) =>
         CSharpCompilation.Create(
             "TestModels",
             sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, path: $"Model{i}.cs")),
-            withTorch ? s_torchReferences.Value : s_references.Value,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+            s_references.Value.AddRange(torch ? s_torch : []).AddRange(gpu ? s_gpu : []),
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable, allowUnsafe: true));
 }

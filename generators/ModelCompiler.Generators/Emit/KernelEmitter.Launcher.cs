@@ -90,7 +90,7 @@ namespace ModelCompiler.Generators.Emit
                                 "int rows = BufferChecks.Rows(x.Length, Hidden, \"ActQuantHidden\", nameof(x));",
                                 "BufferChecks.Length(codes.Length, x.Length, \"ActQuantHidden\", nameof(codes));",
                                 $"BufferChecks.Length(scales.Length, (long)rows * {_spec.HiddenSize / _tile}, \"ActQuantHidden\", nameof(scales));",
-                                $"int pieces = checked(rows * {_spec.HiddenSize / 8});",
+                                $"int pieces = checked(rows * {_spec.HiddenSize / 16});",
                                 "if (pieces == 0) return;",
                             },
                             "new KernelConfig(BufferChecks.Groups(pieces, 256), 256)", "pieces");
@@ -186,6 +186,7 @@ namespace ModelCompiler.Generators.Emit
                 {
                     w.WriteLine("int batch = checked((int)lengths.Length);");
                     w.WriteLine("if (splits < 1) throw new System.ArgumentOutOfRangeException(nameof(splits), splits, \"MlaDecode: splits must be at least 1.\");");
+                    w.WriteLine("if (capacity < 1) throw new System.ArgumentOutOfRangeException(nameof(capacity), capacity, \"MlaDecode: the cache must hold at least one token per sequence.\");");
                     w.WriteLine("BufferChecks.Length(queryLatent.Length, (long)batch * Heads * KeyValueLatent, \"MlaDecode\", nameof(queryLatent));");
                     w.WriteLine("BufferChecks.Length(queryRope.Length, (long)batch * Heads * RopeHeadDim, \"MlaDecode\", nameof(queryRope));");
                     w.WriteLine("BufferChecks.Length(latentCache.Length, (long)batch * capacity * KeyValueLatent, \"MlaDecode\", nameof(latentCache));");
@@ -194,10 +195,26 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("if (batch == 0) return;");
                     w.WriteLine("var partial = splits == 1 ? output : Scratch(ref _partial, (long)batch * splits * Heads * KeyValueLatent);");
                     w.WriteLine("var logSumExp = Scratch(ref _logSumExp, (long)batch * splits * Heads);");
-                    w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(");
-                    w.WriteLine($"    _tensorCores ? new System.Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(Cuda.MlaDecode) : OpenCL.MlaDecode{(tensorCores ? $", dynamicSharedBytes: {_mla.SharedBytes}" : string.Empty)});");
-                    w.WriteLine($"decode(Stream, _tensorCores ? {cudaConfig} : new KernelConfig(batch * splits * {a.Heads}, 128),");
-                    w.WriteLine("    queryLatent, queryRope, latentCache, ropeCache, lengths, partial, logSumExp, capacity, splits);");
+                    if (tensorCores)
+                    {
+                        w.WriteLine("if (_tensorCores)");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(");
+                            w.WriteLine($"    new System.Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(Cuda.MlaDecode), dynamicSharedBytes: {_mla.SharedBytes});");
+                            w.WriteLine($"decode(Stream, {cudaConfig}, queryLatent, queryRope, latentCache, ropeCache, lengths, partial, logSumExp, capacity, splits);");
+                        }
+
+                        w.WriteLine("else");
+                    }
+
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(");
+                        w.WriteLine($"    {(tensorCores ? "new System.Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(OpenCL.MlaDecode)" : "_shuffles ? new System.Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(Cuda.MlaDecode) : OpenCL.MlaDecode")});");
+                        w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads}, 128), queryLatent, queryRope, latentCache, ropeCache, lengths, partial, logSumExp, capacity, splits);");
+                    }
+
                     w.WriteLine("if (splits == 1) return;");
                     w.WriteLine("var combine = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>>(");
                     w.WriteLine("    new System.Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MlaCombine));");

@@ -62,7 +62,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("int g = lane >> 2, t = lane & 3; // mma fragment coordinates");
                     w.WriteLine("int mTile = warp >> 2, part = warp & 3;");
                     w.WriteLine($"int head0 = headGroup * {m.HeadsPerGroup} + mTile * 16;");
-                    w.WriteLine("int length = lengths[sequence];");
+                    w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
                     w.WriteLine($"int chunks = (length + {MlaShape.Chunk - 1}) / {MlaShape.Chunk};");
                     w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
                     w.WriteLine("int firstChunk = split * perSplit;");
@@ -71,8 +71,8 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("// Shared memory: the chunk's keys, the four partial score tiles per m-tile, p as bf16, row statistics.");
                     w.WriteLine("var shared = SharedMemory.GetDynamic<uint>();");
                     w.WriteLine($"var keys = shared.SubView(0, {MlaShape.Chunk * rw});");
-                    w.WriteLine($"var keyQuads = keys.Cast<Float4>();");
-                    w.WriteLine($"var partials = shared.SubView({MlaShape.Chunk * rw}, {m.PartialBytes / 4}).Cast<float>();");
+                    w.WriteLine("var keyQuads = keys.Cast<Float4>();");
+                    w.WriteLine($"var partials = shared.SubView({m.KeyBytes / 4}, {m.PartialBytes / 4}).Cast<float>();");
                     w.WriteLine($"var probabilities = shared.SubView({(m.KeyBytes + m.PartialBytes) / 4}, {m.PBytes / 4});");
                     w.WriteLine($"var rowStats = shared.SubView({(m.KeyBytes + m.PartialBytes + m.PBytes) / 4}, {m.MaxBytes / 4}).Cast<float>();");
                     w.WriteLine();
@@ -95,59 +95,111 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteLine("var latentQuads = latentCache.Cast<Float4>();");
                     w.WriteLine("var ropeQuads = ropeCache.Cast<Float4>();");
+                    int latentPieces = a.KeyValueLoraRank / 8, ropePieces = a.QkRopeHeadDim / 8;
+                    int latentLoads = MlaShape.Chunk * latentPieces / m.Threads, ropeLoads = MlaShape.Chunk * ropePieces / m.Threads;
+                    int latentStep = m.Threads / latentPieces, ropeStep = m.Threads / ropePieces;
+                    bool prefetch = m.Prefetch;
+                    w.WriteLine($"// Staging: thread i moves 16-byte piece i % {latentPieces} of the latent row of {latentLoads} tokens and piece i % {ropePieces} of the rotary");
+                    w.WriteLine($"// row of {ropeLoads}; all loads are issued before any store (no branch between them), rows past the length clamped to a valid");
+                    w.WriteLine("// row on load and zeroed on store.");
+                    w.WriteLine($"int latentPiece = Group.IdxX % {latentPieces}, latentRow = Group.IdxX / {latentPieces};");
+                    w.WriteLine($"int ropePiece = Group.IdxX % {ropePieces}, ropeRow = Group.IdxX / {ropePieces};");
+                    w.WriteLine("long cacheBase = (long)sequence * capacity;");
+                    void Loads(string chunk, bool declare)
+                    {
+                        string type = declare ? "Float4 " : string.Empty;
+                        for (int u = 0; u < latentLoads; u++)
+                        {
+                            w.WriteLine($"{type}l{u} = latentQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + latentRow + {u * latentStep}, length - 1), 0)) * {latentPieces} + latentPiece];");
+                        }
+
+                        for (int u = 0; u < ropeLoads; u++)
+                        {
+                            w.WriteLine($"{type}r{u} = ropeQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + ropeRow + {u * ropeStep}, length - 1), 0)) * {ropePieces} + ropePiece];");
+                        }
+                    }
+
+                    void Stores(string chunk)
+                    {
+                        w.WriteLine($"var latentSlot = keyQuads.SubView(latentRow * {rw / 4} + latentPiece, {MlaShape.Chunk * rw / 4} - (latentRow * {rw / 4} + latentPiece));");
+                        w.WriteLine($"var ropeSlot = keyQuads.SubView(ropeRow * {rw / 4} + {latentPieces} + ropePiece, {MlaShape.Chunk * rw / 4} - (ropeRow * {rw / 4} + {latentPieces} + ropePiece));");
+                        w.WriteLine($"int valid = length - {chunk} * {MlaShape.Chunk}; // rows at or past this are zeros");
+                        for (int u = 0; u < latentLoads; u++)
+                        {
+                            w.WriteLine($"latentSlot[{u * latentStep * rw / 4}] = latentRow + {u * latentStep} < valid ? l{u} : new Float4(0f);");
+                        }
+
+                        for (int u = 0; u < ropeLoads; u++)
+                        {
+                            w.WriteLine($"ropeSlot[{u * ropeStep * rw / 4}] = ropeRow + {u * ropeStep} < valid ? r{u} : new Float4(0f);");
+                        }
+                    }
+
+                    if (prefetch)
+                    {
+                        w.WriteLine("// Software pipeline: the next chunk's loads are in flight while this chunk is computed.");
+                        Loads("firstChunk", declare: true); // clamped to row 0 when the split is empty
+                    }
+
+                    w.WriteLine();
                     w.WriteLine("for (int chunk = firstChunk; chunk < endChunk; chunk++)");
                     using (w.WriteBraces())
                     {
                         w.WriteLine($"int token0 = chunk * {MlaShape.Chunk};");
-                        w.WriteLine("Group.Barrier(); // the previous chunk's keys and probabilities are no longer read");
-                        w.WriteLine();
-                        w.WriteLine($"// Stage the chunk: {MlaShape.Chunk} tokens × {m.ScoreDims / 8} 16-byte pieces ({a.KeyValueLoraRank / 8} latent, {a.QkRopeHeadDim / 8} rotary), zeros past the length.");
-                        int perThread = (items + m.Threads - 1) / m.Threads;
-                        for (int u = 0; u < perThread; u++)
+                        if (!prefetch)
                         {
-                            bool guarded = (u + 1) * m.Threads > items;
-                            if (guarded) w.WriteLine($"if (Group.IdxX + {u * m.Threads} < {items}) // the last pieces");
-                            using (w.WriteBraces())
-                            {
-                                w.WriteLine($"int item = Group.IdxX + {u * m.Threads};");
-                                w.WriteLine($"int row = item / {m.ScoreDims / 8}, piece = item % {m.ScoreDims / 8};");
-                                w.WriteLine($"long cached = (long)sequence * capacity + token0 + row;");
-                                w.WriteLine("Float4 value = new Float4(0f);");
-                                w.WriteLine($"if (token0 + row < length) value = piece < {a.KeyValueLoraRank / 8} ? latentQuads[cached * {a.KeyValueLoraRank / 8} + piece] : ropeQuads[cached * {a.QkRopeHeadDim / 8} + piece - {a.KeyValueLoraRank / 8}];");
-                                w.WriteLine($"keyQuads[row * {rw / 4} + piece] = value;");
-                            }
+                            w.WriteLine("// Load the chunk (all loads issued before any store).");
+                            Loads("chunk", declare: true);
+                        }
+
+                        w.WriteLine("Group.Barrier(); // the previous chunk's keys and probabilities are no longer read");
+                        using (w.WriteBraces())
+                        {
+                            Stores("chunk");
                         }
 
                         w.WriteLine("Group.Barrier();");
+                        if (prefetch)
+                        {
+                            w.WriteLine("if (chunk + 1 < endChunk)");
+                            using (w.WriteBraces())
+                            {
+                                Loads("(chunk + 1)", declare: false);
+                            }
+                        }
+
                         w.WriteLine();
                         w.WriteLine($"// Partial scores of the m-tile's 16 heads × {MlaShape.Chunk} tokens over this warp's {kSteps} k-steps.");
                         for (int n = 0; n < nTiles; n++) w.WriteLine($"float s{n}0 = 0f, s{n}1 = 0f, s{n}2 = 0f, s{n}3 = 0f;");
-                        w.WriteLine("int kWord = (kBase >> 1) + t;");
+                        w.WriteLine($"var keyLane = keys.SubView(g * {rw} + (kBase >> 1) + t, {MlaShape.Chunk * rw} - (g * {rw} + (kBase >> 1) + t));");
                         for (int j = 0; j < kSteps; j++)
                         {
                             for (int n = 0; n < nTiles; n++)
                             {
-                                w.WriteLine($"TensorCore.MmaBf16(ref s{n}0, ref s{n}1, ref s{n}2, ref s{n}3, a{j}0, a{j}1, a{j}2, a{j}3, keys[({n * 8} + g) * {rw} + kWord + {j * 8}], keys[({n * 8} + g) * {rw} + kWord + {j * 8 + 4}]);");
+                                w.WriteLine($"TensorCore.MmaBf16(ref s{n}0, ref s{n}1, ref s{n}2, ref s{n}3, a{j}0, a{j}1, a{j}2, a{j}3, keyLane[{(n * 8 * rw) + (j * 8)}], keyLane[{(n * 8 * rw) + (j * 8) + 4}]);");
                             }
                         }
 
-                        w.WriteLine($"int partialBase = (mTile * 4 + part) * {16 * m.PartialStride};");
+                        w.WriteLine($"int partialBase = (mTile * 4 + part) * {16 * m.PartialStride} + g * {m.PartialStride} + 2 * t;");
+                        w.WriteLine($"var partialLane = partials.SubView(partialBase, {m.PartialBytes / 4} - partialBase);");
                         for (int n = 0; n < nTiles; n++)
                         {
-                            w.WriteLine($"partials[partialBase + g * {m.PartialStride} + {n * 8} + 2 * t] = s{n}0; partials[partialBase + g * {m.PartialStride} + {n * 8 + 1} + 2 * t] = s{n}1;");
-                            w.WriteLine($"partials[partialBase + (g + 8) * {m.PartialStride} + {n * 8} + 2 * t] = s{n}2; partials[partialBase + (g + 8) * {m.PartialStride} + {n * 8 + 1} + 2 * t] = s{n}3;");
+                            w.WriteLine($"partialLane[{n * 8}] = s{n}0; partialLane[{n * 8 + 1}] = s{n}1; partialLane[{(8 * m.PartialStride) + (n * 8)}] = s{n}2; partialLane[{(8 * m.PartialStride) + (n * 8) + 1}] = s{n}3;");
                         }
 
                         w.WriteLine("Group.Barrier();");
                         w.WriteLine();
                         w.WriteLine("// This warp's tokens [8·part, 8·part + 8): add the four partials, scale, mask past the length.");
                         w.WriteLine("int column = part * 8 + 2 * t;");
-                        w.WriteLine($"int tileBase = mTile * {4 * 16 * m.PartialStride};");
-                        string Sum(string row, string offset) => string.Join(" + ", Enumerable.Range(0, 4).Select(q => $"partials[tileBase + {q * 16 * m.PartialStride} + ({row}) * {m.PartialStride} + column{offset}]"));
-                        w.WriteLine($"float x0 = ({Sum("g", string.Empty)}) * {Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634)}; // {ScaleLog2Comment}");
-                        w.WriteLine($"float x1 = ({Sum("g", " + 1")}) * {Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634)};");
-                        w.WriteLine($"float x2 = ({Sum("g + 8", string.Empty)}) * {Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634)};");
-                        w.WriteLine($"float x3 = ({Sum("g + 8", " + 1")}) * {Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634)};");
+                        w.WriteLine($"int sumBase = mTile * {4 * 16 * m.PartialStride} + g * {m.PartialStride} + column;");
+                        w.WriteLine($"var sumLane = partials.SubView(sumBase, {m.PartialBytes / 4} - sumBase);");
+                        string Sum(int rowOffset, int offset) => string.Join(" + ", Enumerable.Range(0, 4).Select(q => $"sumLane[{(q * 16 * m.PartialStride) + (rowOffset * m.PartialStride) + offset}]"));
+                        string scaleLog2 = Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634);
+                        w.WriteLine($"float x0 = ({Sum(0, 0)}) * {scaleLog2}; // {ScaleLog2Comment}");
+                        w.WriteLine($"float x1 = ({Sum(0, 1)}) * {scaleLog2};");
+                        w.WriteLine($"float x2 = ({Sum(8, 0)}) * {scaleLog2};");
+                        w.WriteLine($"float x3 = ({Sum(8, 1)}) * {scaleLog2};");
+
                         w.WriteLine("if (token0 + column >= length) { x0 = float.NegativeInfinity; x2 = float.NegativeInfinity; } // past the sequence");
                         w.WriteLine("if (token0 + column + 1 >= length) { x1 = float.NegativeInfinity; x3 = float.NegativeInfinity; }");
                         w.WriteLine();
@@ -177,13 +229,15 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"// ō[16 × {m.OutputColumnsPerWarp}] += p[16 × {MlaShape.Chunk}] · C[{MlaShape.Chunk} × {m.OutputColumnsPerWarp}]. Tile 2i's column g is latent column {m.OutputColumnsPerWarp}·part + 16i + 2g, tile 2i+1's is the next one:");
                         w.WriteLine("// a 32-bit key word holds both, and prmt pairs two tokens' halves into each tile's B fragment.");
                         w.WriteLine($"int pRow = (mTile * 16 + g) * {m.PWords} + t;");
-                        w.WriteLine($"int cWord = part * {m.OutputColumnsPerWarp / 2} + g;");
+                        w.WriteLine($"var pLane = probabilities.SubView(pRow, {m.PBytes / 4} - pRow);");
+                        w.WriteLine($"int cWord = 2 * t * {rw} + part * {m.OutputColumnsPerWarp / 2} + g;");
+                        w.WriteLine($"var cLane = keys.SubView(cWord, {MlaShape.Chunk * rw} - cWord);");
                         for (int kk = 0; kk < MlaShape.Chunk / 16; kk++)
                         {
-                            w.WriteLine($"uint pa{kk}0 = probabilities[pRow + {kk * 8}], pa{kk}1 = probabilities[pRow + {8 * m.PWords + kk * 8}], pa{kk}2 = probabilities[pRow + {kk * 8 + 4}], pa{kk}3 = probabilities[pRow + {8 * m.PWords + kk * 8 + 4}];");
+                            w.WriteLine($"uint pa{kk}0 = pLane[{kk * 8}], pa{kk}1 = pLane[{8 * m.PWords + kk * 8}], pa{kk}2 = pLane[{kk * 8 + 4}], pa{kk}3 = pLane[{8 * m.PWords + kk * 8 + 4}];");
                             for (int i = 0; i < columnPairs; i++)
                             {
-                                string Word(int token) => $"keys[({kk * 16 + token} + 2 * t) * {rw} + cWord + {i * 8}]";
+                                string Word(int token) => $"cLane[{((kk * 16) + token) * rw + (i * 8)}]";
                                 w.WriteLine($"uint w{kk}{i}0 = {Word(0)}, w{kk}{i}1 = {Word(1)}, w{kk}{i}2 = {Word(8)}, w{kk}{i}3 = {Word(9)};");
                                 w.WriteLine($"TensorCore.MmaBf16(ref o{2 * i}0, ref o{2 * i}1, ref o{2 * i}2, ref o{2 * i}3, pa{kk}0, pa{kk}1, pa{kk}2, pa{kk}3, TensorCore.Permute(w{kk}{i}0, w{kk}{i}1, 0x5410), TensorCore.Permute(w{kk}{i}2, w{kk}{i}3, 0x5410));");
                                 w.WriteLine($"TensorCore.MmaBf16(ref o{2 * i + 1}0, ref o{2 * i + 1}1, ref o{2 * i + 1}2, ref o{2 * i + 1}3, pa{kk}0, pa{kk}1, pa{kk}2, pa{kk}3, TensorCore.Permute(w{kk}{i}0, w{kk}{i}1, 0x7632), TensorCore.Permute(w{kk}{i}2, w{kk}{i}3, 0x7632));");
@@ -249,7 +303,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"int split = groupIndex / {a.Heads} % splits;");
                     w.WriteLine($"int sequence = groupIndex / {a.Heads} / splits;");
                     w.WriteLine("int thread = Group.IdxX;");
-                    w.WriteLine("int length = lengths[sequence];");
+                    w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
                     w.WriteLine($"int chunks = (length + {MlaShape.Chunk - 1}) / {MlaShape.Chunk};");
                     w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
                     w.WriteLine($"int begin = Math.Min(length, split * perSplit * {MlaShape.Chunk});");

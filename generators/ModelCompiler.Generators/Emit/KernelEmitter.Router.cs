@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Linq;
 using ModelCompiler.Planning;
 using static ModelCompiler.Generators.Emit.Literals;
@@ -120,40 +121,44 @@ namespace ModelCompiler.Generators.Emit
                     }
 
                     w.WriteLine();
-                    w.WriteLine($"// Top {k}: {k} rounds of a warp arg-max over each lane's best remaining q; lane j keeps choice j.");
+                    w.WriteLine($"// Top {k}: each lane sorts its keys once (q and expert id packed so that the unsigned order is \"higher q, then lower");
+                    w.WriteLine($"// id\"), then {k} rounds of a warp max over the lanes' first keys; the lane that owned the winner drops it. Lane j keeps choice j.");
+                    for (int i = 0; i < p; i++) w.WriteLine($"ulong k{i} = RouterKey.Make(q{i}, first + {i});");
+                    foreach (var (x, y) in SortingNetwork(p))
+                    {
+                        w.WriteLine($"{{ ulong high = Math.Max(k{x}, k{y}); k{y} = Math.Min(k{x}, k{y}); k{x} = high; }}");
+                    }
+
                     w.WriteLine("int chosenExpert = 0;");
-                    w.WriteLine("float chosenScore = 0f;");
                     for (int round = 0; round < k; round++)
                     {
                         w.WriteLine($"// choice {round}");
                         using (w.WriteBraces())
                         {
-                            w.WriteLine("float best = q0;");
-                            w.WriteLine("int bestExpert = first;");
-                            w.WriteLine("float bestScore = s0;");
-                            for (int i = 1; i < p; i++)
-                            {
-                                w.WriteLine($"if (q{i} > best) {{ best = q{i}; bestExpert = first + {i}; bestScore = s{i}; }}");
-                            }
-
+                            w.WriteLine("ulong best = k0;");
                             for (int offset = 16; offset >= 1; offset /= 2)
                             {
-                                w.WriteLine($"float best{offset} = Warp.ShuffleXor(best, {offset});");
-                                w.WriteLine($"int expert{offset} = Warp.ShuffleXor(bestExpert, {offset});");
-                                w.WriteLine($"float score{offset} = Warp.ShuffleXor(bestScore, {offset});");
-                                w.WriteLine($"if (best{offset} > best || (best{offset} == best && expert{offset} < bestExpert)) {{ best = best{offset}; bestExpert = expert{offset}; bestScore = score{offset}; }}");
+                                w.WriteLine($"best = Math.Max(best, Warp.ShuffleXor(best, {offset}));");
                             }
 
-                            w.WriteLine($"if (lane == {round}) {{ chosenExpert = bestExpert; chosenScore = bestScore; }}");
-                            for (int i = 0; i < p; i++) w.WriteLine($"if (bestExpert == first + {i}) q{i} = float.NegativeInfinity; // taken");
+                            w.WriteLine($"if (lane == {round}) chosenExpert = RouterKey.Expert(best);");
+                            if (round < k - 1)
+                            {
+                                string shift = string.Join(" ", Enumerable.Range(0, p).Select(i => i + 1 < p ? $"k{i} = k{i + 1};" : $"k{i} = 0;"));
+                                w.WriteLine($"if (k0 == best) {{ {shift} }} // taken: the owner moves to its next key");
+                            }
                         }
                     }
 
                     w.WriteLine();
+                    w.WriteLine("// The chosen experts' unbiased scores, read again (the row is in cache) rather than carried through the rounds.");
+                    w.WriteLine(sigmoid
+                        ? $"float chosenScore = lane < {k} ? 1f / (1f + MathF.Exp(-logits[row + chosenExpert])) : 0f;"
+                        : $"float chosenScore = lane < {k} ? MathF.Exp(logits[row + chosenExpert] - largest) / total : 0f;");
                     if (moe.NormalizeTopK)
                     {
                         w.WriteLine("// Normalise over the chosen experts and scale.");
-                        w.WriteLine($"float chosenTotal = lane < {k} ? chosenScore : 0f;");
+                        w.WriteLine("float chosenTotal = chosenScore;");
                         WarpAllReduce(w, "chosenTotal", 32, max: false);
                         w.WriteLine($"if (lane < {k})");
                         using (w.WriteBraces())
@@ -175,6 +180,26 @@ namespace ModelCompiler.Generators.Emit
                 }
 
                 w.WriteLine();
+            }
+
+            /// <summary>Batcher's odd-even merge sort for <paramref name="count"/> keys (padded to a power of two; comparators with a padded key are dropped, as a padded key is the smallest).</summary>
+            private static IEnumerable<(int, int)> SortingNetwork(int count)
+            {
+                int n = 1;
+                while (n < count) n *= 2;
+                for (int p = 1; p < n; p *= 2)
+                {
+                    for (int k = p; k >= 1; k /= 2)
+                    {
+                        for (int j = k % p; j + k < n; j += 2 * k)
+                        {
+                            for (int i = 0; i < k && i + j + k < n; i++)
+                            {
+                                if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < count) yield return (i + j, i + j + k);
+                            }
+                        }
+                    }
+                }
             }
 
             private void WriteRoutePortable(IndentedWriter w, MoeSpec moe)

@@ -74,7 +74,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("// Load the row into registers.");
                     for (int slot = 0; slot < r.Slots; slot++)
                     {
-                        string index = $"thread + {slot * r.Group}";
+                        string index = slot == 0 ? "thread" : $"thread + {slot * r.Group}";
                         bool guarded = slot == r.Slots - 1 && r.HasTail;
                         w.WriteLine(guarded
                             ? $"{Vector(r.Vector)} v{slot} = {index} < {r.Vectors} ? xs[rowBase + {index}] : {(r.Vector == 4 ? "new Float4(0f)" : "0f")}; // tail of the row"
@@ -120,7 +120,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine(quantize ? "// Normalise, quantise per tile and write codes and scales." : "// Normalise, scale by the weight and write.");
                     for (int slot = 0; slot < r.Slots; slot++)
                     {
-                        string index = $"thread + {slot * r.Group}";
+                        string index = slot == 0 ? "thread" : $"thread + {slot * r.Group}";
                         bool guarded = slot == r.Slots - 1 && r.HasTail;
                         string v = "v" + slot;
                         string n = "n" + slot;
@@ -154,11 +154,11 @@ namespace ModelCompiler.Generators.Emit
                             w.WriteLine("Group.Barrier();");
                         }
 
-                        w.WriteLine($"float scale{slot} = MathF.Max(amax{slot}, E4M3.AmaxFloor) / E4M3.Max;");
+                        w.WriteLine($"float scale{slot} = E4M3.ScaleOf(amax{slot});");
                         if (guarded) w.WriteLine($"if ({index} < {r.Vectors}) // tail of the row");
                         using (guarded ? w.WriteBraces() : default(IndentedWriter.Block?))
                         {
-                            w.WriteLine($"codeWords[rowBase + {index}] = E4M3.Pack4({n}.X / scale{slot}, {n}.Y / scale{slot}, {n}.Z / scale{slot}, {n}.W / scale{slot});");
+                            w.WriteLine($"codeWords[rowBase + {index}] = E4M3.Quantize4({n}.X, {n}.Y, {n}.Z, {n}.W, scale{slot});");
                             w.WriteLine($"if ((thread & {lanesPerTile - 1}) == 0) scales[(long)row * {r.Width / _tile} + ({index}) / {lanesPerTile}] = scale{slot};");
                         }
                     }
@@ -167,15 +167,15 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
             }
 
-            /// <summary>act_quant: bf16 rows → E4M3 codes and one scale per tile; 8 values (16 bytes) per thread.</summary>
+            /// <summary>act_quant: bf16 rows → E4M3 codes and one scale per tile; 16 values (two 16-byte loads, one 16-byte store) per thread.</summary>
             private void WriteActQuant(IndentedWriter w, bool cuda)
             {
-                int lanes = _tile / 8;
+                int lanes = _tile / 16;
                 int width = _spec.HiddenSize;
                 w.WriteLine("/// <summary>");
                 w.WriteLine($"/// DeepSeek's act_quant on rows of {width} bf16 values: per 1×{_tile} tile, scale = max(amax, 1e-4) / 448 (FP32) and");
                 w.WriteLine("/// code = e4m3(x / scale), round to nearest even, saturating. The amax floor keeps an all-zero tile at zero codes, not NaN.");
-                w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per 8 consecutive values (a 16-byte load, an 8-byte store), {lanes} threads per tile;");
+                w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per 16 consecutive values (two 16-byte loads, one 16-byte store), {lanes} threads per tile;");
                 w.WriteLine(cuda
                     ? $"/// the tile's amax by a {lanes}-lane shuffle butterfly. Threads past the end load zeros and store nothing, so every lane reaches every shuffle."
                     : "/// the tile's amax through shared memory (no shuffles on OpenCL).");
@@ -183,18 +183,22 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine($"/// <param name=\"x\">Input [rows, {width}] bf16 (raw 16-bit values).</param>");
                 w.WriteLine($"/// <param name=\"codes\">E4M3 codes [rows, {width}].</param>");
                 w.WriteLine($"/// <param name=\"scales\">FP32 scales [rows, {width / _tile}].</param>");
-                w.WriteLine("/// <param name=\"pieces\">rows × " + (width / 8) + ": the number of 8-value pieces.</param>");
+                w.WriteLine("/// <param name=\"pieces\">rows × " + (width / 16) + ": the number of 16-value pieces.</param>");
                 w.WriteLine("public static void ActQuantHidden(ArrayView<ushort> x, ArrayView<byte> codes, ArrayView<float> scales, int pieces)");
                 using (w.WriteBraces())
                 {
                     w.WriteLine("int piece = Grid.IdxX * Group.DimX + Group.IdxX;");
                     w.WriteLine("bool active = piece < pieces; // the grid is rounded up to whole groups");
-                    w.WriteLine("Float4 raw = active ? x.Cast<Float4>()[piece] : new Float4(0f);");
-                    w.WriteLine("uint p0 = Interop.FloatAsInt(raw.X), p1 = Interop.FloatAsInt(raw.Y), p2 = Interop.FloatAsInt(raw.Z), p3 = Interop.FloatAsInt(raw.W);");
-                    w.WriteLine("float x0 = Bf16.Low(p0), x1 = Bf16.High(p0), x2 = Bf16.Low(p1), x3 = Bf16.High(p1);");
-                    w.WriteLine("float x4 = Bf16.Low(p2), x5 = Bf16.High(p2), x6 = Bf16.Low(p3), x7 = Bf16.High(p3);");
-                    w.WriteLine("float amax = MathF.Max(MathF.Max(MathF.Max(MathF.Abs(x0), MathF.Abs(x1)), MathF.Max(MathF.Abs(x2), MathF.Abs(x3))),");
-                    w.WriteLine("    MathF.Max(MathF.Max(MathF.Abs(x4), MathF.Abs(x5)), MathF.Max(MathF.Abs(x6), MathF.Abs(x7))));");
+                    w.WriteLine("var quads = x.Cast<Float4>();");
+                    w.WriteLine("Float4 first = active ? quads[2 * piece] : new Float4(0f), second = active ? quads[2 * piece + 1] : new Float4(0f);");
+                    w.WriteLine("uint p0 = Interop.FloatAsInt(first.X), p1 = Interop.FloatAsInt(first.Y), p2 = Interop.FloatAsInt(first.Z), p3 = Interop.FloatAsInt(first.W);");
+                    w.WriteLine("uint p4 = Interop.FloatAsInt(second.X), p5 = Interop.FloatAsInt(second.Y), p6 = Interop.FloatAsInt(second.Z), p7 = Interop.FloatAsInt(second.W);");
+                    for (int i = 0; i < 8; i++)
+                    {
+                        w.WriteLine($"float x{2 * i} = Bf16.Low(p{i}), x{2 * i + 1} = Bf16.High(p{i});");
+                    }
+
+                    w.WriteLine("float amax = " + Nest("MathF.Max", Enumerable.Range(0, 16).Select(i => $"MathF.Abs(x{i})").ToArray()) + ";");
                     if (cuda)
                     {
                         WarpAllReduce(w, "amax", lanes, max: true);
@@ -208,11 +212,11 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"for (int lane = 0; lane < {lanes}; lane++) amax = MathF.Max(amax, tileMax[tileLead + lane]);");
                     }
 
-                    w.WriteLine("float scale = MathF.Max(amax, E4M3.AmaxFloor) / E4M3.Max;");
+                    w.WriteLine("float scale = E4M3.ScaleOf(amax);");
                     w.WriteLine("if (!active) return;");
-                    w.WriteLine("uint low = E4M3.Pack4(x0 / scale, x1 / scale, x2 / scale, x3 / scale);");
-                    w.WriteLine("uint high = E4M3.Pack4(x4 / scale, x5 / scale, x6 / scale, x7 / scale);");
-                    w.WriteLine("codes.Cast<ulong>()[piece] = low | ((ulong)high << 32);");
+                    w.WriteLine("codes.Cast<Float4>()[piece] = new Float4(");
+                    w.WriteLine("    Interop.IntAsFloat(E4M3.Quantize4(x0, x1, x2, x3, scale)), Interop.IntAsFloat(E4M3.Quantize4(x4, x5, x6, x7, scale)),");
+                    w.WriteLine("    Interop.IntAsFloat(E4M3.Quantize4(x8, x9, x10, x11, scale)), Interop.IntAsFloat(E4M3.Quantize4(x12, x13, x14, x15, scale)));");
                     w.WriteLine($"if ((piece & {lanes - 1}) == 0) scales[piece / {lanes}] = scale;");
                 }
 
@@ -256,9 +260,9 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"for (int lane = 0; lane < {lanes}; lane++) amax = MathF.Max(amax, tileMax[tileLead + lane]);");
                     }
 
-                    w.WriteLine("float scale = MathF.Max(amax, E4M3.AmaxFloor) / E4M3.Max;");
+                    w.WriteLine("float scale = E4M3.ScaleOf(amax);");
                     w.WriteLine("if (!active) return;");
-                    w.WriteLine("codes.Cast<uint>()[quad] = E4M3.Pack4(h0 / scale, h1 / scale, h2 / scale, h3 / scale);");
+                    w.WriteLine("codes.Cast<uint>()[quad] = E4M3.Quantize4(h0, h1, h2, h3, scale);");
                     w.WriteLine($"if ((quad & {lanes - 1}) == 0) scales[quad / {lanes}] = scale;");
                 }
 

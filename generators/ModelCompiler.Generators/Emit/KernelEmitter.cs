@@ -22,6 +22,7 @@ namespace ModelCompiler.Generators.Emit
             var k = new KernelSet(s);
             var w = new IndentedWriter();
             Headers.Write(w, h);
+            w.WriteLine("using System;");
             w.WriteLine("using ILGPU;");
             w.WriteLine("using ILGPU.Runtime;");
             w.WriteLine("using ILGPU.Runtime.Cuda;");
@@ -100,8 +101,8 @@ namespace ModelCompiler.Generators.Emit
                 ? $"the hidden size {_spec.HiddenSize} is not a multiple of the {_tile}-wide activation tile held by a power-of-two run of lanes"
                 : null;
 
-            private string? ActQuantUnsupported => _spec.HiddenSize % _tile != 0 || _tile % 8 != 0 || _tile / 8 > 32 || !RowShape.IsPowerOfTwo(_tile / 8)
-                ? $"the hidden size {_spec.HiddenSize} and the {_tile}-wide tile do not map onto lanes of 8 bf16 values"
+            private string? ActQuantUnsupported => _spec.HiddenSize % _tile != 0 || _tile % 16 != 0 || _tile / 16 > 32 || !RowShape.IsPowerOfTwo(_tile / 16)
+                ? $"the hidden size {_spec.HiddenSize} and the {_tile}-wide tile do not map onto lanes of 16 bf16 values"
                 : null;
 
             private string? SwiGluQuantUnsupported => _expertWidth % _tile != 0 || _tile % 4 != 0 || _tile / 4 > 32 || !RowShape.IsPowerOfTwo(_tile / 4)

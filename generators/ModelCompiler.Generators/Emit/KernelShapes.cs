@@ -128,12 +128,20 @@ namespace ModelCompiler.Generators.Emit
 
         public int SharedBytes => KeyBytes + PartialBytes + PBytes + MaxBytes;
 
+        /// <summary>
+        /// Whether the next chunk's loads are issued before this chunk is computed (they wait in registers): with 256 threads
+        /// that is 9 loads of 16 bytes each; with 128 the 18 registers' worth would push the kernel past 255 registers.
+        /// </summary>
+        public bool Prefetch => (Chunk * ScoreDims / 8) / Threads <= 9;
+
         /// <summary>Why the tensor-core kernel cannot be generated, or null when it can.</summary>
         public string? Unsupported =>
             Heads % 16 != 0 ? $"{Heads} heads are not a multiple of the 16 rows of an mma tile"
             : ScoreDims % 64 != 0 ? $"d_c + d_rope = {ScoreDims} is not a multiple of 64 (four warps × 16-wide k-steps)"
             : Latent % 64 != 0 ? $"d_c = {Latent} is not a multiple of 64 (four warps × 16 columns)"
             : Rope % 8 != 0 ? $"d_rope = {Rope} is not a multiple of 8"
+            : Threads % (Latent / 8) != 0 || Threads % (Rope / 8) != 0 || (Chunk * Rope / 8) % Threads != 0 || (Chunk * Latent / 8) % Threads != 0
+                ? $"the {Threads} threads do not divide the chunk's {Latent / 8}- and {Rope / 8}-piece rows evenly"
             : null;
     }
 }

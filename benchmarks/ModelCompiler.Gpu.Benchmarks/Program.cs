@@ -1,0 +1,122 @@
+// The generated kernels on a GPU at DeepSeek-V3's (and V2-Lite's) shapes: each output checked against a CPU reference on
+// sampled rows (‖out − ref‖ / ‖ref‖), each timed with device events around bursts of 10 launches (median of 30 bursts),
+// and printed in one table beside PyTorch's eager and torch.compile times from benchmarks/gpu/torch_ops.py.
+//
+//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke]
+//
+// --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using ILGPU;
+using ILGPU.Runtime;
+using ModelCompiler.Gpu;
+using ModelCompiler.Gpu.Benchmarks;
+using Samples.DeepSeekV3;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+bool smoke = args.Contains("--smoke");
+int torchAt = Array.IndexOf(args, "--torch");
+var torch = torchAt >= 0 ? JsonDocument.Parse(File.ReadAllText(args[torchAt + 1])).RootElement : (JsonElement?)null;
+
+using var device = smoke ? GpuDevice.CreateDefault() : GpuDevice.Create(GpuBackend.Cuda, profiling: true);
+Console.Error.WriteLine($"device: {device.Name} ({device.Backend}); inputs seeded from the clock");
+var bench = new Bench(device, smoke);
+var rows = new List<Row>();
+var v3 = new DeepSeekV3.Kernels.Launcher(device);
+var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
+
+// ---- RMSNorm, [32768 × 7168] FP32 ------------------------------------------------------------------------------------
+{
+    int n = smoke ? 64 : 32768, width = DeepSeekV3.Kernels.Hidden;
+    using var x = bench.Random(n * width, 3f);
+    using var weight = bench.Random(width, 0.5f, 1f);
+    using var y = device.Accelerator.Allocate1D<float>((long)n * width);
+    double ms = bench.Time(() => v3.RmsNormHidden(x.View, weight.View, y.View));
+    double error = Check.RmsNorm(bench, x, weight, y, width);
+    rows.Add(new Row("RMSNorm", $"[{n}×{width}] fp32", ms, Bytes: 2.0 * n * width * 4, Flops: 0, error, "rmsnorm"));
+
+    using var codes = device.Accelerator.Allocate1D<byte>((long)n * width);
+    using var scales = device.Accelerator.Allocate1D<float>((long)n * width / 128);
+    double fusedMs = bench.Time(() => v3.RmsNormQuantHidden(x.View, weight.View, codes.View, scales.View));
+    double fusedError = Check.RmsNormQuant(bench, x, weight, codes, scales, width);
+    rows.Add(new Row("RMSNorm + act_quant (fused)", $"[{n}×{width}] fp32 → e4m3", fusedMs, Bytes: (4.0 + 1) * n * width + 4.0 * n * width / 128, Flops: 0, fusedError, "rmsnorm_quant"));
+}
+
+// ---- act_quant, [16384 × 7168] bf16 ----------------------------------------------------------------------------------
+{
+    int n = smoke ? 32 : 16384, width = DeepSeekV3.Kernels.Hidden;
+    using var x = bench.RandomBf16(n * width, 4f);
+    using var codes = device.Accelerator.Allocate1D<byte>((long)n * width);
+    using var scales = device.Accelerator.Allocate1D<float>((long)n * width / 128);
+    double ms = bench.Time(() => v3.ActQuantHidden(x.View, codes.View, scales.View));
+    double error = Check.ActQuant(bench, x, codes, scales, width);
+    rows.Add(new Row("act_quant 1×128", $"[{n}×{width}] bf16 → e4m3", ms, Bytes: 3.0 * n * width + 4.0 * n * width / 128, Flops: 0, error, "act_quant"));
+}
+
+// ---- SwiGLU + act_quant, [16384 × 2048] ------------------------------------------------------------------------------
+{
+    int n = smoke ? 32 : 16384, width = DeepSeekV3.Kernels.ExpertWidth;
+    using var a = bench.Random(n * width, 2f);
+    using var b = bench.Random(n * width, 1f);
+    using var codes = device.Accelerator.Allocate1D<byte>((long)n * width);
+    using var scales = device.Accelerator.Allocate1D<float>((long)n * width / 128);
+    double ms = bench.Time(() => v3.SwiGluQuantExpert(a.View, b.View, codes.View, scales.View));
+    double error = Check.SwiGluQuant(bench, a, b, codes, scales, width);
+    rows.Add(new Row("SwiGLU + act_quant (fused)", $"[{n}×{width}] fp32 → e4m3", ms, Bytes: 9.0 * n * width + 4.0 * n * width / 128, Flops: 0, error, "swiglu_quant"));
+}
+
+// ---- Router, [16384 × 256] -------------------------------------------------------------------------------------------
+{
+    int n = smoke ? 64 : 16384, experts = DeepSeekV3.Kernels.RoutedExperts, k = DeepSeekV3.Kernels.ActivatedExperts;
+    using var logits = bench.Random(n * experts, 2f);
+    using var bias = bench.Random(experts, 0.3f);
+    using var ids = device.Accelerator.Allocate1D<int>((long)n * k);
+    using var weights = device.Accelerator.Allocate1D<float>((long)n * k);
+    double ms = bench.Time(() => v3.Route(logits.View, bias.View, ids.View, weights.View));
+    double error = Check.Route(bench, logits, bias, ids, weights);
+    rows.Add(new Row("MoE router (V3 gate)", $"[{n}×{experts}] → top-{k}", ms, Bytes: 4.0 * n * experts + 8.0 * n * k, Flops: 0, error, "router"));
+}
+
+// ---- MLA decode, batch 64 × 4096 cached tokens, 128 heads (V3) and 16 heads (V2-Lite) --------------------------------
+foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, "mla_decode_128h"), ("MLA decode, 16 heads (V2-Lite)", 16, "mla_decode_16h") })
+{
+    int batch = smoke ? 2 : 64, length = smoke ? 100 : 4096, latent = 512, rope = 64;
+    using var queryLatent = bench.RandomBf16((long)batch * heads * latent, 1f);
+    using var queryRope = bench.RandomBf16((long)batch * heads * rope, 1f);
+    using var latentCache = bench.RandomBf16((long)batch * length * latent, 1f);
+    using var ropeCache = bench.RandomBf16((long)batch * length * rope, 1f);
+    using var lengths = device.Accelerator.Allocate1D(Enumerable.Repeat(length, batch).ToArray());
+    using var output = device.Accelerator.Allocate1D<float>((long)batch * heads * latent);
+    Action<int> decode = heads == 128
+        ? splits => v3.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits)
+        : splits => lite.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits);
+    var (bestMs, bestSplits) = (double.MaxValue, 1);
+    foreach (int splits in new[] { 1, 2, 4, 8, 16 })
+    {
+        double splitMs = bench.Time(() => decode(splits));
+        Console.Error.WriteLine($"{label}: {splits} split(s) {splitMs:F4} ms");
+        if (splitMs < bestMs) (bestMs, bestSplits) = (splitMs, splits);
+    }
+
+    decode(bestSplits);
+    double error = Check.Mla(bench, heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
+    double flops = 2.0 * batch * heads * length * (latent + rope + latent);
+    rows.Add(new Row($"{label}, {bestSplits} split(s)", $"{batch}×{length}×{heads}h bf16", bestMs, Bytes: 2.0 * batch * length * (latent + rope), flops, error, key));
+}
+
+// ---- cuBLAS 13 bf16 GEMM (the binding for the GEMMs between fused kernels) -------------------------------------------
+if (device.Backend == GpuBackend.Cuda)
+{
+    int m = 4096, k = 7168, n = smoke ? 256 : 16384;
+    using var a = bench.RandomBf16((long)m * k, 1f);
+    using var b = bench.RandomBf16((long)n * k, 1f);
+    using var c = device.Accelerator.Allocate1D<float>((long)m * n);
+    using var blas = new CuBlas(device.Accelerator.DefaultStream);
+    double ms = bench.Time(() => blas.GemmBf16(a.View, b.View, c.View, m, n, k));
+    double error = Check.Gemm(bench, a, b, c, m, n, k);
+    rows.Add(new Row("cuBLAS 13 GemmEx (binding)", $"{m}×{k}×{n} bf16 → fp32", ms, Bytes: 0, Flops: 2.0 * m * n * k, error, "bf16_gemm"));
+}
+
+Table.Print(rows, torch, device.Name);
+return rows.Any(r => !(r.Error <= r.Tolerance)) ? 1 : 0;

@@ -1,0 +1,141 @@
+"""PyTorch's side of the kernel benchmark: the operations ModelCompiler generates kernels for, at the same shapes,
+written two ways: eager, as DeepSeek's official inference code (DeepSeek-V3 inference/model.py, kernel.py) writes them,
+and under torch.compile, which fuses them into Triton kernels specialised to these shapes. Prints one JSON object:
+{op: {"eager_ms": ..., "compile_ms": ...}, "copy_tbps": ..., "bf16_tflops": ...}.
+
+Timing: CUDA events around bursts of 10 calls (the same bursts the C# side times), median over 30 bursts after warm-up.
+Inputs are fresh random tensors (never zeros)."""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(torch.seed())
+dev = "cuda"
+BURST, REPS, WARMUP = 10, 30, 3
+
+
+def bench(fn):
+    for _ in range(WARMUP):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(REPS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(BURST):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / BURST)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def both(fn, *args):
+    eager = bench(lambda: fn(*args))
+    compiled = torch.compile(fn, dynamic=False)
+    try:
+        compiled_ms = bench(lambda: compiled(*args))
+    except Exception as error:  # report, do not hide
+        print(f"torch.compile failed for {fn.__name__}: {error}", file=sys.stderr)
+        compiled_ms = None
+    return {"eager_ms": eager, "compile_ms": compiled_ms}
+
+
+# --- the operations, as DeepSeek's official code writes them -------------------------------------------------------------
+
+def rms_norm(x, weight):
+    return F.rms_norm(x, (x.size(-1),), weight, 1e-6)
+
+
+def act_quant(x, block_size=128):
+    # kernel.py's act_quant: s = amax / 448 per 1x128 tile, y = x / s in e4m3 (written with torch ops; the Triton original
+    # is what torch.compile regenerates). The amax floor keeps an all-zero tile finite, as our kernel does.
+    tiles = x.float().view(-1, block_size)
+    s = tiles.abs().amax(dim=-1, keepdim=True).clamp_min(1e-4) / 448.0
+    y = (tiles / s).to(torch.float8_e4m3fn)
+    return y.view(x.shape), s.view(*x.shape[:-1], -1)
+
+
+def rms_norm_quant(x, weight):
+    return act_quant(rms_norm(x, weight))
+
+
+def swiglu_quant(a, b):
+    return act_quant(F.silu(a) * b)
+
+
+def v3_gate(logits, bias, n_groups=8, topk_groups=4, topk=8, route_scale=2.5):
+    # model.py's Gate.forward after the linear layer (sigmoid scoring, noaux_tc).
+    scores = logits.sigmoid()
+    original_scores = scores
+    scores = scores + bias
+    scores = scores.view(logits.size(0), n_groups, -1)
+    group_scores = scores.topk(2, dim=-1)[0].sum(dim=-1)
+    indices = group_scores.topk(topk_groups, dim=-1)[1]
+    mask = scores.new_ones(logits.size(0), n_groups, dtype=torch.bool).scatter_(1, indices, False)
+    scores = scores.masked_fill_(mask.unsqueeze(-1), float("-inf")).flatten(1)
+    indices = torch.topk(scores, topk, dim=-1)[1]
+    weights = original_scores.gather(1, indices)
+    weights /= weights.sum(dim=-1, keepdim=True)
+    weights *= route_scale
+    return weights, indices
+
+
+def mla_decode(q_latent, q_pe, kv_cache, pe_cache, softmax_scale):
+    # model.py's MLA.forward, attn_impl == "absorb", one new token per sequence (s = 1), all sequences full length.
+    scores = (torch.einsum("bshc,btc->bsht", q_latent, kv_cache) + torch.einsum("bshr,btr->bsht", q_pe, pe_cache)) * softmax_scale
+    scores = scores.softmax(dim=-1, dtype=torch.float32).type_as(q_latent)
+    return torch.einsum("bsht,btc->bshc", scores, kv_cache)
+
+
+def main():
+    results = {}
+    gib = torch.randn(1 << 28, device=dev)
+    target = torch.empty_like(gib)
+    copy_ms = bench(lambda: target.copy_(gib))
+    results["copy_tbps"] = 2 * gib.numel() * 4 / (copy_ms * 1e-3) / 1e12
+    del gib, target
+
+    a = torch.randn(4096, 7168, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(16384, 7168, device=dev, dtype=torch.bfloat16)
+    gemm_ms = bench(lambda: a @ b.t())
+    results["bf16_gemm"] = {"eager_ms": gemm_ms, "compile_ms": None}
+    results["bf16_tflops"] = 2 * 4096 * 7168 * 16384 / (gemm_ms * 1e-3) / 1e12
+    del a, b
+
+    x = torch.randn(32768, 7168, device=dev) * 3
+    w = torch.rand(7168, device=dev) + 0.5
+    results["rmsnorm"] = both(rms_norm, x, w)
+    results["rmsnorm_quant"] = both(rms_norm_quant, x, w)
+    del x
+
+    xb = (torch.randn(16384, 7168, device=dev) * 4).to(torch.bfloat16)
+    results["act_quant"] = both(act_quant, xb)
+    del xb
+
+    ga = torch.randn(16384, 2048, device=dev) * 2
+    gb = torch.randn(16384, 2048, device=dev)
+    results["swiglu_quant"] = both(swiglu_quant, ga, gb)
+    del ga, gb
+
+    logits = torch.randn(16384, 256, device=dev) * 2
+    bias = torch.randn(256, device=dev) * 0.3
+    results["router"] = both(v3_gate, logits, bias)
+
+    for name, heads in (("mla_decode_128h", 128), ("mla_decode_16h", 16)):
+        batch, length = 64, 4096
+        q = torch.randn(batch, 1, heads, 512, device=dev, dtype=torch.bfloat16)
+        qp = torch.randn(batch, 1, heads, 64, device=dev, dtype=torch.bfloat16)
+        kv = torch.randn(batch, length, 512, device=dev, dtype=torch.bfloat16)
+        pe = torch.randn(batch, length, 64, device=dev, dtype=torch.bfloat16)
+        results[name] = both(mla_decode, q, qp, kv, pe, 192 ** -0.5)
+        del q, qp, kv, pe
+
+    json.dump(results, sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+using System.Reflection;
+using ModelCompiler.TestUtilities;
+using Samples.DeepSeekV3;
+using Samples.TinySeek;
+using Xunit;
+
+namespace ModelCompiler.Gpu.Tests;
+
+/// <summary>
+/// The PTX that ILGPU compiles offline for sm_90 from the generated CUDA kernels, normalised to be byte-stable, checked as
+/// snapshots (MC_UPDATE_SNAPSHOTS=1 accepts a change). No GPU needed: a reviewer sees exactly which instructions a change
+/// to the generator produces — the 16-byte loads, the shuffles, the mma.sync and cvt.e4m3x2 of the inline PTX.
+/// </summary>
+public sealed class PtxSnapshotTests
+{
+    public static TheoryData<string> Models => new() { "DeepSeekV3", "TinySeek" };
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Cuda_kernels_compile_to_the_snapshot_PTX(string model)
+    {
+        var kernels = model == "DeepSeekV3" ? typeof(DeepSeekV3.Kernels) : typeof(TinySeek.Kernels);
+        var methods = kernels.GetNestedType("Cuda")!.GetMethods(BindingFlags.Public | BindingFlags.Static)
+            .Concat(kernels.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => m.ReturnType == typeof(void)))
+            .OrderBy(m => m.Name, StringComparer.Ordinal)
+            .ToList();
+        Assert.NotEmpty(methods);
+        var files = methods.ToDictionary(m => m.Name, m => Ptx.Compile(m));
+        foreach (var (name, ptx) in files)
+        {
+            Assert.Contains(".target sm_90", ptx, StringComparison.Ordinal);
+        }
+
+        Snapshot.Verify("tests/ModelCompiler.Gpu.Tests", nameof(PtxSnapshotTests), $"Cuda_kernels_compile_to_the_snapshot_PTX_model={model}", files, "%NONE%", "ptx");
+    }
+
+    [Fact]
+    public void The_PTX_of_a_kernel_does_not_depend_on_what_was_compiled_before()
+    {
+        var route = typeof(DeepSeekV3.Kernels.Cuda).GetMethod("Route")!;
+        string alone = Ptx.Compile(route);
+        _ = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("RmsNormHidden")!);
+        Assert.Equal(alone, Ptx.Compile(route));
+    }
+
+    [Fact]
+    public void The_tensor_core_and_FP8_instructions_are_in_the_PTX()
+    {
+        string mla = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("MlaDecode")!);
+        Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", mla, StringComparison.Ordinal);
+        Assert.Contains("prmt.b32", mla, StringComparison.Ordinal);
+        string quant = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("ActQuantHidden")!);
+        Assert.Contains("cvt.rn.satfinite.e4m3x2.f32", quant, StringComparison.Ordinal);
+        Assert.Contains("shfl.sync.bfly.b32", quant, StringComparison.Ordinal);
+        string norm = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("RmsNormHidden")!);
+        Assert.Contains("ld.global.v4.f32", norm, StringComparison.Ordinal);
+    }
+}
