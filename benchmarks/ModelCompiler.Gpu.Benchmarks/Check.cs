@@ -172,6 +172,64 @@ internal static class Check
         return error.Value;
     }
 
+    public static double SwiGlu(Bench bench, MemoryBuffer1D<float, Stride1D.Dense> a, MemoryBuffer1D<float, Stride1D.Dense> b, MemoryBuffer1D<float, Stride1D.Dense> y, int width)
+    {
+        var error = new Error();
+        foreach (int row in bench.SampleRows((int)(a.Length / width), 30))
+        {
+            var gate = Get(a, (long)row * width, width);
+            var up = Get(b, (long)row * width, width);
+            var actual = Get(y, (long)row * width, width);
+            for (int i = 0; i < width; i++) error.Add(actual[i], gate[i] / (1 + Math.Exp(-gate[i])) * up[i]);
+        }
+
+        return error.Value;
+    }
+
+    /// <summary>Interleaved rotation of sampled tokens (positions tokens … 2·tokens − 1) from the inputs kept on the host.</summary>
+    public static double Rope(Bench bench, float[] q0, float[] k0, MemoryBuffer1D<float, Stride1D.Dense> q, MemoryBuffer1D<float, Stride1D.Dense> k, float[] cos, float[] sin, int tokens)
+    {
+        const int Heads = DeepSeekV3.Kernels.Heads, Head = DeepSeekV3.Kernels.QueryHeadDim, Nope = DeepSeekV3.Kernels.NopeHeadDim, Rope = DeepSeekV3.Kernels.RopeHeadDim;
+        var error = new Error();
+        foreach (int token in bench.SampleRows(tokens, 30))
+        {
+            var qActual = Get(q, (long)token * Heads * Head, Heads * Head);
+            var kActual = Get(k, (long)token * Rope, Rope);
+            for (int row = 0; row <= Heads; row++)
+            {
+                for (int pair = 0; pair < Rope / 2; pair++)
+                {
+                    int angle = ((tokens + token) * (Rope / 2)) + pair;
+                    long at = row < Heads ? ((long)token * Heads + row) * Head + Nope + (2 * pair) : ((long)token * Rope) + (2 * pair);
+                    double x0 = row < Heads ? q0[at] : k0[at], x1 = row < Heads ? q0[at + 1] : k0[at + 1];
+                    int local = row < Heads ? (int)(at - ((long)token * Heads * Head)) : 2 * pair;
+                    var actual = row < Heads ? qActual : kActual;
+                    error.Add(actual[local], (x0 * cos[angle]) - (x1 * sin[angle]));
+                    error.Add(actual[local + 1], (x0 * sin[angle]) + (x1 * cos[angle]));
+                }
+            }
+        }
+
+        return error.Value;
+    }
+
+    /// <summary>Sampled rows of the dequantised weight against E4M3 decoding × the block's scale on the host.</summary>
+    public static double Dequantize(Bench bench, byte[] codes, MemoryBuffer1D<float, Stride1D.Dense> scales, MemoryBuffer1D<float, Stride1D.Dense> weight, int rows, int columns)
+    {
+        var s = scales.GetAsArray1D();
+        var error = new Error();
+        foreach (int row in bench.SampleRows(rows, 30))
+        {
+            var actual = Get(weight, (long)row * columns, columns);
+            for (int c = 0; c < columns; c++)
+            {
+                error.Add(actual[c], E4M3.Decode(codes[((long)row * columns) + c]) * (double)s[(row / 128 * ((columns + 127) / 128)) + (c / 128)]);
+            }
+        }
+
+        return error.Value;
+    }
+
     /// <summary>Sampled entries of C = A·Bᵀ in double precision.</summary>
     public static double Gemm(Bench bench, MemoryBuffer1D<ushort, Stride1D.Dense> a, MemoryBuffer1D<ushort, Stride1D.Dense> b, MemoryBuffer1D<float, Stride1D.Dense> c, int m, int n, int k)
     {

@@ -43,6 +43,56 @@ var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
     rows.Add(new Row("RMSNorm + act_quant (fused)", $"[{n}×{width}] fp32 → e4m3", fusedMs, Bytes: (4.0 + 1) * n * width + 4.0 * n * width / 128, Flops: 0, fusedError, "rmsnorm_quant"));
 }
 
+// ---- The other kernels at V3's shapes: latent norms, SwiGLU, RoPE, FP8 weight dequantisation (no PyTorch counterpart timed) ----
+foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kernels.QueryLatent), ("RMSNorm, key-value latent", DeepSeekV3.Kernels.KeyValueLatent) })
+{
+    int n = smoke ? 64 : 32768;
+    using var x = bench.Random((long)n * width, 3f);
+    using var weight = bench.Random(width, 0.5f, 1f);
+    using var y = device.Accelerator.Allocate1D<float>((long)n * width);
+    Action run = width == DeepSeekV3.Kernels.QueryLatent ? () => v3.RmsNormQueryLatent(x.View, weight.View, y.View) : () => v3.RmsNormKeyValueLatent(x.View, weight.View, y.View);
+    double ms = bench.Time(run);
+    rows.Add(new Row(label, $"[{n}×{width}] fp32", ms, Bytes: 8.0 * n * width, Flops: 0, Check.RmsNorm(bench, x, weight, y, width), "rmsnorm_latent"));
+}
+
+{
+    int n = smoke ? 32 : 16384, width = DeepSeekV3.Kernels.ExpertWidth;
+    using var a = bench.Random((long)n * width, 2f);
+    using var b = bench.Random((long)n * width, 1f);
+    using var y = device.Accelerator.Allocate1D<float>((long)n * width);
+    double ms = bench.Time(() => v3.SwiGlu(a.View, b.View, y.View));
+    rows.Add(new Row("SwiGLU", $"[{n}×{width}] fp32", ms, Bytes: 12.0 * n * width, Flops: 0, Check.SwiGlu(bench, a, b, y, width), "swiglu"));
+}
+
+{
+    int tokens = smoke ? 16 : 4096, heads = DeepSeekV3.Kernels.Heads, head = DeepSeekV3.Kernels.QueryHeadDim, rope = DeepSeekV3.Kernels.RopeHeadDim;
+    using var q = bench.Random((long)tokens * heads * head, 1f);
+    using var k = bench.Random((long)tokens * rope, 1f);
+    var angles = Enumerable.Range(0, 2 * tokens).SelectMany(p => Enumerable.Range(0, rope / 2).Select(i => p * Math.Pow(10000, -2.0 * i / rope))).ToArray();
+    using var cos = device.Accelerator.Allocate1D(angles.Select(a => (float)Math.Cos(a)).ToArray());
+    using var sin = device.Accelerator.Allocate1D(angles.Select(a => (float)Math.Sin(a)).ToArray());
+    using var positions = device.Accelerator.Allocate1D(Enumerable.Range(tokens, tokens).ToArray());
+    var q0 = q.GetAsArray1D();
+    var k0 = k.GetAsArray1D();
+    v3.RotaryEmbedding(q.View, k.View, positions.View, cos.View, sin.View);
+    double error = Check.Rope(bench, q0, k0, q, k, cos.GetAsArray1D(), sin.GetAsArray1D(), tokens);
+    double ms = bench.Time(() => v3.RotaryEmbedding(q.View, k.View, positions.View, cos.View, sin.View));
+    rows.Add(new Row("RoPE (in place)", $"{tokens} tokens × {heads + 1} × {rope}", ms, Bytes: 8.0 * tokens * (heads + 1) * rope, Flops: 0, error, "rope"));
+}
+
+{
+    int n = smoke ? 256 : 7168, k = smoke ? 512 : 18432;
+    var random = new Random(Environment.TickCount);
+    var bytes = new byte[(long)n * k];
+    random.NextBytes(bytes);
+    for (long i = 0; i < bytes.LongLength; i++) if ((bytes[i] & 0x7F) == 0x7F) bytes[i] = 0x3C; // no NaN codes
+    using var codes = device.Accelerator.Allocate1D(bytes);
+    using var scales = bench.Random((long)((n + 127) / 128) * ((k + 127) / 128), 0.005f, 0.006f);
+    using var weight = device.Accelerator.Allocate1D<float>((long)n * k);
+    double ms = bench.Time(() => v3.DequantizeWeight(codes.View, scales.View, weight.View, n, k));
+    rows.Add(new Row("FP8 weight dequantisation", $"[{n}×{k}] e4m3 → fp32", ms, Bytes: 5.0 * n * k, Flops: 0, Check.Dequantize(bench, bytes, scales, weight, n, k), "dequant"));
+}
+
 // ---- act_quant, [16384 × 7168] bf16 ----------------------------------------------------------------------------------
 {
     int n = smoke ? 32 : 16384, width = DeepSeekV3.Kernels.Hidden;

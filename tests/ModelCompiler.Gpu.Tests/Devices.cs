@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ModelCompiler.Torch.Gpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,15 +29,12 @@ public sealed class SimulatorDevice : IDisposable
 /// <summary>Moving test data between TorchSharp tensors and device buffers.</summary>
 internal static class Data
 {
-    public static MemoryBuffer1D<float, Stride1D.Dense> Upload(GpuDevice device, Tensor tensor) =>
-        device.Accelerator.Allocate1D(tensor.to(ScalarType.Float32).contiguous().data<float>().ToArray());
+    public static MemoryBuffer1D<float, Stride1D.Dense> Upload(GpuDevice device, Tensor tensor) => TensorTransfer.ToDevice(device, tensor);
 
-    public static MemoryBuffer1D<int, Stride1D.Dense> UploadInts(GpuDevice device, Tensor tensor) =>
-        device.Accelerator.Allocate1D(tensor.to(ScalarType.Int32).contiguous().data<int>().ToArray());
+    public static MemoryBuffer1D<int, Stride1D.Dense> UploadInts(GpuDevice device, Tensor tensor) => TensorTransfer.ToDeviceInt32(device, tensor);
 
     /// <summary>Uploads bf16 bits of <paramref name="tensor"/> (rounded to nearest even).</summary>
-    public static MemoryBuffer1D<ushort, Stride1D.Dense> UploadBf16(GpuDevice device, Tensor tensor) =>
-        device.Accelerator.Allocate1D(tensor.to(ScalarType.Float32).contiguous().data<float>().ToArray().Select(Bf16.FromFloat).ToArray());
+    public static MemoryBuffer1D<ushort, Stride1D.Dense> UploadBf16(GpuDevice device, Tensor tensor) => TensorTransfer.ToDeviceBf16(device, tensor);
 
     /// <summary>The tensor rounded to bf16 and back, the values a bf16 kernel sees.</summary>
     public static Tensor RoundBf16(Tensor tensor) => tensor.to(ScalarType.BFloat16).to(ScalarType.Float32);
@@ -45,15 +43,13 @@ internal static class Data
     public static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(GpuDevice device, long length) =>
         device.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, checked((int)length)).ToArray());
 
-    public static Tensor Download(MemoryBuffer1D<float, Stride1D.Dense> buffer, params long[] shape) =>
-        torch.tensor(buffer.GetAsArray1D()).view(shape);
+    public static Tensor Download(MemoryBuffer1D<float, Stride1D.Dense> buffer, params long[] shape) => TensorTransfer.ToTensor(buffer, shape);
 
-    public static Tensor DownloadInts(MemoryBuffer1D<int, Stride1D.Dense> buffer, params long[] shape) =>
-        torch.tensor(buffer.GetAsArray1D()).view(shape);
+    public static Tensor DownloadInts(MemoryBuffer1D<int, Stride1D.Dense> buffer, params long[] shape) => TensorTransfer.ToTensor(buffer, shape);
 
     /// <summary>E4M3 codes as their FP32 values (the checkpoint reader's decoder, an independent implementation).</summary>
     public static Tensor DownloadE4M3(MemoryBuffer1D<byte, Stride1D.Dense> buffer, params long[] shape) =>
-        ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(torch.tensor(buffer.GetAsArray1D())).view(shape);
+        ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(TensorTransfer.ToTensor(buffer, shape));
 
     /// <summary>‖a − b‖ / ‖b‖.</summary>
     public static double RelativeError(Tensor actual, Tensor expected) =>
