@@ -52,10 +52,23 @@ ensure_opencl() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${release[@]}" pocl-opencl-icd ocl-icd-opencl-dev >/dev/null
 }
 
+# The distributed tests launch ranks with mpirun: Open MPI's runtime (the binding loads libmpi.so.40; no -dev package needed).
+ensure_mpi() {
+    if command -v mpirun >/dev/null 2>&1 && ldconfig -p | grep -q 'libmpi\.so\.40'; then return; fi
+    if ! [ -f /etc/debian_version ]; then
+        echo "warning: no Open MPI found; install openmpi-bin for the distributed tests" >&2
+        return
+    fi
+    log "Installing Open MPI for the distributed tests"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi3 >/dev/null
+}
+
 prepare() {
     ensure_dotnet
     ensure_libstdcxx
     ensure_opencl
+    ensure_mpi
 }
 
 demo() {

@@ -1,0 +1,195 @@
+using System.Runtime.InteropServices;
+
+namespace ModelCompiler.Distributed;
+
+/// <summary>An MPI call that returned an error, with MPI's own description of it.</summary>
+public sealed class MpiException(string message) : Exception(message);
+
+/// <summary>
+/// MPI through a thin P/Invoke binding (distributed-notes §1.4): works with Open MPI, whose handles are addresses of exported
+/// globals, and with MPICH, whose handles are 32-bit constants. Handles travel as <see cref="IntPtr"/>. One instance per
+/// process: <see cref="Initialize"/> once, <see cref="Dispose"/> finalises. Ranks are launched by <c>mpirun</c>.
+/// </summary>
+public sealed unsafe partial class Mpi : IDisposable
+{
+    private const string Library = "mpi";
+    private readonly IntPtr _world, _byte, _float, _int, _sum, _max, _statusIgnore;
+    private bool _finalized;
+
+    static Mpi() => NativeLibraries.EnsureResolver();
+
+    private Mpi()
+    {
+        int argc = 0;
+        byte** argv = null;
+        Check(MPI_Init_thread(&argc, &argv, 1 /* MPI_THREAD_FUNNELED */, out _), "MPI_Init_thread");
+        IsOpenMpi = NativeLibrary.TryGetExport(NativeLibraries.MpiHandle, "ompi_mpi_comm_world", out _world);
+        if (IsOpenMpi)
+        {
+            _byte = Export("ompi_mpi_byte");
+            _float = Export("ompi_mpi_float");
+            _int = Export("ompi_mpi_int");
+            _sum = Export("ompi_mpi_op_sum");
+            _max = Export("ompi_mpi_op_max");
+            _statusIgnore = IntPtr.Zero;
+        }
+        else
+        {
+            // MPICH's constants (MS-MPI uses the same).
+            _world = 0x44000000;
+            _byte = 0x4c00010d;
+            _float = 0x4c00040a;
+            _int = 0x4c000405;
+            _sum = 0x58000003;
+            _max = 0x58000001;
+            _statusIgnore = 1;
+        }
+
+        Check(MPI_Comm_rank(_world, out int rank), "MPI_Comm_rank");
+        Check(MPI_Comm_size(_world, out int size), "MPI_Comm_size");
+        Rank = rank;
+        Size = size;
+    }
+
+    /// <summary>This process's rank in MPI_COMM_WORLD.</summary>
+    public int Rank { get; }
+
+    /// <summary>Number of ranks.</summary>
+    public int Size { get; }
+
+    /// <summary>Whether the library is Open MPI (else MPICH).</summary>
+    public bool IsOpenMpi { get; }
+
+    /// <summary>Initialises MPI (once per process).</summary>
+    public static Mpi Initialize() => new();
+
+    /// <summary>The library's version line (MPI_Get_library_version).</summary>
+    public string LibraryVersion()
+    {
+        var buffer = new byte[8192];
+        fixed (byte* p = buffer)
+        {
+            Check(MPI_Get_library_version(p, out int length), "MPI_Get_library_version");
+            return System.Text.Encoding.ASCII.GetString(buffer, 0, length).Split('\n')[0].Trim();
+        }
+    }
+
+    /// <summary>Sends <paramref name="data"/> to <paramref name="destination"/> with <paramref name="tag"/> (blocking).</summary>
+    public void Send<T>(ReadOnlySpan<T> data, int destination, int tag)
+        where T : unmanaged
+    {
+        fixed (T* p = data) Check(MPI_Send(p, checked(data.Length * sizeof(T)), _byte, destination, tag, _world), $"MPI_Send to rank {destination}, tag {tag}");
+    }
+
+    /// <summary>Receives exactly <paramref name="data"/>.Length values from <paramref name="source"/> with <paramref name="tag"/> (blocking).</summary>
+    public void Receive<T>(Span<T> data, int source, int tag)
+        where T : unmanaged
+    {
+        fixed (T* p = data) Check(MPI_Recv(p, checked(data.Length * sizeof(T)), _byte, source, tag, _world, _statusIgnore), $"MPI_Recv from rank {source}, tag {tag}");
+    }
+
+    /// <summary>Sum of <paramref name="data"/> over all ranks, in place.</summary>
+    public void AllReduceSum(Span<float> data)
+    {
+        void* inPlace = IsOpenMpi ? (void*)1 : (void*)-1; // MPI_IN_PLACE: ((void*)1) in Open MPI, ((void*)-1) in MPICH
+        fixed (float* p = data) Check(MPI_Allreduce(inPlace, p, data.Length, _float, _sum, _world), "MPI_Allreduce");
+    }
+
+    /// <summary>Largest <paramref name="value"/> over all ranks.</summary>
+    public int AllReduceMax(int value)
+    {
+        int result;
+        Check(MPI_Allreduce(&value, &result, 1, _int, _max, _world), "MPI_Allreduce(max)");
+        return result;
+    }
+
+    /// <summary>Broadcasts <paramref name="data"/> from <paramref name="root"/> to every rank.</summary>
+    public void Broadcast<T>(Span<T> data, int root)
+        where T : unmanaged
+    {
+        fixed (T* p = data) Check(MPI_Bcast(p, checked(data.Length * sizeof(T)), _byte, root, _world), $"MPI_Bcast from rank {root}");
+    }
+
+    /// <summary>Gathers one value from every rank on every rank.</summary>
+    public long[] AllGather(long value)
+    {
+        var result = new long[Size];
+        fixed (long* p = result) Check(MPI_Allgather(&value, sizeof(long), _byte, p, sizeof(long), _byte, _world), "MPI_Allgather");
+        return result;
+    }
+
+    /// <summary>Waits for every rank.</summary>
+    public void Barrier() => Check(MPI_Barrier(_world), "MPI_Barrier");
+
+    /// <summary>
+    /// Ends every rank of the job now (MPI_Abort): the way a rank that failed makes the others stop instead of waiting forever
+    /// for a message it will never send. Does not return.
+    /// </summary>
+    public void Abort(int code) => MPI_Abort(_world, code);
+
+    /// <summary>
+    /// Runs <paramref name="body"/> and, if it throws, writes "rank N failed: …" to stderr and aborts the whole job, so the
+    /// other ranks exit within mpirun's teardown time instead of hanging in a receive.
+    /// </summary>
+    public int RunOrAbort(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception ex)
+        {
+            Console.Error.WriteLine($"rank {Rank} of {Size} failed: {ex.GetType().Name}: {ex.Message}");
+            Console.Error.Flush();
+            Abort(3);
+            return 3;
+        }
+    }
+
+    /// <summary>
+    /// Start-up check that every rank agrees on <paramref name="fingerprint"/> (a hash of the model and the schedule): throws,
+    /// naming the ranks that differ from rank 0, when they do not.
+    /// </summary>
+    public void RequireSameOnAllRanks(long fingerprint, string what)
+    {
+        var all = AllGather(fingerprint);
+        var different = Enumerable.Range(0, Size).Where(r => all[r] != all[0]).ToList();
+        if (different.Count > 0)
+        {
+            throw new InvalidOperationException($"ranks disagree on the {what}: rank 0 has {all[0]:x16}, " + string.Join(", ", different.Select(r => $"rank {r} has {all[r]:x16}")));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_finalized) return;
+        _finalized = true;
+        MPI_Finalize();
+    }
+
+    private IntPtr Export(string name) => NativeLibrary.GetExport(NativeLibraries.MpiHandle, name);
+
+    private void Check(int code, string call)
+    {
+        if (code == 0) return;
+        var text = new byte[1024];
+        int length = 0;
+        fixed (byte* p = text) MPI_Error_string(code, p, &length);
+        throw new MpiException($"{call} failed on rank {Rank}: {System.Text.Encoding.ASCII.GetString(text, 0, length)} (error {code})");
+    }
+
+    [LibraryImport(Library)] private static partial int MPI_Init_thread(int* argc, byte*** argv, int required, out int provided);
+    [LibraryImport(Library)] private static partial int MPI_Finalize();
+    [LibraryImport(Library)] private static partial int MPI_Comm_rank(IntPtr comm, out int rank);
+    [LibraryImport(Library)] private static partial int MPI_Comm_size(IntPtr comm, out int size);
+    [LibraryImport(Library)] private static partial int MPI_Get_library_version(byte* version, out int length);
+    [LibraryImport(Library)] private static partial int MPI_Error_string(int code, byte* text, int* length);
+    [LibraryImport(Library)] private static partial int MPI_Send(void* buffer, int count, IntPtr type, int destination, int tag, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Recv(void* buffer, int count, IntPtr type, int source, int tag, IntPtr comm, IntPtr status);
+    [LibraryImport(Library)] private static partial int MPI_Allreduce(void* send, void* receive, int count, IntPtr type, IntPtr op, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Allgather(void* send, int sendCount, IntPtr sendType, void* receive, int receiveCount, IntPtr receiveType, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Bcast(void* buffer, int count, IntPtr type, int root, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Barrier(IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Abort(IntPtr comm, int code);
+}

@@ -1,0 +1,100 @@
+// One MPI rank of a distributed test. Scenarios:
+//   collectives  point-to-point on two tags in crossed order, all-reduce, broadcast, the start-up agreement check
+//   fail         rank 1 throws while rank 0 waits for its message: the job must end, naming rank 1
+//   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
+//   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
+using ILGPU;
+using ILGPU.Runtime;
+using ModelCompiler.Distributed;
+using ModelCompiler.Gpu;
+
+string scenario = args.Length > 0 ? args[0] : "collectives";
+using var mpi = Mpi.Initialize();
+return mpi.RunOrAbort(() => scenario switch
+{
+    "collectives" => Collectives(mpi),
+    "fail" => Fail(mpi),
+    "mismatch" => Mismatch(mpi),
+    "nccl" => Nccl(mpi),
+    _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
+});
+
+static int Collectives(Mpi mpi)
+{
+    mpi.RequireSameOnAllRanks(0x5EED_0001, "model and schedule");
+    int right = (mpi.Rank + 1) % mpi.Size, left = (mpi.Rank + mpi.Size - 1) % mpi.Size;
+    const int Activations = 1, Gradients = 2;
+    var activation = Enumerable.Range(0, 1 << 16).Select(i => (float)(mpi.Rank * 1000 + i)).ToArray();
+    var gradient = new[] { -(float)mpi.Rank };
+    var gotActivation = new float[activation.Length];
+    var gotGradient = new float[1];
+    // Even ranks send the gradient first, odd ranks receive the activation first: the tags keep the two channels apart.
+    if (mpi.Rank % 2 == 0)
+    {
+        mpi.Send<float>(gradient, left, Gradients);
+        mpi.Send<float>(activation, right, Activations);
+        mpi.Receive<float>(gotActivation, left, Activations);
+        mpi.Receive<float>(gotGradient, right, Gradients);
+    }
+    else
+    {
+        mpi.Receive<float>(gotActivation, left, Activations);
+        mpi.Receive<float>(gotGradient, right, Gradients);
+        mpi.Send<float>(gradient, left, Gradients);
+        mpi.Send<float>(activation, right, Activations);
+    }
+
+    if (gotActivation[5] != (left * 1000) + 5 || gotGradient[0] != -right) throw new InvalidOperationException("point-to-point data mixed up");
+    var sum = Enumerable.Repeat((float)(mpi.Rank + 1), 1000).ToArray();
+    mpi.AllReduceSum(sum);
+    if (sum.Any(v => v != mpi.Size * (mpi.Size + 1) / 2)) throw new InvalidOperationException($"all-reduce gave {sum[0]}");
+    var broadcast = mpi.Rank == 0 ? new long[] { 42, 43 } : new long[2];
+    mpi.Broadcast<long>(broadcast, 0);
+    if (broadcast[1] != 43) throw new InvalidOperationException("broadcast lost");
+    mpi.Barrier();
+    Console.WriteLine($"rank {mpi.Rank}/{mpi.Size} ok ({mpi.LibraryVersion()})");
+    return 0;
+}
+
+static int Fail(Mpi mpi)
+{
+    mpi.Barrier();
+    if (mpi.Rank == 1) throw new InvalidOperationException("simulated failure in the backward pass of micro-batch 3");
+    var buffer = new float[4];
+    mpi.Receive<float>(buffer, 1, 7); // never sent: without the abort this rank would wait forever
+    return 0;
+}
+
+static int Mismatch(Mpi mpi)
+{
+    mpi.RequireSameOnAllRanks(mpi.Rank == 1 ? 0xBAD : 0x5EED_0001, "model and schedule");
+    return 0;
+}
+
+static int Nccl(Mpi mpi)
+{
+    using var device = GpuDevice.Create(GpuBackend.Cuda);
+    using var nccl = NcclCommunicator.Create(mpi);
+    var stream = device.Accelerator.DefaultStream;
+    const int Count = 1 << 20;
+    using var data = device.Accelerator.Allocate1D(Enumerable.Range(0, Count).Select(i => (float)(mpi.Rank + 1) * (i % 97)).ToArray());
+    nccl.AllReduceSum(data.View, stream);
+    stream.Synchronize();
+    nccl.ThrowIfFailed();
+    float factor = mpi.Size * (mpi.Size + 1) / 2f;
+    var reduced = data.GetAsArray1D();
+    int wrong = Enumerable.Range(0, Count).Count(i => reduced[i] != factor * (i % 97));
+    if (wrong > 0) throw new InvalidOperationException($"all-reduce: {wrong} of {Count} values wrong");
+
+    int right = (mpi.Rank + 1) % mpi.Size, left = (mpi.Rank + mpi.Size - 1) % mpi.Size; // with one rank, both are itself
+    using var send = device.Accelerator.Allocate1D(Enumerable.Range(0, Count).Select(i => (float)(mpi.Rank * 10 + i % 13)).ToArray());
+    using var received = device.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, Count).ToArray());
+    nccl.Exchange([(send.View.BaseView, right)], [(received.View.BaseView, left)], stream);
+    stream.Synchronize();
+    nccl.ThrowIfFailed();
+    var got = received.GetAsArray1D();
+    wrong = Enumerable.Range(0, Count).Count(i => got[i] != left * 10 + i % 13);
+    if (wrong > 0) throw new InvalidOperationException($"send/receive: {wrong} of {Count} values wrong");
+    Console.WriteLine($"rank {mpi.Rank}/{mpi.Size}: NCCL {NcclCommunicator.Version()} on {device.Name}: all-reduce of {Count} floats and grouped send/receive (to rank {right}, from rank {left}) correct");
+    return 0;
+}
