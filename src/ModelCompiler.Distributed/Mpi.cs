@@ -88,6 +88,63 @@ public sealed unsafe partial class Mpi : IDisposable
         fixed (T* p = data) Check(MPI_Recv(p, checked(data.Length * sizeof(T)), _byte, source, tag, _world, _statusIgnore), $"MPI_Recv from rank {source}, tag {tag}");
     }
 
+    /// <summary>A send in flight (<see cref="SendAsync"/>): its buffer stays pinned until <see cref="WaitAll"/>.</summary>
+    public sealed class Request
+    {
+        internal Request(Mpi owner, IntPtr handle, GCHandle pin, string what)
+        {
+            Owner = owner;
+            Handle = handle;
+            Pin = pin;
+            What = what;
+        }
+
+        internal Mpi Owner { get; }
+
+        internal IntPtr Handle;
+
+        internal GCHandle Pin { get; }
+
+        internal string What { get; }
+    }
+
+    /// <summary>
+    /// Starts sending <paramref name="data"/> (MPI_Isend) and returns at once: two ranks that send to each other at the same
+    /// time (1F1B's steady state: activations one way, gradients the other) cannot block each other.
+    /// </summary>
+    public Request SendAsync<T>(T[] data, int destination, int tag)
+        where T : unmanaged
+    {
+        var pin = GCHandle.Alloc(data, GCHandleType.Pinned);
+        IntPtr handle = IntPtr.Zero;
+        string what = $"MPI_Isend to rank {destination}, tag {tag}";
+        int code = MPI_Isend((void*)pin.AddrOfPinnedObject(), checked(data.Length * sizeof(T)), _byte, destination, tag, _world, &handle);
+        if (code != 0)
+        {
+            pin.Free();
+            Check(code, what);
+        }
+
+        return new Request(this, handle, pin, what);
+    }
+
+    /// <summary>Waits for every request and unpins its buffer.</summary>
+    public static void WaitAll(IEnumerable<Request> requests)
+    {
+        foreach (var request in requests)
+        {
+            try
+            {
+                IntPtr handle = request.Handle;
+                request.Owner.Check(MPI_Wait(&handle, request.Owner._statusIgnore), "MPI_Wait for " + request.What);
+            }
+            finally
+            {
+                request.Pin.Free();
+            }
+        }
+    }
+
     /// <summary>Sum of <paramref name="data"/> over all ranks, in place.</summary>
     public void AllReduceSum(Span<float> data)
     {
@@ -187,6 +244,8 @@ public sealed unsafe partial class Mpi : IDisposable
     [LibraryImport(Library)] private static partial int MPI_Error_string(int code, byte* text, int* length);
     [LibraryImport(Library)] private static partial int MPI_Send(void* buffer, int count, IntPtr type, int destination, int tag, IntPtr comm);
     [LibraryImport(Library)] private static partial int MPI_Recv(void* buffer, int count, IntPtr type, int source, int tag, IntPtr comm, IntPtr status);
+    [LibraryImport(Library)] private static partial int MPI_Isend(void* buffer, int count, IntPtr type, int destination, int tag, IntPtr comm, IntPtr* request);
+    [LibraryImport(Library)] private static partial int MPI_Wait(IntPtr* request, IntPtr status);
     [LibraryImport(Library)] private static partial int MPI_Allreduce(void* send, void* receive, int count, IntPtr type, IntPtr op, IntPtr comm);
     [LibraryImport(Library)] private static partial int MPI_Allgather(void* send, int sendCount, IntPtr sendType, void* receive, int receiveCount, IntPtr receiveType, IntPtr comm);
     [LibraryImport(Library)] private static partial int MPI_Bcast(void* buffer, int count, IntPtr type, int root, IntPtr comm);

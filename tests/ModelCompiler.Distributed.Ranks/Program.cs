@@ -3,6 +3,8 @@
 //   fail         rank 1 throws while rank 0 waits for its message: the job must end, naming rank 1
 //   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
 //   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
+//   pretrain S N M  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe) over M micro-batches; rank 0
+//                prints each step's losses (round-trip format) for the test to compare with one process
 using ILGPU;
 using ILGPU.Runtime;
 using ModelCompiler.Distributed;
@@ -16,6 +18,9 @@ return mpi.RunOrAbort(() => scenario switch
     "fail" => Fail(mpi),
     "mismatch" => Mismatch(mpi),
     "nccl" => Nccl(mpi),
+#if WITH_TORCH
+    "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture)),
+#endif
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 });
 
@@ -71,6 +76,31 @@ static int Mismatch(Mpi mpi)
     return 0;
 }
 
+#if WITH_TORCH
+static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches)
+{
+    var kind = schedule switch
+    {
+        "1f1b" => ModelCompiler.PipelineSchedule.OneFOneB,
+        "zbh1" => ModelCompiler.PipelineSchedule.ZeroBubbleH1,
+        "dualpipe" => ModelCompiler.PipelineSchedule.DualPipe,
+        _ => throw new ArgumentException($"unknown schedule '{schedule}'"),
+    };
+    using var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);
+    using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, mpi, kind, microBatches);
+    for (int i = 0; i < steps; i++)
+    {
+        var report = trainer.TrainStep();
+        if (mpi.Rank == 0)
+        {
+            Console.WriteLine(System.FormattableString.Invariant($"step {report.Step} loss {report.Loss:R} mtp {report.MtpLoss:R} norm {report.GradientNorm:R}"));
+        }
+    }
+
+    return 0;
+}
+#endif
+
 static int Nccl(Mpi mpi)
 {
     using var device = GpuDevice.Create(GpuBackend.Cuda);
@@ -98,3 +128,12 @@ static int Nccl(Mpi mpi)
     Console.WriteLine($"rank {mpi.Rank}/{mpi.Size}: NCCL {NcclCommunicator.Version()} on {device.Name}: all-reduce of {Count} floats and grouped send/receive (to rank {right}, from rank {left}) correct");
     return 0;
 }
+
+#if WITH_TORCH
+/// <summary>The recipe the distributed tests train with, in one process and across ranks alike.</summary>
+public static class PipelineOptions
+{
+    /// <summary>Seed 7, 16 rows per step.</summary>
+    public static ModelCompiler.Torch.Training.PretrainOptions Test { get; } = new() { Seed = 7, MicroBatchSize = 16, Steps = 5 };
+}
+#endif

@@ -40,9 +40,9 @@ public sealed class MpiTests
         Assert.Contains("rank 1 has 0000000000000bad", output, StringComparison.Ordinal);
     }
 
-    private static (int Code, string Output, TimeSpan Elapsed) Run(int ranks, string scenario)
+    internal static (int Code, string Output, TimeSpan Elapsed) Run(int ranks, params string[] scenario)
     {
-        var start = new ProcessStartInfo("mpirun", ["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", s_ranks, scenario])
+        var start = new ProcessStartInfo("mpirun", ["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", s_ranks, .. scenario])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -59,7 +59,7 @@ public sealed class MpiTests
         if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"mpirun -np {ranks} {scenario} hung for 120 s:\n{stdout.Result}\n{stderr.Result}");
+            throw new TimeoutException($"mpirun -np {ranks} {string.Join(" ", scenario)} hung for 120 s:\n{stdout.Result}\n{stderr.Result}");
         }
 
         return (process.ExitCode, stdout.Result + stderr.Result, watch.Elapsed);

@@ -210,20 +210,25 @@ public sealed class Pretrainer : IDisposable
     /// Summed (not averaged) cross-entropies over answer targets: the main next-token loss and Σ_k of the MTP depth-k losses,
     /// where depth k at position i predicts token i + k + 1 from h_{k−1}(i) and the embedding of token i + k.
     /// </summary>
-    public (Tensor Main, Tensor Mtp) Losses(Tensor rows, Tensor answerMask)
+    public (Tensor Main, Tensor Mtp) Losses(Tensor rows, Tensor answerMask) =>
+        LossesFromHidden(_model, _depth, _model.Hidden(rows.narrow(1, 0, rows.shape[1] - 1), 0, AttentionMode.Naive, null), rows, answerMask);
+
+    /// <summary>
+    /// <see cref="Losses"/> from the last decoder layer's output <paramref name="hidden"/> [B, L−1, d]: the part of the step
+    /// that runs on the last stage of a pipeline.
+    /// </summary>
+    internal static (Tensor Main, Tensor Mtp) LossesFromHidden(DeepSeekCausalLM model, int depth, Tensor hidden, Tensor rows, Tensor answerMask)
     {
         long length = rows.shape[1];
-        var inputs = rows.narrow(1, 0, length - 1);
-        var hidden = _model.Hidden(inputs, 0, AttentionMode.Naive, null);
-        var main = SummedCrossEntropy(_model.Logits(_model.FinalNorm(hidden)), rows.narrow(1, 1, length - 1), answerMask.narrow(1, 1, length - 1));
+        var main = SummedCrossEntropy(model.Logits(model.FinalNorm(hidden)), rows.narrow(1, 1, length - 1), answerMask.narrow(1, 1, length - 1));
         var mtp = zeros(1).squeeze();
         var previous = hidden;
-        for (int k = 1; k <= _depth && length - 1 - k > 0; k++)
+        for (int k = 1; k <= depth && length - 1 - k > 0; k++)
         {
             long span = length - 1 - k;                                  // positions 0 … span−1 have a target k+1 ahead
-            var embedded = _model.Embed(rows.narrow(1, k, span));
-            var state = _model.MtpModules[k - 1].Predict(previous.narrow(1, 0, span), embedded);
-            var logits = _model.Logits(_model.MtpModules[k - 1].Normalise(state));
+            var embedded = model.Embed(rows.narrow(1, k, span));
+            var state = model.MtpModules[k - 1].Predict(previous.narrow(1, 0, span), embedded);
+            var logits = model.Logits(model.MtpModules[k - 1].Normalise(state));
             mtp = mtp + SummedCrossEntropy(logits, rows.narrow(1, k + 1, span), answerMask.narrow(1, k + 1, span));
             previous = state;
         }
@@ -308,14 +313,17 @@ public sealed class Pretrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose() => _optimizer.Dispose();
 
-    private static Tensor SummedCrossEntropy(Tensor logits, Tensor targets, Tensor mask)
+    internal static Tensor SummedCrossEntropy(Tensor logits, Tensor targets, Tensor mask)
     {
         var losses = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1), reduction: nn.Reduction.None);
         return (losses * mask.reshape(-1).to(losses.dtype)).sum();
     }
 
-    private IEnumerable<MixtureOfExperts> MoeLayers() =>
-        _model.Layers.Concat(_model.MtpModules).Select(l => l.Moe).OfType<MixtureOfExperts>();
+    private IEnumerable<MixtureOfExperts> MoeLayers() => MoeLayersOf(_model);
+
+    /// <summary>The MoE layers of the decoder layers, then of the MTP modules: the order of a step's load table.</summary>
+    internal static IEnumerable<MixtureOfExperts> MoeLayersOf(DeepSeekCausalLM model) =>
+        model.Layers.Concat(model.MtpModules).Select(l => l.Moe).OfType<MixtureOfExperts>();
 
     private void AccumulateLoads(List<long[]> loads)
     {
@@ -331,18 +339,20 @@ public sealed class Pretrainer : IDisposable
         }
     }
 
+    private void UpdateBiases(List<long[]> loads) => UpdateBiases(_model, _gamma, loads);
+
     /// <summary>b_i ← b_i + γ·sign(c̄ − c_i) for every MoE layer: overloaded experts down, underloaded up. No gradient.</summary>
-    private void UpdateBiases(List<long[]> loads)
+    internal static void UpdateBiases(DeepSeekCausalLM model, double gamma, IReadOnlyList<long[]> loads)
     {
-        if (_gamma == 0) return;
+        if (gamma == 0) return;
         using var _ = no_grad();
         int i = 0;
-        foreach (var moe in MoeLayers())
+        foreach (var moe in MoeLayersOf(model))
         {
             if (moe.Gate.SelectionBias is { } bias)
             {
                 double mean = loads[i].Average();
-                var step = loads[i].Select(c => (float)(_gamma * Math.Sign(mean - c))).ToArray();
+                var step = loads[i].Select(c => (float)(gamma * Math.Sign(mean - c))).ToArray();
                 bias.add_(tensor(step));
             }
 

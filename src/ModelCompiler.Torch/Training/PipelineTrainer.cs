@@ -1,0 +1,249 @@
+using ModelCompiler.Distributed;
+using ModelCompiler.Pipeline;
+using ModelCompiler.Torch.Layers;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch.Training;
+
+/// <summary>
+/// The pre-training step of <see cref="Pretrainer"/> run across MPI ranks with a pipeline schedule (1F1B, ZB-H1 or DualPipe):
+/// the decoder layers are cut into stage positions, stage 0 embeds, the last stage computes the main and MTP losses, and each
+/// rank runs its static op table (<see cref="Schedules"/>), sending activations forward and gradients backward on separate
+/// MPI tags per phase. Every rank holds a replica of the whole model and updates all of it: after the micro-batches, the
+/// gradients (zeros where a rank did not touch a parameter), the expert loads and the loss sums are summed over the ranks,
+/// which also sums DualPipe's two copies of each stage and the embedding used by stage 0 and by the MTP modules. The result
+/// is the single-process step up to the order of floating-point additions.
+/// </summary>
+public sealed class PipelineTrainer : IDisposable
+{
+    private const int ActivationTag = 100, GradientTag = 200;
+    private readonly DeepSeekCausalLM _model;
+    private readonly PretrainOptions _options;
+    private readonly Mpi _mpi;
+    private readonly ScheduleTable _table;
+    private readonly AdamWOptimizer _optimizer;
+    private readonly IPretrainData _data;
+    private readonly (int First, int End)[] _layers;
+    private readonly double _lambda, _gamma;
+    private readonly int _depth;
+
+    /// <summary>Prepares rank <paramref name="mpi"/>.Rank; every rank must pass the same model seed, options and schedule (checked).</summary>
+    /// <param name="model">The model with its MTP modules, initialised identically on every rank.</param>
+    /// <param name="options">The recipe; the step's rows (MicroBatchSize × AccumulationSteps) are cut into <paramref name="microBatches"/>.</param>
+    /// <param name="mpi">The MPI world: one rank per pipeline rank.</param>
+    /// <param name="schedule">1F1B, ZB-H1 or DualPipe.</param>
+    /// <param name="microBatches">Pipeline micro-batches per step.</param>
+    /// <param name="data">The data stream; TinySeek's arithmetic problems when null.</param>
+    public PipelineTrainer(DeepSeekCausalLM model, PretrainOptions options, Mpi mpi, PipelineSchedule schedule, int microBatches, IPretrainData? data = null)
+    {
+        var moe = model.Spec.Moe;
+        if (moe is { } m && (m.SequenceBalanceLossWeight > 0 || m.ExpertBalanceLossWeight > 0 || m.DeviceBalanceLossWeight > 0 || m.CommunicationBalanceLossWeight > 0))
+        {
+            throw new NotSupportedException("pipeline training does not compute auxiliary balance losses yet; train this model in one process");
+        }
+
+        int rows = options.MicroBatchSize * options.AccumulationSteps;
+        if (rows % microBatches != 0) throw new ArgumentException($"{rows} rows per step do not split into {microBatches} micro-batches", nameof(microBatches));
+        _table = Schedules.Build(schedule, mpi.Size, microBatches);
+        if (_table.Ranks != mpi.Size) throw new ArgumentException($"the {schedule} table needs {_table.Ranks} ranks; mpirun started {mpi.Size}");
+        int stages = _table.Stages;
+        if (model.Layers.Count < stages) throw new ArgumentException($"{model.Layers.Count} layers cannot fill {stages} stages");
+        _layers = Enumerable.Range(0, stages).Select(s => (s * model.Layers.Count / stages, (s + 1) * model.Layers.Count / stages)).ToArray();
+        _model = model;
+        _options = options;
+        _mpi = mpi;
+        _data = data ?? new ArithmeticData(options.Seed, options.Noise, options.RowLength);
+        _depth = model.MtpModules.Count;
+        _lambda = model.Spec.Mtp?.LossWeight ?? 0;
+        _gamma = options.BiasUpdateSpeed ?? moe?.BiasUpdateSpeed ?? 0;
+        if (options.Precision is { } precision) model.Precision.Format = precision;
+        var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
+        mpi.RequireSameOnAllRanks(Fingerprint(model, options, schedule, microBatches), "model, weights, options and schedule");
+    }
+
+    /// <summary>Optimizer steps taken.</summary>
+    public int Step { get; private set; }
+
+    /// <summary>The layer range [First, End) of each stage position.</summary>
+    public IReadOnlyList<(int First, int End)> StageLayers => _layers;
+
+    /// <summary>The schedule's table.</summary>
+    public ScheduleTable Table => _table;
+
+    /// <summary>One optimizer step over the next rows of the data stream; every rank returns the same report.</summary>
+    public StepReport TrainStep()
+    {
+        using var scope = NewDisposeScope();
+        _model.train();
+        _optimizer.ZeroGrad();
+        double lr = _options.LearningRateAt(Step);
+        var (rows, mask) = _data.Batch((long)Step * _options.MicroBatchSize * _options.AccumulationSteps, _options.MicroBatchSize * _options.AccumulationSteps);
+        long tokens = mask.narrow(1, 1, mask.shape[1] - 1).sum().item<long>();
+        var moeLayers = Pretrainer.MoeLayersOf(_model).ToList();
+        var loads = moeLayers.Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
+        double mainSum = 0, mtpSum = 0;
+        int perBatch = (int)rows.shape[0] / _table.MicroBatches;
+        var pending = new List<Mpi.Request>();
+
+        // Per phase: the stage position this rank runs, the micro-batches forwarded and backwarded so far, what backward needs.
+        var forwarded = new int[_table.Phases];
+        var backwarded = new int[_table.Phases];
+        var saved = new Dictionary<(int Phase, int MicroBatch), (Tensor? Input, Tensor Output)>();
+        int last = _table.Stages - 1;
+
+        void Forward(int phase)
+        {
+            int k = forwarded[phase]++;
+            int position = _table.PositionOf(phase, _mpi.Rank);
+            int batch = (phase * _table.MicroBatchesPerPhase) + k;
+            var microRows = rows.narrow(0, batch * perBatch, perBatch);
+            var microMask = mask.narrow(0, batch * perBatch, perBatch);
+            Tensor? input = null;
+            Tensor x;
+            if (position == 0)
+            {
+                x = _model.Embed(microRows.narrow(1, 0, microRows.shape[1] - 1));
+            }
+            else
+            {
+                input = Receive(_table.RankOf(phase, position - 1), ActivationTag + phase, [perBatch, rows.shape[1] - 1, _model.Spec.HiddenSize]).requires_grad_(true);
+                x = input;
+            }
+
+            var (first, end) = _layers[position];
+            for (int i = first; i < end; i++) x = _model.Layers[i].Forward(x, 0, AttentionMode.Naive, null);
+            for (int i = first; i < end; i++) AddLoads(_model.Layers[i].Moe, moeLayers, loads);
+            if (position == last)
+            {
+                var (main, mtp) = Pretrainer.LossesFromHidden(_model, _depth, x, microRows, microMask);
+                foreach (var module in _model.MtpModules) AddLoads(module.Moe, moeLayers, loads);
+                mainSum += main.item<float>();
+                mtpSum += mtp.item<float>();
+                x = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
+            }
+            else
+            {
+                pending.Add(_mpi.SendAsync(Values(x), _table.RankOf(phase, position + 1), ActivationTag + phase));
+            }
+
+            saved[(phase, k)] = (input, x);
+        }
+
+        void Backward(int phase)
+        {
+            int k = backwarded[phase]++;
+            int position = _table.PositionOf(phase, _mpi.Rank);
+            var (input, output) = saved[(phase, k)];
+            saved.Remove((phase, k));
+            if (position == last)
+            {
+                output.backward();
+            }
+            else
+            {
+                var gradient = Receive(_table.RankOf(phase, position + 1), GradientTag + phase, output.shape);
+                output.backward([gradient]);
+            }
+
+            if (input is not null) pending.Add(_mpi.SendAsync(Values(input.grad!), _table.RankOf(phase, position - 1), GradientTag + phase));
+        }
+
+        foreach (var op in _table.Ops[_mpi.Rank])
+        {
+            switch (op.Kind)
+            {
+                case OpKind.Forward:
+                    Forward(op.Phase);
+                    break;
+                case OpKind.Backward:
+                case OpKind.BackwardInput: // autograd computes input and weight gradients together; the Weight op then has nothing left
+                    Backward(op.Phase);
+                    break;
+                case OpKind.ForwardBackward:
+                    Forward(op.Phase);
+                    Backward(op.BackwardPhase);
+                    break;
+                case OpKind.Weight:
+                    break;
+            }
+        }
+
+        Mpi.WaitAll(pending);
+        SumGradients();
+        var totals = new float[2 + loads.Sum(l => l.Length)];
+        totals[0] = (float)mainSum;
+        totals[1] = (float)mtpSum;
+        int at = 2;
+        foreach (var l in loads) foreach (long c in l) totals[at++] = c;
+        _mpi.AllReduceSum(totals);
+        at = 2;
+        foreach (var l in loads) for (int e = 0; e < l.Length; e++) l[e] = (long)totals[at++];
+
+        double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
+        _optimizer.Step(lr);
+        Pretrainer.UpdateBiases(_model, _gamma, loads);
+        Step++;
+        double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
+        long processed = rows.shape[0] * (rows.shape[1] - 1);
+        return new StepReport(Step, totals[0] / tokens, totals[1] * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, 0, processed, new StepTimings(0, 0, 0, 0));
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _optimizer.Dispose();
+
+    /// <summary>
+    /// Sums every parameter's gradient over the ranks in one all-reduce. A parameter no rank touched keeps a null gradient,
+    /// as in one process, so that AdamW leaves it alone (an expert no token was routed to).
+    /// </summary>
+    private void SumGradients()
+    {
+        var parameters = _model.parameters().ToList();
+        var present = parameters.Select(p => p.grad is null ? 0f : 1f).ToArray();
+        _mpi.AllReduceSum(present);
+        using var flat = cat(parameters.Select(p => (p.grad ?? zeros_like(p)).flatten()).ToList());
+        var values = flat.data<float>().ToArray();
+        _mpi.AllReduceSum(values);
+        long offset = 0;
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            long count = parameters[i].numel();
+            parameters[i].grad = present[i] == 0 ? null : tensor(values.AsSpan((int)offset, (int)count).ToArray()).view(parameters[i].shape).DetachFromDisposeScope();
+            offset += count;
+        }
+    }
+
+    private static void AddLoads(MixtureOfExperts? moe, List<MixtureOfExperts> all, List<long[]> loads)
+    {
+        if (moe?.LastLoads is not { } counts) return;
+        var table = loads[all.IndexOf(moe)];
+        for (int e = 0; e < counts.Length; e++) table[e] += counts[e];
+    }
+
+    private Tensor Receive(int source, int tag, long[] shape)
+    {
+        var values = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        _mpi.Receive<float>(values, source, tag);
+        return tensor(values).view(shape);
+    }
+
+    private static float[] Values(Tensor x)
+    {
+        using var detached = x.detach().contiguous();
+        return detached.data<float>().ToArray();
+    }
+
+    /// <summary>FNV-1a over the spec, the options, the schedule and every parameter's sum: equal on ranks that will compute the same step.</summary>
+    private static long Fingerprint(DeepSeekCausalLM model, PretrainOptions options, PipelineSchedule schedule, int microBatches)
+    {
+        var text = new System.Text.StringBuilder($"{model.Spec}|{options}|{schedule}|{microBatches}");
+        using (no_grad())
+        {
+            foreach (var p in model.parameters()) text.Append('|').Append(p.sum().item<float>().ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        ulong hash = 14695981039346656037;
+        foreach (byte b in System.Text.Encoding.UTF8.GetBytes(text.ToString())) hash = (hash ^ b) * 1099511628211;
+        return unchecked((long)hash);
+    }
+}
