@@ -1,0 +1,69 @@
+using System.Globalization;
+using System.Text.Json;
+using ModelCompiler;
+using ModelCompiler.Distributed;
+using ModelCompiler.Torch;
+using ModelCompiler.Torch.Training;
+
+namespace Samples.TinySeek;
+
+/// <summary>
+/// <c>mpirun -np 2 dotnet TinySeek.dll pretrain --pipeline dualpipe</c>: the pre-training step across MPI ranks. Every rank
+/// computes the same report; rank 0 prints it and writes <c>metrics.jsonl</c> in the run folder. A rank that fails ends the
+/// job, naming itself. Checkpoints and resume are those of the single-process run only, for now.
+/// </summary>
+internal static class PipelinePretraining
+{
+    public static int Run(string schedule, int microBatches, PretrainOptions options, string directory)
+    {
+        var kind = schedule switch
+        {
+            "1f1b" => PipelineSchedule.OneFOneB,
+            "zbh1" => PipelineSchedule.ZeroBubbleH1,
+            "dualpipe" => PipelineSchedule.DualPipe,
+            _ => throw new ArgumentException($"--pipeline {schedule}: expected 1f1b, zbh1 or dualpipe"),
+        };
+        using var mpi = Mpi.Initialize();
+        return mpi.RunOrAbort(() =>
+        {
+            using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
+            using var trainer = new PipelineTrainer(model, options, mpi, kind, microBatches);
+            StreamWriter? metrics = null;
+            if (mpi.Rank == 0)
+            {
+                Directory.CreateDirectory(directory);
+                metrics = new StreamWriter(Path.Combine(directory, "metrics.jsonl"), append: false);
+                Console.WriteLine($"{schedule} over {mpi.Size} ranks ({mpi.LibraryVersion()}), {microBatches} micro-batches; stages hold layers "
+                    + string.Join(", ", trainer.StageLayers.Select(l => $"[{l.First}, {l.End})")));
+            }
+
+            using (metrics)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (trainer.Step < options.Steps)
+                {
+                    var started = clock.Elapsed;
+                    var report = trainer.TrainStep();
+                    if (!double.IsFinite(report.Loss)) throw new TrainingDivergedException($"step {report.Step}: the loss is not finite ({report.Loss})");
+                    if (metrics is null) continue;
+                    double seconds = (clock.Elapsed - started).TotalSeconds;
+                    metrics.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        step = report.Step,
+                        loss = report.Loss,
+                        mtp_loss = report.MtpLoss,
+                        lr = report.LearningRate,
+                        grad_norm = report.GradientNorm,
+                        tokens_per_second = report.ProcessedTokens / Math.Max(seconds, 1e-9),
+                        max_vio = report.MaxViolation,
+                        loads = report.Loads,
+                    }));
+                    metrics.Flush();
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {report.Step} loss {report.Loss:F4} mtp {report.MtpLoss:F4} maxvio {report.MaxViolation:F2} ({seconds * 1000:F0} ms)"));
+                }
+            }
+
+            return 0;
+        });
+    }
+}
