@@ -29,6 +29,9 @@ namespace ModelCompiler.Generators
             /// <summary>Plan → {Model}.Training.g.cs (with ModelCompiler.Torch only).</summary>
             public const string EmitTraining = "Emit.Training";
 
+            /// <summary>Plan → {Model}.Grpo.g.cs (with [Grpo] and ModelCompiler.Torch only).</summary>
+            public const string EmitGrpo = "Emit.Grpo";
+
             /// <summary>Plan → {Model}.Kernels.g.cs (with ModelCompiler.Gpu only).</summary>
             public const string EmitKernels = "Emit.Kernels";
 

@@ -80,6 +80,14 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.EmitTraining);
             context.RegisterSourceOutput(training, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
+            var grpo = plans
+                .Combine(hasTorch)
+                .Where(static pair => pair.Right)
+                .Select(static (pair, _) => GrpoEmitter.Emit(pair.Left))
+                .Where(static file => file is not null)
+                .WithTrackingName(StepNames.EmitGrpo);
+            context.RegisterSourceOutput(grpo, static (spc, file) => spc.AddSource(file!.HintName, file.Text));
+
             var kernels = plans
                 .Combine(facts.Select(static (f, _) => f.Gpu))
                 .Where(static pair => pair.Right)

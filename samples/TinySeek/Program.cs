@@ -106,21 +106,27 @@ grpo.SetAction(result =>
 {
     try
     {
-        var declared = TinySeek.Spec.Grpo!;
-        var settings = result.GetValue(preset) is { } name ? GrpoRun.Preset(declared, name) : declared;
         var options = new GrpoOptions { Steps = result.GetValue(grpoSteps), Seed = result.GetValue(grpoSeed), PromptsPerStep = result.GetValue(prompts), LearningRate = result.GetValue(grpoLr) };
-        var run = new GrpoRun(TinySeek.Spec, settings, options, result.GetValue(grpoOut)!);
-        void Evaluated(GrpoEvaluation e, int step) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"step {step,3}: greedy accuracy {e.GreedyAccuracy:P1}, sampled {e.SampledAccuracy:P1}, pass@{settings.GroupSize} {e.PassAtG:P1}"));
-        void Progress(GrpoStepReport r)
-        {
-            foreach (string warning in r.Warnings) Console.Error.WriteLine($"warning (step {r.Step}): {warning}");
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"step {r.Step,3}: reward {r.RewardMean:F3} ± {r.RewardStd:F3}, zero-spread groups {r.FracRewardZeroStd:P0}, entropy {r.Entropy:F3}, KL {r.KlMean:F4}, clip {r.ClipRatioLow + r.ClipRatioHigh:P1}"));
-        }
+        var run = TinySeek.Grpo.CreateRun(options, result.GetValue(grpoOut)!, result.GetValue(preset));
+        GrpoResult? outcome = null;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(context =>
+            {
+                var task = context.AddTask("GRPO", maxValue: options.Steps);
+                void Evaluated(GrpoEvaluation e, int step) => AnsiConsole.MarkupLineInterpolated(
+                    $"step {step,3}: greedy accuracy {e.GreedyAccuracy.ToString("P1", CultureInfo.InvariantCulture)}, sampled {e.SampledAccuracy.ToString("P1", CultureInfo.InvariantCulture)}, pass@{TinySeek.Grpo.GroupSize} {e.PassAtG.ToString("P1", CultureInfo.InvariantCulture)}");
+                void Progress(GrpoStepReport r)
+                {
+                    foreach (string warning in r.Warnings) AnsiConsole.MarkupLineInterpolated($"[yellow]warning (step {r.Step}): {warning}[/]");
+                    task.Value = r.Step;
+                    task.Description = string.Create(CultureInfo.InvariantCulture,
+                        $"step {r.Step} reward {r.RewardMean:F3} ± {r.RewardStd:F3} zero-spread {r.FracRewardZeroStd:P0} KL {r.KlMean:F4} clip {r.ClipRatioLow + r.ClipRatioHigh:P1}");
+                }
 
-        var outcome = run.Run(Path.Combine(result.GetValue(from)!, "checkpoint"), Progress, Evaluated);
-        if (outcome.NoSignal is { } why)
+                outcome = run.Run(Path.Combine(result.GetValue(from)!, "checkpoint"), Progress, Evaluated);
+            });
+        if (outcome!.NoSignal is { } why)
         {
             Console.Error.WriteLine("error: " + why);
             return 1;
@@ -148,10 +154,22 @@ r1.SetAction(result =>
 {
     try
     {
-        var recipe = new IterativeRecipe(TinySeek.Spec, TinySeek.Spec.Grpo!, new GrpoOptions { Steps = result.GetValue(rlSteps) });
-        recipe.Run(Path.Combine(result.GetValue(r1From)!, "checkpoint"), result.GetValue(r1Out)!, result.GetValue(rounds), progress: phase =>
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"round {phase.Round}, {phase.Phase}: greedy {phase.Evaluation.GreedyAccuracy:P1}, sampled {phase.Evaluation.SampledAccuracy:P1}, pass@G {phase.Evaluation.PassAtG:P1} ({phase.Detail})")));
+        var recipe = TinySeek.Grpo.CreateRecipe(new GrpoOptions { Steps = result.GetValue(rlSteps) });
+        int roundCount = result.GetValue(rounds);
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(context =>
+            {
+                var task = context.AddTask("R1 rounds", maxValue: roundCount);
+                recipe.Run(Path.Combine(result.GetValue(r1From)!, "checkpoint"), result.GetValue(r1Out)!, roundCount, progress: phase =>
+                {
+                    AnsiConsole.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"round {phase.Round}, {phase.Phase}: greedy {phase.Evaluation.GreedyAccuracy:P1}, sampled {phase.Evaluation.SampledAccuracy:P1}, pass@G {phase.Evaluation.PassAtG:P1} ({phase.Detail})"));
+                    task.Value = Math.Max(task.Value, phase.Round - 1);
+                    task.Description = $"round {phase.Round}: {phase.Phase}";
+                });
+                task.Value = roundCount;
+            });
         Console.WriteLine($"report: {Path.Combine(result.GetValue(r1Out)!, "report.md")}");
         return 0;
     }
