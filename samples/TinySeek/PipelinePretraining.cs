@@ -21,7 +21,8 @@ internal static class PipelinePretraining
             "1f1b" => PipelineSchedule.OneFOneB,
             "zbh1" => PipelineSchedule.ZeroBubbleH1,
             "dualpipe" => PipelineSchedule.DualPipe,
-            _ => throw new ArgumentException($"--pipeline {schedule}: expected 1f1b, zbh1 or dualpipe"),
+            "dualpipev" => PipelineSchedule.DualPipeV,
+            _ => throw new ArgumentException($"--pipeline {schedule}: expected 1f1b, zbh1, dualpipe or dualpipev"),
         };
         using var mpi = Mpi.Initialize();
         return mpi.RunOrAbort(() =>

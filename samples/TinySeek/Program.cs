@@ -33,7 +33,7 @@ var every = new Option<int>("--checkpoint-every") { Description = "Steps between
 var precision = new Option<string?>("--precision") { Description = "GEMM input precision: fp32, bf16 or fp8 (E4M3, 1×128 / 128×128 scaling); default: the declaration's." };
 precision.AcceptOnlyFromAmong("fp32", "bf16", "fp8");
 var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step (checkpointed); --resume continues, bit-exactly." };
-var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1 or dualpipe." };
+var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1, dualpipe or dualpipev." };
 var microBatches = new Option<int>("--micro-batches") { Description = "Pipeline micro-batches per step (with --pipeline).", DefaultValueFactory = _ => 4 };
 var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, noise, every, stopAfter, precision, pipeline, microBatches };
 pretrain.SetAction(result =>

@@ -3,7 +3,7 @@
 //   fail         rank 1 throws while rank 0 waits for its message: the job must end, naming rank 1
 //   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
 //   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
-//   pretrain S N M  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe) over M micro-batches; rank 0
+//   pretrain S N M  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches; rank 0
 //                prints each step's losses (round-trip format) for the test to compare with one process
 using ILGPU;
 using ILGPU.Runtime;
@@ -84,6 +84,7 @@ static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches)
         "1f1b" => ModelCompiler.PipelineSchedule.OneFOneB,
         "zbh1" => ModelCompiler.PipelineSchedule.ZeroBubbleH1,
         "dualpipe" => ModelCompiler.PipelineSchedule.DualPipe,
+        "dualpipev" => ModelCompiler.PipelineSchedule.DualPipeV,
         _ => throw new ArgumentException($"unknown schedule '{schedule}'"),
     };
     using var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);

@@ -25,6 +25,7 @@ public sealed partial class PipelineTrainingTests(Xunit.Abstractions.ITestOutput
     [InlineData("zbh1", 2, 4)]
     [InlineData("1f1b", 4, 4)]
     [InlineData("dualpipe", 4, 8)]
+    [InlineData("dualpipev", 2, 4)]
     public void Pipelined_steps_give_the_single_process_losses(string schedule, int ranks, int microBatches)
     {
         var (code, output, _) = MpiTests.Run(ranks, "pretrain", schedule, "5", microBatches.ToString(CultureInfo.InvariantCulture));

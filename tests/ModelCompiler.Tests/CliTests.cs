@@ -68,6 +68,7 @@ public sealed class CliTests
     [InlineData("1f1b", 21.0)]
     [InlineData("zbh1", 7.0)]
     [InlineData("dualpipe", 6.0)]
+    [InlineData("dualpipev", 6.0)]
     public void Schedule_prints_the_bubble(string kind, double bubble)
     {
         string png = Path.Combine(Path.GetTempPath(), $"modelc-{kind}-{Guid.NewGuid():N}.png");

@@ -16,6 +16,9 @@ public sealed class ScheduleTests
     [InlineData(PipelineSchedule.DualPipe, 8, 20, 6.0)]      // (P/2−1)(F&B+B−3W)
     [InlineData(PipelineSchedule.DualPipe, 8, 40, 6.0)]
     [InlineData(PipelineSchedule.DualPipe, 4, 16, 2.0)]
+    [InlineData(PipelineSchedule.DualPipeV, 8, 20, 6.0)]     // (P/2−1)(F&B+B−3W) on P/2 ranks
+    [InlineData(PipelineSchedule.DualPipeV, 8, 40, 6.0)]
+    [InlineData(PipelineSchedule.DualPipeV, 4, 8, 2.0)]
     public void Bubble_matches_the_formula(PipelineSchedule kind, int stages, int microBatches, double bubble)
     {
         var result = Simulator.Run(Schedules.Build(kind, stages, microBatches), Unit);
@@ -26,12 +29,18 @@ public sealed class ScheduleTests
     [InlineData(PipelineSchedule.OneFOneB)]
     [InlineData(PipelineSchedule.ZeroBubbleH1)]
     [InlineData(PipelineSchedule.DualPipe)]
+    [InlineData(PipelineSchedule.DualPipeV)]
     public void Random_costs_never_deadlock_and_run_every_micro_batch_once_in_dependency_order(PipelineSchedule kind)
     {
         var random = new Random();
         for (int trial = 0; trial < 60; trial++)
         {
-            int stages = 2 * random.Next(1, 6), micro = kind == PipelineSchedule.DualPipe ? 2 * random.Next(stages, 3 * stages) : random.Next(1, 40);
+            int stages = 2 * random.Next(1, 6), micro = kind switch
+            {
+                PipelineSchedule.DualPipe => 2 * random.Next(stages, 3 * stages),
+                PipelineSchedule.DualPipeV => random.Next(stages, 4 * stages),
+                _ => random.Next(1, 40),
+            };
             double f = 0.2 + random.NextDouble(), b = 0.4 + (2 * random.NextDouble()), w = b * random.NextDouble() * 0.8;
             var costs = new OpCosts(f, b, w, Math.Max(f, b) + (random.NextDouble() * Math.Min(f, b)), random.NextDouble() * 0.5);
             var table = Schedules.Build(kind, stages, micro);
@@ -44,13 +53,16 @@ public sealed class ScheduleTests
                 Assert.Equal(zeroBubble, weights);
             }
 
+            // Stages are the model's (DualPipeV's V has 2 × Stages of them, phase 1 continuing phase 0), so one chain per micro-batch.
+            int Model(int phase, int rank) => table.ModelStageOf(phase, table.PositionOf(phase, rank));
+            int Flow(int phase) => table.Chained ? 0 : phase;
             var forwards = result.Ops.Where(o => o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward)
-                .Select(o => (Phase: o.Op.Phase, Stage: table.PositionOf(o.Op.Phase, o.Rank), o.MicroBatch, o.End)).ToList();
+                .Select(o => (Phase: Flow(o.Op.Phase), Stage: Model(o.Op.Phase, o.Rank), o.MicroBatch, o.End)).ToList();
             var backwards = result.Ops.Where(o => o.Op.Kind is OpKind.Backward or OpKind.BackwardInput or OpKind.ForwardBackward)
                 .Select(o =>
                 {
                     int phase = o.Op.Kind == OpKind.ForwardBackward ? o.Op.BackwardPhase : o.Op.Phase;
-                    return (Phase: phase, Stage: table.PositionOf(phase, o.Rank), MicroBatch: o.Op.Kind == OpKind.ForwardBackward ? o.BackwardMicroBatch : o.MicroBatch, o.Start, o.End);
+                    return (Phase: Flow(phase), Stage: Model(phase, o.Rank), MicroBatch: o.Op.Kind == OpKind.ForwardBackward ? o.BackwardMicroBatch : o.MicroBatch, o.Start, o.End);
                 }).ToList();
             int expected = table.Phases * table.Stages * table.MicroBatchesPerPhase;
             Assert.Equal(expected, forwards.Select(x => (x.Phase, x.Stage, x.MicroBatch)).Distinct().Count());
@@ -62,12 +74,12 @@ public sealed class ScheduleTests
             foreach (var x in backwards)
             {
                 Assert.True(x.Start >= forwardEnd[(x.Phase, x.Stage, x.MicroBatch)] - 1e-9, "a backward before its forward");
-                if (x.Stage < table.Stages - 1) Assert.True(x.Start >= backwardEnd[(x.Phase, x.Stage + 1, x.MicroBatch)] - 1e-9, "a backward before the next stage's");
+                if (x.Stage < table.ModelStages - 1) Assert.True(x.Start >= backwardEnd[(x.Phase, x.Stage + 1, x.MicroBatch)] - 1e-9, "a backward before the next stage's");
             }
 
             foreach (var x in forwards.Where(x => x.Stage > 0))
             {
-                var start = result.Ops.First(o => o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward && o.Op.Phase == x.Phase && table.PositionOf(x.Phase, o.Rank) == x.Stage && o.MicroBatch == x.MicroBatch).Start;
+                var start = result.Ops.First(o => o.Op.Kind is OpKind.Forward or OpKind.ForwardBackward && Flow(o.Op.Phase) == x.Phase && Model(o.Op.Phase, o.Rank) == x.Stage && o.MicroBatch == x.MicroBatch).Start;
                 Assert.True(start >= forwardEnd[(x.Phase, x.Stage - 1, x.MicroBatch)] - 1e-9, "a forward before the previous stage's");
             }
         }
@@ -76,7 +88,7 @@ public sealed class ScheduleTests
     [Fact]
     public void Per_peer_message_order_is_consistent_on_separate_activation_and_gradient_channels()
     {
-        foreach (var kind in new[] { PipelineSchedule.OneFOneB, PipelineSchedule.ZeroBubbleH1, PipelineSchedule.DualPipe })
+        foreach (var kind in new[] { PipelineSchedule.OneFOneB, PipelineSchedule.ZeroBubbleH1, PipelineSchedule.DualPipe, PipelineSchedule.DualPipeV })
         {
             var table = Schedules.Build(kind, 8, 20);
             var result = Simulator.Run(table, Unit);

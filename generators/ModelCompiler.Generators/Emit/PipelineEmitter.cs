@@ -18,7 +18,7 @@ namespace ModelCompiler.Generators.Emit
 
         public static GeneratedFile? Emit(ModelGeneration g)
         {
-            if (g.Spec.Pipeline is not { } pipeline || pipeline.Schedule == PipelineSchedule.DualPipeV) return null;
+            if (g.Spec.Pipeline is not { } pipeline) return null;
             var table = Schedules.Build(pipeline.Schedule, pipeline.Stages, pipeline.MicroBatches);
             var simulation = Simulator.Run(table, UnitCosts);
             var h = g.Hierarchy;

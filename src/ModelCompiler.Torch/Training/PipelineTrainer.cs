@@ -44,9 +44,10 @@ public sealed class PipelineTrainer : IDisposable
 
         int rows = options.MicroBatchSize * options.AccumulationSteps;
         if (rows % microBatches != 0) throw new ArgumentException($"{rows} rows per step do not split into {microBatches} micro-batches", nameof(microBatches));
-        _table = Schedules.Build(schedule, mpi.Size, microBatches);
+        // DualPipeV folds 2N stages onto N ranks; the others run one stage position per rank and phase.
+        _table = Schedules.Build(schedule, schedule == PipelineSchedule.DualPipeV ? 2 * mpi.Size : mpi.Size, microBatches);
         if (_table.Ranks != mpi.Size) throw new ArgumentException($"the {schedule} table needs {_table.Ranks} ranks; mpirun started {mpi.Size}");
-        int stages = _table.Stages;
+        int stages = _table.ModelStages;
         if (model.Layers.Count < stages) throw new ArgumentException($"{model.Layers.Count} layers cannot fill {stages} stages");
         _layers = Enumerable.Range(0, stages).Select(s => (s * model.Layers.Count / stages, (s + 1) * model.Layers.Count / stages)).ToArray();
         _model = model;
@@ -86,24 +87,34 @@ public sealed class PipelineTrainer : IDisposable
         int perBatch = (int)rows.shape[0] / _table.MicroBatches;
         var pending = new List<Mpi.Request>();
 
-        // Per phase: the stage position this rank runs, the micro-batches forwarded and backwarded so far, what backward needs.
+        // Per phase: the micro-batches forwarded and backwarded so far, and what each backward needs. DualPipeV's turn (phase 0's
+        // last stage and phase 1's first, both on the last rank) hands the activation and its gradient over in memory.
         var forwarded = new int[_table.Phases];
         var backwarded = new int[_table.Phases];
         var saved = new Dictionary<(int Phase, int MicroBatch), (Tensor? Input, Tensor Output)>();
-        int last = _table.Stages - 1;
+        var turns = new Dictionary<int, Tensor>();
+        int last = _table.ModelStages - 1;
+        bool IsTurn(int phase, int position) => _table.Chained && phase == 0 && position == _table.Stages - 1;
 
         void Forward(int phase)
         {
             int k = forwarded[phase]++;
             int position = _table.PositionOf(phase, _mpi.Rank);
-            int batch = (phase * _table.MicroBatchesPerPhase) + k;
+            int stage = _table.ModelStageOf(phase, position);
+            int batch = _table.Chained ? k : (phase * _table.MicroBatchesPerPhase) + k;
             var microRows = rows.narrow(0, batch * perBatch, perBatch);
             var microMask = mask.narrow(0, batch * perBatch, perBatch);
             Tensor? input = null;
             Tensor x;
-            if (position == 0)
+            if (stage == 0)
             {
                 x = _model.Embed(microRows.narrow(1, 0, microRows.shape[1] - 1));
+            }
+            else if (_table.Chained && phase == 1 && position == 0)
+            {
+                input = saved[(0, k)].Output.detach().requires_grad_(true); // the turn of the V: phase 0's output, on this rank
+                turns[k] = input;
+                x = input;
             }
             else
             {
@@ -111,10 +122,10 @@ public sealed class PipelineTrainer : IDisposable
                 x = input;
             }
 
-            var (first, end) = _layers[position];
+            var (first, end) = _layers[stage];
             for (int i = first; i < end; i++) x = _model.Layers[i].Forward(x, 0, AttentionMode.Naive, null);
             for (int i = first; i < end; i++) AddLoads(_model.Layers[i].Moe, moeLayers, loads);
-            if (position == last)
+            if (stage == last)
             {
                 var (main, mtp) = Pretrainer.LossesFromHidden(_model, _depth, x, microRows, microMask);
                 foreach (var module in _model.MtpModules) AddLoads(module.Moe, moeLayers, loads);
@@ -122,7 +133,7 @@ public sealed class PipelineTrainer : IDisposable
                 mtpSum += mtp.item<float>();
                 x = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
             }
-            else
+            else if (!IsTurn(phase, position))
             {
                 pending.Add(_mpi.SendAsync(Values(x), _table.RankOf(phase, position + 1), ActivationTag + phase));
             }
@@ -136,9 +147,14 @@ public sealed class PipelineTrainer : IDisposable
             int position = _table.PositionOf(phase, _mpi.Rank);
             var (input, output) = saved[(phase, k)];
             saved.Remove((phase, k));
-            if (position == last)
+            if (_table.ModelStageOf(phase, position) == last)
             {
                 output.backward();
+            }
+            else if (IsTurn(phase, position))
+            {
+                output.backward([turns[k].grad!]); // phase 1's first stage has run its backward on this rank
+                turns.Remove(k);
             }
             else
             {
@@ -146,7 +162,8 @@ public sealed class PipelineTrainer : IDisposable
                 output.backward([gradient]);
             }
 
-            if (input is not null) pending.Add(_mpi.SendAsync(Values(input.grad!), _table.RankOf(phase, position - 1), GradientTag + phase));
+            bool turnInput = _table.Chained && phase == 1 && position == 0;
+            if (input is not null && !turnInput) pending.Add(_mpi.SendAsync(Values(input.grad!), _table.RankOf(phase, position - 1), GradientTag + phase));
         }
 
         foreach (var op in _table.Ops[_mpi.Rank])

@@ -45,8 +45,9 @@ namespace ModelCompiler.Pipeline
     /// </summary>
     public sealed class ScheduleTable
     {
-        internal ScheduleTable(PipelineSchedule kind, int stages, int ranks, int microBatches, int phases, IReadOnlyList<IReadOnlyList<PipelineOp>> ops, Func<int, int, int> rankOf)
+        internal ScheduleTable(PipelineSchedule kind, int stages, int ranks, int microBatches, int phases, IReadOnlyList<IReadOnlyList<PipelineOp>> ops, Func<int, int, int> rankOf, bool chained = false)
         {
+            Chained = chained;
             Kind = kind;
             Stages = stages;
             Ranks = ranks;
@@ -76,8 +77,21 @@ namespace ModelCompiler.Pipeline
         /// <summary>Each rank's ops in order.</summary>
         public IReadOnlyList<IReadOnlyList<PipelineOp>> Ops { get; }
 
+        /// <summary>
+        /// Whether phase 1 continues phase 0 (DualPipeV's V): every micro-batch runs the Stages positions of phase 0 down, then
+        /// those of phase 1 back up, so the model has 2 × Stages stage positions and the loss is at phase 1's last position.
+        /// Otherwise the phases are independent halves of the micro-batches through the same positions (DualPipe).
+        /// </summary>
+        public bool Chained { get; }
+
         /// <summary>Micro-batches that flow through each phase.</summary>
-        public int MicroBatchesPerPhase => MicroBatches / Phases;
+        public int MicroBatchesPerPhase => Chained ? MicroBatches : MicroBatches / Phases;
+
+        /// <summary>Stage positions of the model: 2 × <see cref="Stages"/> for a chained table, else <see cref="Stages"/>.</summary>
+        public int ModelStages => Chained ? 2 * Stages : Stages;
+
+        /// <summary>The model stage position that (<paramref name="phase"/>, <paramref name="position"/>) runs.</summary>
+        public int ModelStageOf(int phase, int position) => Chained && phase == 1 ? Stages + position : position;
 
         /// <summary>The rank that runs stage position <paramref name="position"/> of <paramref name="phase"/>.</summary>
         public int RankOf(int phase, int position) => _rankOf(phase, position);
@@ -108,6 +122,7 @@ namespace ModelCompiler.Pipeline
                 PipelineSchedule.OneFOneB => OneFOneB(stages, microBatches, zeroBubble: false),
                 PipelineSchedule.ZeroBubbleH1 => OneFOneB(stages, microBatches, zeroBubble: true),
                 PipelineSchedule.DualPipe => DualPipe(stages, microBatches),
+                PipelineSchedule.DualPipeV => DualPipeV(stages, microBatches),
                 _ => throw new NotSupportedException($"{kind} tables are not built yet"),
             };
         }
@@ -162,73 +177,98 @@ namespace ModelCompiler.Pipeline
         {
             if (ranks % 2 != 0) throw new ArgumentException($"DualPipe needs an even number of stages, not {ranks}", nameof(ranks));
             if (chunks % 2 != 0 || chunks < 2 * ranks) throw new ArgumentException($"DualPipe needs an even number of micro-batches of at least 2 × {ranks}, not {chunks}", nameof(chunks));
-            int halfRanks = ranks / 2, halfChunks = chunks / 2;
+            int halfRanks = ranks / 2;
             var ops = new List<IReadOnlyList<PipelineOp>>();
             for (int rank = 0; rank < ranks; rank++)
             {
                 int half = Math.Min(rank, ranks - 1 - rank), flip = rank >= halfRanks ? 1 : 0;
                 bool middle = rank == halfRanks - 1 || rank == halfRanks;
-                var list = new List<PipelineOp>();
-                PipelineOp F(int local) => new(OpKind.Forward, local ^ flip);
-                PipelineOp B(int local, bool zb = false) => new(zb ? OpKind.BackwardInput : OpKind.Backward, local ^ flip);
-                PipelineOp FB(int forward, int backward) => new(OpKind.ForwardBackward, forward ^ flip, backward ^ flip);
-                var W = new PipelineOp(OpKind.Weight, 0);
-
-                for (int i = 0; i < (halfRanks - half - 1) * 2; i++) list.Add(F(0));                  // 1: nF0
-                for (int i = 0; i < half + 1; i++)                                                       // 2: nF0F1
-                {
-                    list.Add(F(0));
-                    list.Add(F(1));
-                }
-
-                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 3: nB1W1F1 (zero bubble)
-                {
-                    list.Add(B(1, zb: true));
-                    list.Add(W);
-                    list.Add(F(1));
-                }
-
-                for (int i = 0; i < halfChunks - ranks + half + 1; i++)                                  // 4: nF0B1F1B0 (main)
-                {
-                    if (i == 0 && middle)
-                    {
-                        list.Add(F(0));                                                                  // not overlapped on the middle ranks
-                        list.Add(B(1));
-                    }
-                    else
-                    {
-                        list.Add(FB(0, 1));
-                    }
-
-                    list.Add(FB(1, 0));
-                }
-
-                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 5: nB1F1B0
-                {
-                    list.Add(B(1));
-                    list.Add(FB(1, 0));
-                }
-
-                bool zeroBubble = false;                                                                 // 6: nB1B0, second half zero bubble
-                for (int i = 0; i < half + 1; i++)
-                {
-                    if (i == (half + 1) / 2 && half % 2 == 1) zeroBubble = true;
-                    list.Add(B(1, zeroBubble));
-                    if (i == (half + 1) / 2 && half % 2 == 0) zeroBubble = true;
-                    list.Add(B(0, zeroBubble));
-                }
-
-                for (int i = 0; i < halfRanks - half - 1; i++)                                           // 7: nWB0 (zero bubble)
-                {
-                    list.Add(W);
-                    list.Add(B(0, zb: true));
-                }
-
-                for (int i = 0; i < half + 1; i++) list.Add(W);                                          // 8: nW
-                ops.Add(list);
+                ops.Add(DualProgram(halfRanks, half, middle, flip, chunks / 2));
             }
 
             return new ScheduleTable(PipelineSchedule.DualPipe, ranks, ranks, chunks, 2, ops, (phase, position) => phase == 0 ? position : ranks - 1 - position);
+        }
+
+        /// <summary>
+        /// DualPipeV (distributed-notes §3.2): P stages folded onto N = P/2 ranks as a V. Rank r runs stage r going down (phase 0)
+        /// and stage P−1−r coming back up (phase 1); every micro-batch enters at rank 0 and its loss is on rank 0, and the last
+        /// rank turns the V without communication. Each rank runs DualPipe's program with h = r, the last rank as the middle.
+        /// </summary>
+        private static ScheduleTable DualPipeV(int stages, int chunks)
+        {
+            if (stages % 2 != 0) throw new ArgumentException($"DualPipeV needs an even number of stages, not {stages}", nameof(stages));
+            if (chunks < stages) throw new ArgumentException($"DualPipeV needs at least {stages} micro-batches, not {chunks}", nameof(chunks));
+            int ranks = stages / 2;
+            var ops = new List<IReadOnlyList<PipelineOp>>();
+            for (int rank = 0; rank < ranks; rank++) ops.Add(DualProgram(ranks, rank, rank == ranks - 1, 0, chunks));
+            return new ScheduleTable(PipelineSchedule.DualPipeV, ranks, ranks, chunks, 2, ops, (phase, position) => phase == 0 ? position : ranks - 1 - position, chained: true);
+        }
+
+        /// <summary>
+        /// The eight-step program of one DualPipe rank (deepseek-ai/DualPipe): <paramref name="halfRanks"/> ranks per direction,
+        /// <paramref name="half"/> the distance from the nearer end, <paramref name="flip"/> 1 on the second half (its "own"
+        /// direction is phase 1), <paramref name="chunks"/> micro-batches per direction.
+        /// </summary>
+        private static List<PipelineOp> DualProgram(int halfRanks, int half, bool middle, int flip, int chunks)
+        {
+            var list = new List<PipelineOp>();
+            PipelineOp F(int local) => new(OpKind.Forward, local ^ flip);
+            PipelineOp B(int local, bool zb = false) => new(zb ? OpKind.BackwardInput : OpKind.Backward, local ^ flip);
+            PipelineOp FB(int forward, int backward) => new(OpKind.ForwardBackward, forward ^ flip, backward ^ flip);
+            var W = new PipelineOp(OpKind.Weight, 0);
+
+            for (int i = 0; i < (halfRanks - half - 1) * 2; i++) list.Add(F(0));                      // 1: nF0
+            for (int i = 0; i < half + 1; i++)                                                           // 2: nF0F1
+            {
+                list.Add(F(0));
+                list.Add(F(1));
+            }
+
+            for (int i = 0; i < halfRanks - half - 1; i++)                                               // 3: nB1W1F1 (zero bubble)
+            {
+                list.Add(B(1, zb: true));
+                list.Add(W);
+                list.Add(F(1));
+            }
+
+            for (int i = 0; i < chunks - (2 * halfRanks) + half + 1; i++)                                // 4: nF0B1F1B0 (main)
+            {
+                if (i == 0 && middle)
+                {
+                    list.Add(F(0));                                                                      // not overlapped on the middle ranks
+                    list.Add(B(1));
+                }
+                else
+                {
+                    list.Add(FB(0, 1));
+                }
+
+                list.Add(FB(1, 0));
+            }
+
+            for (int i = 0; i < halfRanks - half - 1; i++)                                               // 5: nB1F1B0
+            {
+                list.Add(B(1));
+                list.Add(FB(1, 0));
+            }
+
+            bool zeroBubble = false;                                                                     // 6: nB1B0, second half zero bubble
+            for (int i = 0; i < half + 1; i++)
+            {
+                if (i == (half + 1) / 2 && half % 2 == 1) zeroBubble = true;
+                list.Add(B(1, zeroBubble));
+                if (i == (half + 1) / 2 && half % 2 == 0) zeroBubble = true;
+                list.Add(B(0, zeroBubble));
+            }
+
+            for (int i = 0; i < halfRanks - half - 1; i++)                                               // 7: nWB0 (zero bubble)
+            {
+                list.Add(W);
+                list.Add(B(0, zb: true));
+            }
+
+            for (int i = 0; i < half + 1; i++) list.Add(W);                                              // 8: nW
+            return list;
         }
     }
 }

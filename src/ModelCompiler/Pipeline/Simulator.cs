@@ -88,6 +88,12 @@ namespace ModelCompiler.Pipeline
                                 if (!forwardDone.TryGetValue((op.Phase, position - 1, forwardMb), out double input)) break;
                                 ready = Math.Max(ready, input + costs.Communication);
                             }
+                            else if (table.Chained && op.Phase == 1)
+                            {
+                                // DualPipeV's turn: phase 1 starts from phase 0's last stage of the same micro-batch, on this rank.
+                                if (!forwardDone.TryGetValue((0, table.Stages - 1, forwardMb), out double turn)) break;
+                                ready = Math.Max(ready, turn);
+                            }
                         }
 
                         if (doesBackward)
@@ -98,6 +104,12 @@ namespace ModelCompiler.Pipeline
                             {
                                 if (!backwardDone.TryGetValue((backwardPhase, position + 1, backwardMb), out double gradient)) break;
                                 ready = Math.Max(ready, gradient + costs.Communication);
+                            }
+                            else if (table.Chained && backwardPhase == 0)
+                            {
+                                // The turn of the V, backwards: phase 0's last stage takes its gradient from phase 1's first.
+                                if (!backwardDone.TryGetValue((1, 0, backwardMb), out double turn)) break;
+                                ready = Math.Max(ready, turn);
                             }
                             else
                             {
