@@ -28,7 +28,7 @@ public static class ModelProgram
             return args.FirstOrDefault() switch
             {
                 "plan" => Plan(name, spec, output),
-                "verify" when args.Length >= 2 => Verify(args[1], spec, create, output),
+                "verify" when args.Length >= 2 => Verify(args[1], Options(args.Skip(2)).GetValueOrDefault("--expected") ?? "expected.safetensors", spec, create, output),
                 "generate" when args.Length >= 2 => GenerateCommand(args[1], Options(args.Skip(2)), spec, create, output),
                 "pretrain" => PretrainCommand(Options(args.Skip(1)), spec, output),
                 _ => Usage(name, error),
@@ -44,7 +44,7 @@ public static class ModelProgram
     private static int Usage(string name, TextWriter error)
     {
         error.WriteLine($"usage: {name} plan");
-        error.WriteLine($"       {name} verify <checkpoint-dir>          (config.json, model.safetensors[.index.json], expected.safetensors)");
+        error.WriteLine($"       {name} verify <checkpoint-dir> [--expected expected.safetensors]   (config.json, model.safetensors[.index.json], input_ids + logits)");
         error.WriteLine($"       {name} generate <checkpoint-dir> --prompt-ids 1,2,3 [--max-new-tokens 12] [--temperature 0] [--top-p 1] [--seed 0] [--stop 1] [--no-cache] [--bench]");
         error.WriteLine($"       {name} pretrain --data <file-or-folder> [--tokenizer gpt2|bpe:vocab.json:merges.txt] [--row-length 512] [--steps 1000] [--batch 8] [--lr 3e-4] [--out runs/pretrain] [--resume] [--seed 1]");
         return 2;
@@ -79,12 +79,12 @@ public static class ModelProgram
         return model;
     }
 
-    private static int Verify(string directory, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter output)
+    private static int Verify(string directory, string expectedFile, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter output)
     {
         using var scope = NewDisposeScope();
         using var model = Load(directory, spec, create, out var checkpoint);
         using var _ = checkpoint;
-        using var expected = SafetensorsFile.Open(Path.Combine(directory, "expected.safetensors"));
+        using var expected = SafetensorsFile.Open(Path.Combine(directory, expectedFile));
         using var grad = no_grad();
         var ids = expected.ReadRaw("input_ids");
         var reference = expected.ReadFloat("logits");

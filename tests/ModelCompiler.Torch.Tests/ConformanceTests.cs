@@ -33,6 +33,29 @@ public sealed class ConformanceTests
         Assert.True(difference < Tolerance, $"max |Δlogit| = {difference:E3} in {mode} mode");
     }
 
+    /// <summary>
+    /// The FP8 checkpoint as stored (every F8_E4M3 weight dequantised with its 128×128 scales) against Hugging Face
+    /// transformers 5.17 on the same dequantised weights, float32 activations: tests/fixtures/tools/fp8_reference.py wrote
+    /// expected-dequantized.safetensors on the GPU machine (that script reproduces tiny-v3's expected logits exactly).
+    /// </summary>
+    [Theory]
+    [InlineData(AttentionMode.Naive)]
+    [InlineData(AttentionMode.Absorbed)]
+    public void Fp8_checkpoint_logits_match_transformers_on_its_dequantised_weights(AttentionMode mode)
+    {
+        using var scope = NewDisposeScope();
+        string directory = RepositoryPaths.Combine("tests", "fixtures", "tiny-v3-fp8");
+        using var checkpoint = Checkpoint.Open(directory);
+        using var model = new DeepSeekCausalLM(checkpoint.Spec);
+        checkpoint.LoadInto(model);
+        model.Precision.Format = NumericFormat.Fp32; // transformers ran float32 activations on the dequantised weights
+        using var expected = SafetensorsFile.Open(Path.Combine(directory, "expected-dequantized.safetensors"));
+        using var _ = no_grad();
+        var logits = model.Forward(expected.ReadRaw("input_ids"), 0, mode, null);
+        double difference = (logits - expected.ReadFloat("logits")).abs().max().item<float>();
+        Assert.True(difference < Tolerance, $"max |Δlogit| = {difference:E3} in {mode} mode");
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
