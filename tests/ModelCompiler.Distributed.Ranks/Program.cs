@@ -1,6 +1,7 @@
 // One MPI rank of a distributed test. Scenarios:
 //   collectives  point-to-point on two tags in crossed order, all-reduce, broadcast, the start-up agreement check
 //   fail         rank 1 throws while rank 0 waits for its message: the job must end, naming rank 1
+//   die          rank 1's process ends abruptly (no exception, no abort) while rank 0 waits: mpirun must end the job
 //   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
 //   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
 //   pretrain S N M  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches; rank 0
@@ -16,6 +17,7 @@ return mpi.RunOrAbort(() => scenario switch
 {
     "collectives" => Collectives(mpi),
     "fail" => Fail(mpi),
+    "die" => Die(mpi),
     "mismatch" => Mismatch(mpi),
     "nccl" => Nccl(mpi),
 #if WITH_TORCH
@@ -67,6 +69,15 @@ static int Fail(Mpi mpi)
     if (mpi.Rank == 1) throw new InvalidOperationException("simulated failure in the backward pass of micro-batch 3");
     var buffer = new float[4];
     mpi.Receive<float>(buffer, 1, 7); // never sent: without the abort this rank would wait forever
+    return 0;
+}
+
+static int Die(Mpi mpi)
+{
+    mpi.Barrier();
+    if (mpi.Rank == 1) Environment.Exit(9); // a crash: no message, no MPI_Abort, MPI not finalised
+    var buffer = new float[4];
+    mpi.Receive<float>(buffer, 1, 7);
     return 0;
 }
 

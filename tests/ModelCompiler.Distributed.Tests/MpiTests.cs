@@ -32,6 +32,17 @@ public sealed class MpiTests
     }
 
     [Fact]
+    public void A_rank_that_dies_ends_the_job_within_seconds()
+    {
+        var (code, output, elapsed) = Run(2, "die");
+        Assert.NotEqual(0, code);
+        // Open MPI names the process ([[job,1],rank]) and its exit code.
+        Assert.Contains("exited with non-zero status", output, StringComparison.Ordinal);
+        Assert.Matches(@"Process name: \[\[\d+,1\],1\]", output);
+        Assert.True(elapsed < TimeSpan.FromSeconds(30), $"the job took {elapsed.TotalSeconds:F0} s to end");
+    }
+
+    [Fact]
     public void Ranks_that_disagree_on_the_model_fail_at_start_up()
     {
         var (code, output, _) = Run(2, "mismatch");
