@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using ModelCompiler;
 using ModelCompiler.Distributed;
 using ModelCompiler.Torch;
@@ -48,17 +47,7 @@ internal static class PipelinePretraining
                     if (!double.IsFinite(report.Loss)) throw new TrainingDivergedException($"step {report.Step}: the loss is not finite ({report.Loss})");
                     if (metrics is null) continue;
                     double seconds = (clock.Elapsed - started).TotalSeconds;
-                    metrics.WriteLine(JsonSerializer.Serialize(new
-                    {
-                        step = report.Step,
-                        loss = report.Loss,
-                        mtp_loss = report.MtpLoss,
-                        lr = report.LearningRate,
-                        grad_norm = report.GradientNorm,
-                        tokens_per_second = report.ProcessedTokens / Math.Max(seconds, 1e-9),
-                        max_vio = report.MaxViolation,
-                        loads = report.Loads,
-                    }));
+                    metrics.WriteLine(PretrainRun.MetricsLine(report, seconds));
                     metrics.Flush();
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {report.Step} loss {report.Loss:F4} mtp {report.MtpLoss:F4} maxvio {report.MaxViolation:F2} ({seconds * 1000:F0} ms)"));
                 }

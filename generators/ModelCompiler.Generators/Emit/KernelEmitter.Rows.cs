@@ -29,6 +29,25 @@ namespace ModelCompiler.Generators.Emit
                 }
             }
 
+            /// <summary>
+            /// amax ← the largest amax of the <paramref name="lanes"/> threads of this thread's tile (aligned runs of a 256-thread
+            /// group): a shuffle butterfly on CUDA, a shared-memory gather elsewhere.
+            /// </summary>
+            private static void TileMax(IndentedWriter w, int lanes, bool cuda)
+            {
+                if (cuda)
+                {
+                    WarpAllReduce(w, "amax", lanes, max: true);
+                    return;
+                }
+
+                w.WriteLine("var tileMax = SharedMemory.Allocate<float>(256);");
+                w.WriteLine("tileMax[Group.IdxX] = amax;");
+                w.WriteLine("Group.Barrier();");
+                w.WriteLine($"int tileLead = Group.IdxX & ~{lanes - 1};");
+                w.WriteLine($"for (int lane = 0; lane < {lanes}; lane++) amax = MathF.Max(amax, tileMax[tileLead + lane]);");
+            }
+
             private void WriteRmsNorm(IndentedWriter w, string name, string title, RowShape r, bool cuda, bool quantize)
             {
                 int lanesPerTile = quantize ? r.LanesPerTile(_tile) : 0;
@@ -199,18 +218,7 @@ namespace ModelCompiler.Generators.Emit
                     }
 
                     w.WriteLine("float amax = " + Nest("MathF.Max", Enumerable.Range(0, 16).Select(i => $"MathF.Abs(x{i})").ToArray()) + ";");
-                    if (cuda)
-                    {
-                        WarpAllReduce(w, "amax", lanes, max: true);
-                    }
-                    else
-                    {
-                        w.WriteLine("var tileMax = SharedMemory.Allocate<float>(256);");
-                        w.WriteLine("tileMax[Group.IdxX] = amax;");
-                        w.WriteLine("Group.Barrier();");
-                        w.WriteLine($"int tileLead = Group.IdxX & ~{lanes - 1};");
-                        w.WriteLine($"for (int lane = 0; lane < {lanes}; lane++) amax = MathF.Max(amax, tileMax[tileLead + lane]);");
-                    }
+                    TileMax(w, lanes, cuda);
 
                     w.WriteLine("float scale = E4M3.ScaleOf(amax);");
                     w.WriteLine("if (!active) return;");
@@ -247,18 +255,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("float h0 = gate.X / (1f + MathF.Exp(-gate.X)) * up.X, h1 = gate.Y / (1f + MathF.Exp(-gate.Y)) * up.Y;");
                     w.WriteLine("float h2 = gate.Z / (1f + MathF.Exp(-gate.Z)) * up.Z, h3 = gate.W / (1f + MathF.Exp(-gate.W)) * up.W;");
                     w.WriteLine("float amax = MathF.Max(MathF.Max(MathF.Abs(h0), MathF.Abs(h1)), MathF.Max(MathF.Abs(h2), MathF.Abs(h3)));");
-                    if (cuda)
-                    {
-                        WarpAllReduce(w, "amax", lanes, max: true);
-                    }
-                    else
-                    {
-                        w.WriteLine("var tileMax = SharedMemory.Allocate<float>(256);");
-                        w.WriteLine("tileMax[Group.IdxX] = amax;");
-                        w.WriteLine("Group.Barrier();");
-                        w.WriteLine($"int tileLead = Group.IdxX & ~{lanes - 1};");
-                        w.WriteLine($"for (int lane = 0; lane < {lanes}; lane++) amax = MathF.Max(amax, tileMax[tileLead + lane]);");
-                    }
+                    TileMax(w, lanes, cuda);
 
                     w.WriteLine("float scale = E4M3.ScaleOf(amax);");
                     w.WriteLine("if (!active) return;");

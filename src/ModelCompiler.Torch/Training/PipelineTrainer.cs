@@ -96,7 +96,36 @@ public sealed class PipelineTrainer : IDisposable
         int last = _table.ModelStages - 1;
         bool IsTurn(int phase, int position) => _table.Chained && phase == 0 && position == _table.Stages - 1;
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double forwardSeconds = 0, backwardSeconds = 0;
+
         void Forward(int phase)
+        {
+            double started = clock.Elapsed.TotalSeconds;
+            try
+            {
+                ForwardCore(phase);
+            }
+            finally
+            {
+                forwardSeconds += clock.Elapsed.TotalSeconds - started;
+            }
+        }
+
+        void Backward(int phase)
+        {
+            double started = clock.Elapsed.TotalSeconds;
+            try
+            {
+                BackwardCore(phase);
+            }
+            finally
+            {
+                backwardSeconds += clock.Elapsed.TotalSeconds - started;
+            }
+        }
+
+        void ForwardCore(int phase)
         {
             int k = forwarded[phase]++;
             int position = _table.PositionOf(phase, _mpi.Rank);
@@ -141,7 +170,7 @@ public sealed class PipelineTrainer : IDisposable
             saved[(phase, k)] = (input, x);
         }
 
-        void Backward(int phase)
+        void BackwardCore(int phase)
         {
             int k = backwarded[phase]++;
             int position = _table.PositionOf(phase, _mpi.Rank);
@@ -187,6 +216,7 @@ public sealed class PipelineTrainer : IDisposable
         }
 
         Mpi.WaitAll(pending);
+        double optimizerStarted = clock.Elapsed.TotalSeconds;
         SumGradients();
         var totals = new float[2 + loads.Sum(l => l.Length)];
         totals[0] = (float)mainSum;
@@ -203,7 +233,9 @@ public sealed class PipelineTrainer : IDisposable
         Step++;
         double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
         long processed = rows.shape[0] * (rows.shape[1] - 1);
-        return new StepReport(Step, totals[0] / tokens, totals[1] * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, 0, processed, new StepTimings(0, 0, 0, 0));
+        // Timings are this rank's: its forwards and backwards (waits for peers included), then the all-reduces and the update.
+        var timings = new StepTimings(forwardSeconds, backwardSeconds, clock.Elapsed.TotalSeconds - optimizerStarted, 0);
+        return new StepReport(Step, totals[0] / tokens, totals[1] * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, 0, processed, timings);
     }
 
     /// <inheritdoc/>

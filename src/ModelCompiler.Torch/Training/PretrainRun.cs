@@ -74,6 +74,24 @@ public sealed class PretrainRun
 
     private string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
 
+    /// <summary>One line of <c>metrics.jsonl</c> for a step that took <paramref name="seconds"/> (also written by pipelined runs).</summary>
+    public static string MetricsLine(StepReport report, double seconds) => JsonSerializer.Serialize(new
+    {
+        step = report.Step,
+        loss = report.Loss,
+        mtp_loss = report.MtpLoss,
+        lr = report.LearningRate,
+        grad_norm = report.GradientNorm,
+        tokens_per_second = report.ProcessedTokens / Math.Max(seconds, 1e-9),
+        forward_seconds = report.Timings.Forward,
+        backward_seconds = report.Timings.Backward,
+        optimizer_seconds = report.Timings.Optimizer,
+        moe_dispatch_seconds = report.Timings.MoeDispatch,
+        max_vio = report.MaxViolation,
+        balance_loss = report.BalanceLoss,
+        loads = report.Loads,
+    });
+
     /// <summary>Starts a new run; refuses a folder that already holds a checkpoint (resume it, or choose another).</summary>
     public PretrainResult Start(Action<StepReport>? progress = null, CancellationToken cancellation = default)
     {
@@ -133,22 +151,7 @@ public sealed class PretrainRun
 
                 firstLoss ??= report.Loss;
                 last = report;
-                metrics.WriteLine(JsonSerializer.Serialize(new
-                {
-                    step = report.Step,
-                    loss = report.Loss,
-                    mtp_loss = report.MtpLoss,
-                    lr = report.LearningRate,
-                    grad_norm = report.GradientNorm,
-                    tokens_per_second = report.ProcessedTokens / Math.Max(seconds, 1e-9),
-                    forward_seconds = report.Timings.Forward,
-                    backward_seconds = report.Timings.Backward,
-                    optimizer_seconds = report.Timings.Optimizer,
-                    moe_dispatch_seconds = report.Timings.MoeDispatch,
-                    max_vio = report.MaxViolation,
-                    balance_loss = report.BalanceLoss,
-                    loads = report.Loads,
-                }));
+                metrics.WriteLine(MetricsLine(report, seconds));
                 metrics.Flush();
                 progress?.Invoke(report);
                 if (report.Step % CheckpointEvery == 0 || report.Step == stop)
