@@ -10,6 +10,10 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# The shared-library cache, read whole: piping `ldconfig -p` into a reader that stops early (grep -q, awk's exit) kills it
+# with SIGPIPE once the cache outgrows a pipe buffer, and pipefail turns that into a failed check or an exit.
+has_library() { grep -q "$1" <<<"$(ldconfig -p)"; }
+
 ensure_dotnet() {
     if ! command -v dotnet >/dev/null 2>&1; then
         echo "error: the .NET SDK 10 is required (https://dot.net); 'dotnet' is not on PATH" >&2
@@ -21,7 +25,7 @@ ensure_dotnet() {
 # Debian 13's libstdc++6, from a low-pinned trixie source, provides it; every other package stays on Debian 12.
 ensure_libstdcxx() {
     local lib
-    lib=$(ldconfig -p | awk '/libstdc\+\+\.so\.6 /{print $NF; exit}')
+    lib=$(awk '/libstdc\+\+\.so\.6 /{print $NF; exit}' <<<"$(ldconfig -p)")
     if [ -n "$lib" ] && grep -aq GLIBCXX_3.4.32 "$lib"; then return; fi
     if ! [ -f /etc/debian_version ]; then
         echo "warning: libstdc++ lacks GLIBCXX_3.4.32 and this is not Debian; install GCC 13+'s libstdc++ for TorchSharp" >&2
@@ -40,7 +44,7 @@ ensure_libstdcxx() {
 # The generated GPU kernels are tested on the CPU through OpenCL: PoCL, plus the unversioned libOpenCL.so that ILGPU loads.
 # Where libc came from Debian 13 (see above), PoCL must come from there too.
 ensure_opencl() {
-    if [ -e /etc/OpenCL/vendors/pocl.icd ] && ldconfig -p | grep -q 'libOpenCL\.so '; then return; fi
+    if [ -e /etc/OpenCL/vendors/pocl.icd ] && has_library 'libOpenCL\.so '; then return; fi
     if ! [ -f /etc/debian_version ]; then
         echo "warning: no OpenCL ICD found; install PoCL (pocl-opencl-icd) for the kernel tests" >&2
         return
@@ -54,7 +58,7 @@ ensure_opencl() {
 
 # The distributed tests launch ranks with mpirun: Open MPI's runtime (the binding loads libmpi.so.40; no -dev package needed).
 ensure_mpi() {
-    if command -v mpirun >/dev/null 2>&1 && ldconfig -p | grep -q 'libmpi\.so\.40'; then return; fi
+    if command -v mpirun >/dev/null 2>&1 && has_library 'libmpi\.so\.40'; then return; fi
     if ! [ -f /etc/debian_version ]; then
         echo "warning: no Open MPI found; install openmpi-bin for the distributed tests" >&2
         return
