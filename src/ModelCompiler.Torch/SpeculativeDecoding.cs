@@ -54,12 +54,13 @@ public static class SpeculativeDecoding
             var hidden = model.Hidden(ids, m - 1, AttentionMode.Absorbed, cache);   // positions m−1 and m
             forwards++;
             drafts++;
-            long next = Argmax(model, hidden.narrow(1, 0, 1));
+            var choices = model.Logits(model.FinalNorm(hidden)).argmax(-1).data<long>();   // the main model's token after each position
+            long next = choices[0];
             if (next == draft && !stops.Contains(next) && m + 1 - prompt.Count < maxNewTokens)
             {
                 accepted++;
                 known.Add(draft);
-                known.Add(Argmax(model, hidden.narrow(1, 1, 1)));
+                known.Add(choices[1]);
                 draft = Draft(model, mtp, mtpCache, hidden, known, m - 1);
             }
             else
