@@ -144,4 +144,28 @@ public sealed class LayerTests
             Assert.True((y.view(-1, 10)[t] - expected.squeeze(0)).abs().max().item<float>() < 1e-5, $"token {t}");
         }
     }
+
+    [Fact]
+    public void Batched_decoding_dispatch_equals_the_grouped_one()
+    {
+        using var scope = NewDisposeScope();
+        var spec = new MoeSpec(8, 3, 12, 2, ExpertScoring.Sigmoid, 2, 1, 2.5, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0);
+        using var moe = new MixtureOfExperts(10, spec);
+        using (no_grad())
+        {
+            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape) * 0.3);
+            moe.Gate.SelectionBias!.copy_(randn(8) * 0.05);
+        }
+
+        var x = randn(1, 5, 10);                         // 15 (token, expert) pairs: the batched path under no_grad
+        var grouped = moe.call(x).detach();              // gradients on: the grouped, per-expert path
+        var groupedLoads = moe.LastLoads!.ToArray();
+        Tensor batched;
+        using (no_grad()) batched = moe.call(x);
+        Assert.True((batched - grouped).abs().max().item<float>() < 1e-5, "batched and grouped dispatch differ");
+        Assert.Equal(groupedLoads, moe.LastLoads);
+
+        using (no_grad()) moe.call(randn(1, 30, 10));     // 90 pairs: above the batched limit, grouped again
+        Assert.Equal(90, moe.LastLoads!.Sum());
+    }
 }

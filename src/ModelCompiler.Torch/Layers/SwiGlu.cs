@@ -30,6 +30,18 @@ public sealed class SwiGlu : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>gate_proj's weight [intermediate, hidden].</summary>
+    public Tensor GateWeight => _gate.weight!;
+
+    /// <summary>up_proj's weight [intermediate, hidden].</summary>
+    public Tensor UpWeight => _up.weight!;
+
+    /// <summary>down_proj's weight [hidden, intermediate].</summary>
+    public Tensor DownWeight => _down.weight!;
+
+    /// <summary>The format its GEMM inputs are computed in.</summary>
+    public ModelCompiler.NumericFormat Format => _precision.Format;
+
     /// <inheritdoc/>
     public override Tensor forward(Tensor input)
     {
