@@ -13,7 +13,7 @@ public sealed class MpiException(string message) : Exception(message);
 public sealed unsafe partial class Mpi : IDisposable
 {
     private const string Library = "mpi";
-    private readonly IntPtr _world, _byte, _float, _int, _sum, _max, _statusIgnore;
+    private readonly IntPtr _world, _byte, _float, _sum, _statusIgnore;
     private bool _finalized;
 
     static Mpi() => NativeLibraries.EnsureResolver();
@@ -28,9 +28,7 @@ public sealed unsafe partial class Mpi : IDisposable
         {
             _byte = Export("ompi_mpi_byte");
             _float = Export("ompi_mpi_float");
-            _int = Export("ompi_mpi_int");
             _sum = Export("ompi_mpi_op_sum");
-            _max = Export("ompi_mpi_op_max");
             _statusIgnore = IntPtr.Zero;
         }
         else
@@ -39,9 +37,7 @@ public sealed unsafe partial class Mpi : IDisposable
             _world = 0x44000000;
             _byte = 0x4c00010d;
             _float = 0x4c00040a;
-            _int = 0x4c000405;
             _sum = 0x58000003;
-            _max = 0x58000001;
             _statusIgnore = 1;
         }
 
@@ -150,14 +146,6 @@ public sealed unsafe partial class Mpi : IDisposable
     {
         void* inPlace = IsOpenMpi ? (void*)1 : (void*)-1; // MPI_IN_PLACE: ((void*)1) in Open MPI, ((void*)-1) in MPICH
         fixed (float* p = data) Check(MPI_Allreduce(inPlace, p, data.Length, _float, _sum, _world), "MPI_Allreduce");
-    }
-
-    /// <summary>Largest <paramref name="value"/> over all ranks.</summary>
-    public int AllReduceMax(int value)
-    {
-        int result;
-        Check(MPI_Allreduce(&value, &result, 1, _int, _max, _world), "MPI_Allreduce(max)");
-        return result;
     }
 
     /// <summary>Broadcasts <paramref name="data"/> from <paramref name="root"/> to every rank.</summary>

@@ -39,7 +39,6 @@ public sealed unsafe partial class NcclCommunicator : IDisposable
     private enum DataType
     {
         Float32 = 7,
-        Bfloat16 = 9,
     }
 
     /// <summary>Ranks in the communicator.</summary>
@@ -81,10 +80,6 @@ public sealed unsafe partial class NcclCommunicator : IDisposable
     /// <summary>Sum over all ranks, in place.</summary>
     public void AllReduceSum(ArrayView<float> data, AcceleratorStream stream) =>
         Check(ncclAllReduce(Pointer(data), Pointer(data), (nuint)data.Length, DataType.Float32, 0, _comm, Stream(stream)), "ncclAllReduce", _comm);
-
-    /// <summary>Sum over all ranks of bf16 values (raw 16-bit patterns), in place.</summary>
-    public void AllReduceSumBf16(ArrayView<ushort> data, AcceleratorStream stream) =>
-        Check(ncclAllReduce(Pointer(data), Pointer(data), (nuint)data.Length, DataType.Bfloat16, 0, _comm, Stream(stream)), "ncclAllReduce(bf16)", _comm);
 
     /// <summary>
     /// Sends and receives in one NCCL group (so two ranks that send to each other do not deadlock): each (buffer, peer)

@@ -23,15 +23,6 @@ public static class BufferChecks
         }
     }
 
-    /// <summary>Throws unless <paramref name="length"/> is at least <paramref name="expected"/>.</summary>
-    public static void AtLeast(long length, long expected, string kernel, string name)
-    {
-        if (length < expected)
-        {
-            throw new ArgumentException($"{kernel}: {name} holds {length} values; at least {expected} are needed.", name);
-        }
-    }
-
     /// <summary>Groups of <paramref name="groupSize"/> covering <paramref name="items"/>.</summary>
     public static int Groups(long items, int groupSize) => checked((int)((items + groupSize - 1) / groupSize));
 }

@@ -93,20 +93,6 @@ public sealed class GpuDevice : IDisposable
         }
     }
 
-    /// <summary>Whether an OpenCL device is present (PoCL in CI), without keeping a context.</summary>
-    public static bool HasOpenCL()
-    {
-        try
-        {
-            using var context = CreateContext();
-            return context.GetCLDevices().Count > 0;
-        }
-        catch (Exception ex) when (ex is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
-        {
-            return false;
-        }
-    }
-
     private static Context CreateContext(bool profiling = false) =>
         Context.Create(builder =>
         {
