@@ -1,6 +1,7 @@
 using System.Globalization;
 using ModelCompiler;
 using ModelCompiler.Distributed;
+using ModelCompiler.Pipeline;
 using ModelCompiler.Torch;
 using ModelCompiler.Torch.Training;
 
@@ -15,14 +16,7 @@ internal static class PipelinePretraining
 {
     public static int Run(string schedule, int microBatches, PretrainOptions options, string directory)
     {
-        var kind = schedule switch
-        {
-            "1f1b" => PipelineSchedule.OneFOneB,
-            "zbh1" => PipelineSchedule.ZeroBubbleH1,
-            "dualpipe" => PipelineSchedule.DualPipe,
-            "dualpipev" => PipelineSchedule.DualPipeV,
-            _ => throw new ArgumentException($"--pipeline {schedule}: expected 1f1b, zbh1, dualpipe or dualpipev"),
-        };
+        var kind = Schedules.Parse(schedule);
         using var mpi = Mpi.Initialize();
         return mpi.RunOrAbort(() =>
         {

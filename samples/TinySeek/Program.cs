@@ -34,6 +34,7 @@ var precision = new Option<string?>("--precision") { Description = "GEMM input p
 precision.AcceptOnlyFromAmong("fp32", "bf16", "fp8");
 var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step (checkpointed); --resume continues, bit-exactly." };
 var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1, dualpipe or dualpipev." };
+pipeline.AcceptOnlyFromAmong([.. ModelCompiler.Pipeline.Schedules.Names]);
 var microBatches = new Option<int>("--micro-batches") { Description = "Pipeline micro-batches per step (with --pipeline).", DefaultValueFactory = _ => 4 };
 var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, noise, every, stopAfter, precision, pipeline, microBatches };
 pretrain.SetAction(result =>

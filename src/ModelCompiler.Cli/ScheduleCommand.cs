@@ -15,7 +15,7 @@ internal static class ScheduleCommand
     public static Command Create()
     {
         var kind = new Option<string>("--kind") { Description = "1f1b, zbh1, dualpipe or dualpipev (P stages on P/2 ranks).", Required = true };
-        kind.AcceptOnlyFromAmong("1f1b", "zbh1", "dualpipe", "dualpipev");
+        kind.AcceptOnlyFromAmong([.. Schedules.Names]);
         var stages = new Option<int>("--stages") { Description = "Pipeline stages P.", Required = true };
         var micro = new Option<int>("--microbatches") { Description = "Micro-batches M.", Required = true };
         var forward = new Option<double>("--forward") { Description = "F: one chunk's forward.", DefaultValueFactory = _ => 1 };
@@ -34,7 +34,7 @@ internal static class ScheduleCommand
 
     private static int Run(string kindName, int stages, int microBatches, OpCosts costs, bool json, FileInfo? png)
     {
-        var kind = kindName switch { "1f1b" => PipelineSchedule.OneFOneB, "zbh1" => PipelineSchedule.ZeroBubbleH1, "dualpipev" => PipelineSchedule.DualPipeV, _ => PipelineSchedule.DualPipe };
+        var kind = Schedules.Parse(kindName);
         if (costs.Weight < 0 || costs.Weight > costs.Backward || costs.Forward <= 0 || costs.Backward <= 0)
         {
             Console.Error.WriteLine("error: costs need F > 0, B > 0 and 0 ≤ W ≤ B");

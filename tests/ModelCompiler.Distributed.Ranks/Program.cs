@@ -90,14 +90,7 @@ static int Mismatch(Mpi mpi)
 #if WITH_TORCH
 static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches)
 {
-    var kind = schedule switch
-    {
-        "1f1b" => ModelCompiler.PipelineSchedule.OneFOneB,
-        "zbh1" => ModelCompiler.PipelineSchedule.ZeroBubbleH1,
-        "dualpipe" => ModelCompiler.PipelineSchedule.DualPipe,
-        "dualpipev" => ModelCompiler.PipelineSchedule.DualPipeV,
-        _ => throw new ArgumentException($"unknown schedule '{schedule}'"),
-    };
+    var kind = ModelCompiler.Pipeline.Schedules.Parse(schedule);
     using var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);
     using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, mpi, kind, microBatches);
     for (int i = 0; i < steps; i++)

@@ -111,6 +111,20 @@ namespace ModelCompiler.Pipeline
     /// <summary>Builds the static op tables of 1F1B, ZB-H1 and DualPipe (distributed-notes §3).</summary>
     public static class Schedules
     {
+        /// <summary>The command-line names of the schedules, in the order <see cref="Parse"/> knows them.</summary>
+        public static IReadOnlyList<string> Names { get; } = new[] { "1f1b", "zbh1", "dualpipe", "dualpipev" };
+
+        /// <summary>The schedule named <paramref name="name"/> (1f1b, zbh1, dualpipe or dualpipev).</summary>
+        /// <exception cref="ArgumentException">Another name; the message lists the valid ones.</exception>
+        public static PipelineSchedule Parse(string name) => name switch
+        {
+            "1f1b" => PipelineSchedule.OneFOneB,
+            "zbh1" => PipelineSchedule.ZeroBubbleH1,
+            "dualpipe" => PipelineSchedule.DualPipe,
+            "dualpipev" => PipelineSchedule.DualPipeV,
+            _ => throw new ArgumentException($"unknown schedule '{name}': expected {string.Join(", ", Names)}", nameof(name)),
+        };
+
         /// <summary>The table of <paramref name="kind"/> for <paramref name="stages"/> stages and <paramref name="microBatches"/> micro-batches.</summary>
         /// <exception cref="ArgumentException">A combination the schedule cannot run (the messages match the MC6xxx diagnostics).</exception>
         public static ScheduleTable Build(PipelineSchedule kind, int stages, int microBatches)
