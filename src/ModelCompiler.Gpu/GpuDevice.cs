@@ -58,17 +58,20 @@ public sealed class GpuDevice : IDisposable
     public static GpuDevice CreateDefault()
     {
         var context = CreateContext();
-        if (context.GetCudaDevices().Count > 0) return new GpuDevice(context, context.CreateCudaAccelerator(0), GpuBackend.Cuda);
-        if (context.GetCLDevices().Count > 0) return new GpuDevice(context, context.CreateCLAccelerator(0), GpuBackend.OpenCL);
-        return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context), GpuBackend.Cpu);
+        var backend = context.GetCudaDevices().Count > 0 ? GpuBackend.Cuda
+            : context.GetCLDevices().Count > 0 ? GpuBackend.OpenCL
+            : GpuBackend.Cpu;
+        return Open(context, backend);
     }
 
     /// <summary>A device of the given backend; throws <see cref="InvalidOperationException"/> naming what is missing when there is none.</summary>
     /// <param name="backend">The backend.</param>
     /// <param name="profiling">Enables stream profiling markers (device-side timing for benchmarks).</param>
-    public static GpuDevice Create(GpuBackend backend, bool profiling = false)
+    public static GpuDevice Create(GpuBackend backend, bool profiling = false) => Open(CreateContext(profiling), backend);
+
+    /// <summary>The first device of <paramref name="backend"/> in <paramref name="context"/>, which it then owns (disposed on failure).</summary>
+    private static GpuDevice Open(Context context, GpuBackend backend)
     {
-        var context = CreateContext(profiling);
         try
         {
             switch (backend)

@@ -116,13 +116,7 @@ public sealed class LayerTests
     public void Grouped_dispatch_equals_running_every_token_through_its_experts()
     {
         using var scope = NewDisposeScope();
-        var spec = new MoeSpec(8, 3, 12, 2, ExpertScoring.Sigmoid, 2, 1, 2.5, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0);
-        using var moe = new MixtureOfExperts(10, spec);
-        using (no_grad())
-        {
-            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape) * 0.3);
-            moe.Gate.SelectionBias!.copy_(randn(8) * 0.05);
-        }
+        using var moe = RandomMoe();
 
         var x = randn(2, 7, 10);
         var y = moe.call(x);
@@ -149,13 +143,7 @@ public sealed class LayerTests
     public void Batched_decoding_dispatch_equals_the_grouped_one()
     {
         using var scope = NewDisposeScope();
-        var spec = new MoeSpec(8, 3, 12, 2, ExpertScoring.Sigmoid, 2, 1, 2.5, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0);
-        using var moe = new MixtureOfExperts(10, spec);
-        using (no_grad())
-        {
-            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape) * 0.3);
-            moe.Gate.SelectionBias!.copy_(randn(8) * 0.05);
-        }
+        using var moe = RandomMoe();
 
         var x = randn(1, 5, 10);                         // 15 (token, expert) pairs: the batched path under no_grad
         var grouped = moe.call(x).detach();              // gradients on: the grouped, per-expert path
@@ -167,5 +155,18 @@ public sealed class LayerTests
 
         using (no_grad()) moe.call(randn(1, 30, 10));     // 90 pairs: above the batched limit, grouped again
         Assert.Equal(90, moe.LastLoads!.Sum());
+    }
+
+    /// <summary>8 experts in 2 groups, top-3, 2 shared, width 10: random weights and selection bias.</summary>
+    private static MixtureOfExperts RandomMoe()
+    {
+        var moe = new MixtureOfExperts(10, new MoeSpec(8, 3, 12, 2, ExpertScoring.Sigmoid, 2, 1, 2.5, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0));
+        using (no_grad())
+        {
+            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape) * 0.3);
+            moe.Gate.SelectionBias!.copy_(randn(8) * 0.05);
+        }
+
+        return moe;
     }
 }

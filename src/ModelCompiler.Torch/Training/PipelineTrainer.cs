@@ -99,33 +99,14 @@ public sealed class PipelineTrainer : IDisposable
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double forwardSeconds = 0, backwardSeconds = 0;
 
+        double Timed(Action<int> op, int phase)
+        {
+            double started = clock.Elapsed.TotalSeconds;
+            op(phase);
+            return clock.Elapsed.TotalSeconds - started;
+        }
+
         void Forward(int phase)
-        {
-            double started = clock.Elapsed.TotalSeconds;
-            try
-            {
-                ForwardCore(phase);
-            }
-            finally
-            {
-                forwardSeconds += clock.Elapsed.TotalSeconds - started;
-            }
-        }
-
-        void Backward(int phase)
-        {
-            double started = clock.Elapsed.TotalSeconds;
-            try
-            {
-                BackwardCore(phase);
-            }
-            finally
-            {
-                backwardSeconds += clock.Elapsed.TotalSeconds - started;
-            }
-        }
-
-        void ForwardCore(int phase)
         {
             int k = forwarded[phase]++;
             int position = _table.PositionOf(phase, _mpi.Rank);
@@ -170,7 +151,7 @@ public sealed class PipelineTrainer : IDisposable
             saved[(phase, k)] = (input, x);
         }
 
-        void BackwardCore(int phase)
+        void Backward(int phase)
         {
             int k = backwarded[phase]++;
             int position = _table.PositionOf(phase, _mpi.Rank);
@@ -200,15 +181,15 @@ public sealed class PipelineTrainer : IDisposable
             switch (op.Kind)
             {
                 case OpKind.Forward:
-                    Forward(op.Phase);
+                    forwardSeconds += Timed(Forward, op.Phase);
                     break;
                 case OpKind.Backward:
                 case OpKind.BackwardInput: // autograd computes input and weight gradients together; the Weight op then has nothing left
-                    Backward(op.Phase);
+                    backwardSeconds += Timed(Backward, op.Phase);
                     break;
                 case OpKind.ForwardBackward:
-                    Forward(op.Phase);
-                    Backward(op.BackwardPhase);
+                    forwardSeconds += Timed(Forward, op.Phase);
+                    backwardSeconds += Timed(Backward, op.BackwardPhase);
                     break;
                 case OpKind.Weight:
                     break;
