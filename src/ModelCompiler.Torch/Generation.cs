@@ -18,7 +18,8 @@ public sealed record SamplingOptions(double Temperature = 0, double TopP = 1, lo
 /// <param name="PrefillTokensPerSecond">Prompt tokens processed per second during prefill.</param>
 /// <param name="DecodeTokensPerSecond">Generated tokens per second during decode (all sequences together).</param>
 /// <param name="CacheBytesPerToken">KV-cache bytes allocated per token of one sequence.</param>
-public sealed record GenerationResult(IReadOnlyList<IReadOnlyList<long>> Tokens, double PrefillTokensPerSecond, double DecodeTokensPerSecond, long CacheBytesPerToken);
+/// <param name="DecodeSeconds">Time after the prompt's pass (which gives the first token): the steps that give the rest.</param>
+public sealed record GenerationResult(IReadOnlyList<IReadOnlyList<long>> Tokens, double PrefillTokensPerSecond, double DecodeTokensPerSecond, long CacheBytesPerToken, double DecodeSeconds);
 
 /// <summary>
 /// Autoregressive generation over MLA's latent cache, as DeepSeek's official <c>generate</c>: one prefill over the shortest
@@ -56,6 +57,7 @@ public static class Generation
             using var scope = NewDisposeScope();
             int from = useCache ? start : 0;
             var input = tensor(Slice(tokens, batch, from, position), [batch, position - from]);
+            using var threads = SmallStep.Enter(input.numel(), model.Spec.HiddenSize);
             var logits = useCache
                 ? model.Forward(input, from, AttentionMode.Absorbed, cache)
                 : model.Forward(input, 0, AttentionMode.Naive, null);
@@ -77,7 +79,7 @@ public static class Generation
         }
 
         double decodeSeconds = clock.Elapsed.TotalSeconds - prefillSeconds;
-        return new GenerationResult(generated, shortest * batch / Math.Max(prefillSeconds, 1e-9), decodeSteps * batch / Math.Max(decodeSeconds, 1e-9), cache?.BytesPerToken ?? 0);
+        return new GenerationResult(generated, shortest * batch / Math.Max(prefillSeconds, 1e-9), decodeSteps * batch / Math.Max(decodeSeconds, 1e-9), cache?.BytesPerToken ?? 0, decodeSeconds);
     }
 
     private static long[] Slice(long[,] tokens, int batch, int from, int to)

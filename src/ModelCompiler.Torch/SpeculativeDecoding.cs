@@ -8,7 +8,11 @@ namespace ModelCompiler.Torch;
 /// <param name="Drafts">Draft tokens the MTP module proposed and the main model checked.</param>
 /// <param name="Accepted">Drafts the main model confirmed (each one saves a forward pass).</param>
 /// <param name="Forwards">Main-model forward passes after the prompt.</param>
-public sealed record SpeculativeResult(IReadOnlyList<long> Tokens, int Drafts, int Accepted, int Forwards)
+/// <param name="DecodeSeconds">
+/// Time after the prompt's pass (the main model's and the MTP module's, which give the first token and the first draft):
+/// the checking passes and drafts that give the rest.
+/// </param>
+public sealed record SpeculativeResult(IReadOnlyList<long> Tokens, int Drafts, int Accepted, int Forwards, double DecodeSeconds)
 {
     /// <summary>Accepted / drafts (DeepSeek-V3 reports 85–90% for the second token).</summary>
     public double AcceptanceRate => Drafts == 0 ? 0 : (double)Accepted / Drafts;
@@ -40,17 +44,21 @@ public static class SpeculativeDecoding
         using (var scope = NewDisposeScope())
         {
             var ids = tensor(known.ToArray(), [1, known.Count]);
+            using var threads = SmallStep.Enter(known.Count, model.Spec.HiddenSize);
             var hidden = model.Hidden(ids, 0, AttentionMode.Absorbed, cache);
             known.Add(Argmax(model, hidden.narrow(1, known.Count - 1, 1)));
             // The MTP module at position j reads h_j and the embedding of token j+1; its last position drafts the next token.
             draft = Draft(model, mtp, mtpCache, hidden, known, 0);
         }
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
         while (known.Count - prompt.Count < maxNewTokens && !stops.Contains(known[^1]))
         {
             using var scope = NewDisposeScope();
             int m = known.Count;                                                     // tokens 0 … m−1 known; m−1 not yet fed
             var ids = tensor(new[] { known[m - 1], draft }, [1, 2]);
+            using var threads = SmallStep.Enter(2, model.Spec.HiddenSize);              // the checking pass and the draft
             var hidden = model.Hidden(ids, m - 1, AttentionMode.Absorbed, cache);   // positions m−1 and m
             forwards++;
             drafts++;
@@ -70,10 +78,11 @@ public static class SpeculativeDecoding
             }
         }
 
+        double decodeSeconds = clock.Elapsed.TotalSeconds;
         int produced = Math.Min(known.Count - prompt.Count, maxNewTokens);
         var tokens = known.Skip(prompt.Count).Take(produced).ToList();
         int stop = tokens.FindIndex(stops.Contains);
-        return new SpeculativeResult(stop >= 0 ? tokens.Take(stop + 1).ToList() : tokens, drafts, accepted, forwards);
+        return new SpeculativeResult(stop >= 0 ? tokens.Take(stop + 1).ToList() : tokens, drafts, accepted, forwards, decodeSeconds);
     }
 
     private static long Argmax(DeepSeekCausalLM model, Tensor hidden) => model.Logits(model.FinalNorm(hidden)).argmax(-1).item<long>();

@@ -39,3 +39,25 @@ public sealed class SpeculativeDecodingTests
         Assert.Equal(plain.Take(plain.ToList().IndexOf(stop) + 1), stopped.Tokens);
     }
 }
+
+/// <summary>Small forward steps run on one intra-op thread, and the thread count comes back.</summary>
+public sealed class SmallStepTests
+{
+    [Fact]
+    public void A_step_of_few_rows_runs_on_one_thread_and_restores_the_count()
+    {
+        int before = get_num_threads();
+        set_num_threads(2);
+        try
+        {
+            using (SmallStep.Enter(rows: 2, width: 64)) Assert.Equal(1, get_num_threads());
+            Assert.Equal(2, get_num_threads());
+            using (SmallStep.Enter(rows: 16, width: 512)) Assert.Equal(2, get_num_threads()); // 8192 values: two threads win
+            Assert.Equal(2, get_num_threads());
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+}
