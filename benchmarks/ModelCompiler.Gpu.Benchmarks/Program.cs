@@ -16,16 +16,33 @@ using Samples.DeepSeekV3;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 bool smoke = args.Contains("--smoke");
+int ptxAt = Array.IndexOf(args, "--ptx");
+if (ptxAt >= 0) // the sm_90a PTX of one of DeepSeekV3's CUDA kernels, for ptxas on the GPU machine (benchmarks/gpu/ptxas.sh)
+{
+    Console.Write(Ptx.TargetHopperSpecific(Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod(args[ptxAt + 1])!)));
+    return 0;
+}
+
+bool mlaOnly = args.Contains("--mla");
+
 int torchAt = Array.IndexOf(args, "--torch");
 var torch = torchAt >= 0 ? JsonDocument.Parse(File.ReadAllText(args[torchAt + 1])).RootElement : (JsonElement?)null;
 
 using var device = smoke ? GpuDevice.CreateDefault() : GpuDevice.Create(GpuBackend.Cuda, profiling: true);
 Console.Error.WriteLine($"device: {device.Name} ({device.Backend}); inputs seeded from the clock");
+if (args.Contains("--probe"))
+{
+    WarpGroupProbe.Run(device);
+    return 0;
+}
+
 var bench = new Bench(device, smoke);
 var rows = new List<Row>();
 var v3 = new DeepSeekV3.Kernels.Launcher(device);
 var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
 
+if (!mlaOnly)
+{
 // ---- RMSNorm, [32768 × 7168] FP32 ------------------------------------------------------------------------------------
 {
     int n = smoke ? 64 : 32768, width = DeepSeekV3.Kernels.Hidden;
@@ -128,6 +145,8 @@ foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kern
     rows.Add(new Row("MoE router (V3 gate)", $"[{n}×{experts}] → top-{k}", ms, Bytes: 4.0 * n * experts + 8.0 * n * k, Flops: 0, error, "router"));
 }
 
+}
+
 // ---- MLA decode, batch 64 × 4096 cached tokens, 128 heads (V3) and 16 heads (V2-Lite) --------------------------------
 foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, "mla_decode_128h"), ("MLA decode, 16 heads (V2-Lite)", 16, "mla_decode_16h") })
 {
@@ -141,6 +160,16 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
     Action<int> decode = heads == 128
         ? splits => v3.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits)
         : splits => lite.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits);
+    if (heads == 128 && v3.WarpGroupMma)
+    {
+        // The mma.sync kernel the warp-group one replaces on Hopper, in the same run for comparison.
+        v3.WarpGroupMma = false;
+        double mmaMs = bench.Time(() => decode(1));
+        double mmaError = Check.Mla(bench, DeepSeekV3.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
+        rows.Add(new Row($"{label}, mma.sync kernel, 1 split", $"{batch}×{length}×{heads}h bf16", mmaMs, Bytes: 2.0 * batch * length * (latent + rope), 2.0 * batch * heads * length * (latent + rope + latent), mmaError, key));
+        v3.WarpGroupMma = true;
+    }
+
     var (bestMs, bestSplits) = (double.MaxValue, 1);
     foreach (int splits in new[] { 1, 2, 4, 8, 16 })
     {
@@ -155,6 +184,8 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
     rows.Add(new Row($"{label}, {bestSplits} split(s)", $"{batch}×{length}×{heads}h bf16", bestMs, Bytes: 2.0 * batch * length * (latent + rope), flops, error, key));
 }
 
+if (!mlaOnly)
+{
 // ---- cuBLAS 13 bf16 GEMM (the binding for the GEMMs between fused kernels) -------------------------------------------
 if (device.Backend == GpuBackend.Cuda)
 {
@@ -166,6 +197,8 @@ if (device.Backend == GpuBackend.Cuda)
     double ms = bench.Time(() => blas.GemmBf16(a.View, b.View, c.View, m, n, k));
     double error = Check.Gemm(bench, a, b, c, m, n, k);
     rows.Add(new Row("cuBLAS 13 GemmEx (binding)", $"{m}×{k}×{n} bf16 → fp32", ms, Bytes: 0, Flops: 2.0 * m * n * k, error, "bf16_gemm"));
+}
+
 }
 
 Table.Print(rows, torch, device.Name);

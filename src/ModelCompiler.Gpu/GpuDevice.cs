@@ -2,6 +2,9 @@ using System.Collections.Concurrent;
 using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -107,11 +110,11 @@ public sealed class GpuDevice : IDisposable
     /// Loads an explicitly grouped kernel once and returns its launcher <c>Action&lt;AcceleratorStream, KernelConfig, …&gt;</c>.
     /// The generated <c>Kernels.Launcher</c> calls this with the backend's variant of each kernel.
     /// </summary>
-    public TLauncher Load<TLauncher>(Delegate kernel, int dynamicSharedBytes = 0)
+    public TLauncher Load<TLauncher>(Delegate kernel, int dynamicSharedBytes = 0, bool hopperSpecific = false)
         where TLauncher : Delegate =>
         (TLauncher)_kernels.GetOrAdd((kernel.Method, typeof(TLauncher)), _ =>
         {
-            var loaded = Accelerator.LoadKernel(kernel.Method);
+            var loaded = hopperSpecific ? LoadHopperSpecific(kernel.Method) : Accelerator.LoadKernel(kernel.Method);
             if (dynamicSharedBytes > 48 * 1024 && loaded is CudaKernel cudaKernel)
             {
                 CudaDriver.AllowDynamicSharedMemory(cudaKernel, dynamicSharedBytes);
@@ -119,6 +122,28 @@ public sealed class GpuDevice : IDisposable
 
             return loaded.CreateLauncherDelegate<TLauncher>();
         });
+
+    /// <summary>
+    /// Whether the device runs Hopper's architecture-specific instructions (<c>wgmma</c>, <c>setmaxnreg</c>): a CUDA device of
+    /// compute capability 9.0 exactly, as <c>sm_90a</c> code runs on no other.
+    /// </summary>
+    public bool HasWarpGroupMma => Accelerator is CudaAccelerator cuda && cuda.Architecture == CudaArchitecture.SM_90;
+
+    /// <summary>
+    /// Compiles <paramref name="kernel"/> and loads its PTX with the target <c>sm_90a</c>, which ILGPU cannot name
+    /// (ilgpu-notes §5): the text is patched and handed to PTXCompiledKernel's internal constructor.
+    /// </summary>
+    private Kernel LoadHopperSpecific(MethodInfo kernel)
+    {
+        if (!HasWarpGroupMma) throw new NotSupportedException($"Kernel {kernel.Name} uses sm_90a instructions; {Name} is not a compute capability 9.0 GPU.");
+        var compiled = (PTXCompiledKernel)((CudaAccelerator)Accelerator).Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        string ptx = Ptx.TargetHopperSpecific(compiled.PTXAssembly);
+        var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).Single(c => c.GetParameters().Length == 4)
+            ?? throw new InvalidOperationException("ILGPU changed: PTXCompiledKernel's internal constructor is gone.");
+        var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Instance)!.GetValue(compiled);
+        var patched = (PTXCompiledKernel)constructor.Invoke([compiled.Context, entryPoint, compiled.Info, ptx]);
+        return Accelerator.LoadKernel(patched);
+    }
 
     /// <summary>Waits for the default stream.</summary>
     public void Synchronize() => Accelerator.Synchronize();

@@ -20,6 +20,7 @@ namespace ModelCompiler.Generators.Emit
 
                 if (!cuda || _mla.Unsupported is not null) WriteMlaPortable(w);
                 else WriteMlaCuda(w);
+                if (cuda && _warpGroup.Unsupported is null) WriteMlaWarpGroup(w);
             }
 
             public void WriteLauncher(IndentedWriter w)
@@ -35,6 +36,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("private readonly GpuDevice _device;");
                     w.WriteLine("private readonly bool _shuffles;");
                     w.WriteLine("private readonly bool _tensorCores;");
+                    if (_warpGroup.Unsupported is null) w.WriteLine("private bool _warpGroups;");
                     w.WriteLine();
                     w.WriteSummary("A launcher for the kernels on device.");
                     w.WriteLine("public Launcher(GpuDevice device)");
@@ -43,6 +45,7 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("_device = device;");
                         w.WriteLine("_shuffles = device.HasWarpShuffles;");
                         w.WriteLine("_tensorCores = device.Backend == GpuBackend.Cuda; // inline PTX runs only there");
+                        if (_warpGroup.Unsupported is null) w.WriteLine("_warpGroups = device.HasWarpGroupMma; // wgmma: compute capability 9.0");
                     }
 
                     w.WriteLine();
@@ -50,6 +53,18 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("public GpuDevice Device => _device;");
                     w.WriteLine();
                     w.WriteLine("private AcceleratorStream Stream => _device.Accelerator.DefaultStream;");
+                    if (_warpGroup.Unsupported is null)
+                    {
+                        w.WriteLine();
+                        w.WriteSummary("Whether MlaDecode runs the warp-group kernel (Cuda.MlaDecodeWarpGroup); true on compute capability 9.0, where it can be turned off to compare with the mma.sync kernel.");
+                        w.WriteLine("public bool WarpGroupMma");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("get => _warpGroups;");
+                            w.WriteLine("set => _warpGroups = value && _device.HasWarpGroupMma;");
+                        }
+                    }
+
                     w.WriteLine();
 
                     foreach (var (name, _, shape) in _norms)
@@ -195,6 +210,20 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("if (batch == 0) return;");
                     w.WriteLine("var partial = splits == 1 ? output : Scratch(ref _partial, (long)batch * splits * Heads * KeyValueLatent);");
                     w.WriteLine("var logSumExp = Scratch(ref _logSumExp, (long)batch * splits * Heads);");
+                    if (_warpGroup.Unsupported is null)
+                    {
+                        w.WriteLine("long[] addresses = _warpGroups ? new[] { queryLatent.LoadEffectiveAddressAsPtr().ToInt64(), queryRope.LoadEffectiveAddressAsPtr().ToInt64(), latentCache.LoadEffectiveAddressAsPtr().ToInt64(), ropeCache.LoadEffectiveAddressAsPtr().ToInt64(), partial.LoadEffectiveAddressAsPtr().ToInt64() } : System.Array.Empty<long>();");
+                        w.WriteLine("if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0)) // cp.async moves aligned 16-byte pieces; ō is stored in pairs");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
+                            w.WriteLine($"    new System.Action<long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
+                            w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), addresses[0], addresses[1], addresses[2], addresses[3], lengths, addresses[4], logSumExp, capacity, splits);");
+                        }
+
+                        w.WriteLine("else");
+                    }
+
                     if (tensorCores)
                     {
                         w.WriteLine("if (_tensorCores)");

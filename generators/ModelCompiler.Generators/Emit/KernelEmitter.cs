@@ -75,6 +75,7 @@ namespace ModelCompiler.Generators.Emit
             private readonly RowShape _hidden;
             private readonly int _expertWidth;
             private readonly MlaShape _mla;
+            private readonly WarpGroupMlaShape _warpGroup;
 
             public KernelSet(ModelSpec spec)
             {
@@ -91,6 +92,7 @@ namespace ModelCompiler.Generators.Emit
                 _norms.Add(("KeyValueLatent", "the key-value latent (kv_a_layernorm)", new RowShape(spec.Attention.KeyValueLoraRank)));
                 _expertWidth = spec.Moe?.ExpertIntermediateSize ?? spec.DenseIntermediateSize;
                 _mla = new MlaShape(spec.Attention);
+                _warpGroup = new WarpGroupMlaShape(spec.Attention);
             }
 
             private AttentionSpec Attention => _spec.Attention;
@@ -128,6 +130,9 @@ namespace ModelCompiler.Generators.Emit
                 yield return _mla.Unsupported is { } m
                     ? $"MlaDecode (CUDA): the tensor-core kernel was not generated because {m}; CUDA runs the shared-memory kernel."
                     : $"MlaDecode: absorbed MLA decoding over the latent cache, tensor-core mma on CUDA ({_mla.HeadsPerGroup} heads per group), split over the sequence, MlaCombine merging the splits.";
+                yield return _warpGroup.Unsupported is { } wg
+                    ? $"MlaDecodeWarpGroup (Hopper): not generated because {wg}."
+                    : $"MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.";
             }
 
             public void WriteConstants(IndentedWriter w)

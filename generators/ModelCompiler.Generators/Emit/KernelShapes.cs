@@ -144,4 +144,79 @@ namespace ModelCompiler.Generators.Emit
                 ? $"the {Threads} threads do not divide the chunk's {Latent / 8}- and {Rope / 8}-piece rows evenly"
             : null;
     }
+
+    /// <summary>
+    /// Hopper's absorbed MLA decoding on warp-group MMA (wgmma, sm_90a): one 256-thread group per (sequence, split, 64
+    /// heads), 64-token chunks copied asynchronously (cp.async) into two shared-memory stages while the previous one is
+    /// computed. Operands sit in shared memory as the no-swizzle core matrices wgmma reads: 8 rows × 16 bytes, 128 bytes
+    /// each, core (block, group) at (block · 8 + group) · 128 where block counts 8-wide pieces of a row (along the score's
+    /// dimensions, or the tokens of p) and group counts 8-row groups (heads or tokens).
+    /// </summary>
+    internal readonly struct WarpGroupMlaShape
+    {
+        /// <summary>Heads per group: the M of one wgmma.</summary>
+        public const int HeadsPerGroup = 64;
+
+        /// <summary>Tokens per chunk: the N of the score product, the K of the value product.</summary>
+        public const int Chunk = 64;
+
+        public const int Threads = 256;
+
+        /// <summary>Columns of ō one wgmma of the value product covers (its N).</summary>
+        public const int ColumnBlock = 64;
+
+        /// <summary>Chunks ahead whose rows are prefetched into L2 (shared memory holds the computed chunk and the next one).</summary>
+        public int PrefetchDistance => 2;
+
+        /// <summary>sm_90's largest dynamic shared memory per block (227 KB).</summary>
+        public const int MaxSharedBytes = 232448;
+
+        public WarpGroupMlaShape(AttentionSpec attention)
+        {
+            Heads = attention.Heads;
+            Latent = attention.KeyValueLoraRank;
+            Rope = attention.QkRopeHeadDim;
+        }
+
+        public int Heads { get; }
+
+        public int Latent { get; }
+
+        public int Rope { get; }
+
+        public int ScoreDims => Latent + Rope;
+
+        /// <summary>16-byte pieces of one query row or cached token (8 bf16 each).</summary>
+        public int Pieces => ScoreDims / 8;
+
+        public int KSteps => ScoreDims / 16;
+
+        /// <summary>Bytes of the query tile, and of one stage of a chunk: 64 rows × ScoreDims bf16.</summary>
+        public int OperandBytes => 64 * ScoreDims * 2;
+
+        public int StageOffset(int stage) => OperandBytes * (1 + stage);
+
+        public int ProbabilityOffset => 3 * OperandBytes;
+
+        public int StatisticsOffset => ProbabilityOffset + (HeadsPerGroup * Chunk * 2);
+
+        public int SharedBytes => StatisticsOffset + (2 * HeadsPerGroup * 4);
+
+        /// <summary>Each thread's 16-byte copies per chunk (and for the query tile): 64 rows × Pieces over 256 threads.</summary>
+        public int CopiesPerThread => 64 * Pieces / Threads;
+
+        /// <summary>Copies of the latent part; the rest are the rotary part.</summary>
+        public int LatentCopies => Latent / 32;
+
+        /// <summary>Column blocks of ō per warp group: the two groups split d_c in halves.</summary>
+        public int ColumnBlocksPerWarpGroup => Latent / 2 / ColumnBlock;
+
+        /// <summary>Why the warp-group kernel cannot be generated, or null when it can.</summary>
+        public string? Unsupported =>
+            Heads % HeadsPerGroup != 0 ? $"{Heads} heads are not a multiple of the 64 rows of a warp-group MMA"
+            : Latent % (2 * ColumnBlock) != 0 ? $"d_c = {Latent} does not split into two halves of 64-column blocks"
+            : Rope % 32 != 0 ? $"d_rope = {Rope} is not a multiple of 32 (four 16-byte pieces per copy step)"
+            : SharedBytes > MaxSharedBytes ? $"the query tile, two chunk stages and p need {SharedBytes} bytes of shared memory, more than sm_90's {MaxSharedBytes}"
+            : null;
+    }
 }

@@ -27,6 +27,7 @@ namespace Samples.DeepSeekV3
         /// <item>DequantizeWeight: FP8 E4M3 weights with 128×128 block scales → FP32.</item>
         /// <item>Route: the whole MoE gate after its GEMM in one warp per token.</item>
         /// <item>MlaDecode: absorbed MLA decoding over the latent cache, tensor-core mma on CUDA (32 heads per group), split over the sequence, MlaCombine merging the splits.</item>
+        /// <item>MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.</item>
         /// </list>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
@@ -1059,6 +1060,276 @@ namespace Samples.DeepSeekV3
                 private static uint QueryPair(ArrayView<uint> latent, ArrayView<uint> rope, long row, int dim) =>
                     dim < 512 ? latent[row * 256 + (dim >> 1)] : rope[row * 32 + ((dim - 512) >> 1)];
 
+                // Warp-group MMA (wgmma.mma_async m64n64k16, bf16 → FP32) as inline PTX. The accumulators are PTX registers the kernel
+                // declares once (mc_s: the 64×64 score tile; mc_o: this warp group's 64×256 share of ō; per thread 8 column tiles ×
+                // rows g, g + 8 of its warp's 16), so they never pass through ILGPU's operand slots. %0 and %1 are the shared-memory
+                // descriptors of A and B; each step advances both to the next 16-wide k-slice, and a block ends waiting for its products.
+                private const string DeclareAccumulators = ".reg .f32 mc_s<32>;\n.reg .f32 mc_o<128>;\n.reg .f32 mc_ml, mc_mh, mc_sl, mc_sh;\nmov.f32 mc_ml, 0fFF800000; mov.f32 mc_mh, 0fFF800000; mov.f32 mc_sl, 0f00000000; mov.f32 mc_sh, 0f00000000;\n"
+                    + "mov.f32 mc_o0, 0f00000000; mov.f32 mc_o1, 0f00000000; mov.f32 mc_o2, 0f00000000; mov.f32 mc_o3, 0f00000000; mov.f32 mc_o4, 0f00000000; mov.f32 mc_o5, 0f00000000; mov.f32 mc_o6, 0f00000000; mov.f32 mc_o7, 0f00000000; mov.f32 mc_o8, 0f00000000; mov.f32 mc_o9, 0f00000000; mov.f32 mc_o10, 0f00000000; mov.f32 mc_o11, 0f00000000; mov.f32 mc_o12, 0f00000000; mov.f32 mc_o13, 0f00000000; mov.f32 mc_o14, 0f00000000; mov.f32 mc_o15, 0f00000000; \n"
+                    + "mov.f32 mc_o16, 0f00000000; mov.f32 mc_o17, 0f00000000; mov.f32 mc_o18, 0f00000000; mov.f32 mc_o19, 0f00000000; mov.f32 mc_o20, 0f00000000; mov.f32 mc_o21, 0f00000000; mov.f32 mc_o22, 0f00000000; mov.f32 mc_o23, 0f00000000; mov.f32 mc_o24, 0f00000000; mov.f32 mc_o25, 0f00000000; mov.f32 mc_o26, 0f00000000; mov.f32 mc_o27, 0f00000000; mov.f32 mc_o28, 0f00000000; mov.f32 mc_o29, 0f00000000; mov.f32 mc_o30, 0f00000000; mov.f32 mc_o31, 0f00000000; \n"
+                    + "mov.f32 mc_o32, 0f00000000; mov.f32 mc_o33, 0f00000000; mov.f32 mc_o34, 0f00000000; mov.f32 mc_o35, 0f00000000; mov.f32 mc_o36, 0f00000000; mov.f32 mc_o37, 0f00000000; mov.f32 mc_o38, 0f00000000; mov.f32 mc_o39, 0f00000000; mov.f32 mc_o40, 0f00000000; mov.f32 mc_o41, 0f00000000; mov.f32 mc_o42, 0f00000000; mov.f32 mc_o43, 0f00000000; mov.f32 mc_o44, 0f00000000; mov.f32 mc_o45, 0f00000000; mov.f32 mc_o46, 0f00000000; mov.f32 mc_o47, 0f00000000; \n"
+                    + "mov.f32 mc_o48, 0f00000000; mov.f32 mc_o49, 0f00000000; mov.f32 mc_o50, 0f00000000; mov.f32 mc_o51, 0f00000000; mov.f32 mc_o52, 0f00000000; mov.f32 mc_o53, 0f00000000; mov.f32 mc_o54, 0f00000000; mov.f32 mc_o55, 0f00000000; mov.f32 mc_o56, 0f00000000; mov.f32 mc_o57, 0f00000000; mov.f32 mc_o58, 0f00000000; mov.f32 mc_o59, 0f00000000; mov.f32 mc_o60, 0f00000000; mov.f32 mc_o61, 0f00000000; mov.f32 mc_o62, 0f00000000; mov.f32 mc_o63, 0f00000000; \n"
+                    + "mov.f32 mc_o64, 0f00000000; mov.f32 mc_o65, 0f00000000; mov.f32 mc_o66, 0f00000000; mov.f32 mc_o67, 0f00000000; mov.f32 mc_o68, 0f00000000; mov.f32 mc_o69, 0f00000000; mov.f32 mc_o70, 0f00000000; mov.f32 mc_o71, 0f00000000; mov.f32 mc_o72, 0f00000000; mov.f32 mc_o73, 0f00000000; mov.f32 mc_o74, 0f00000000; mov.f32 mc_o75, 0f00000000; mov.f32 mc_o76, 0f00000000; mov.f32 mc_o77, 0f00000000; mov.f32 mc_o78, 0f00000000; mov.f32 mc_o79, 0f00000000; \n"
+                    + "mov.f32 mc_o80, 0f00000000; mov.f32 mc_o81, 0f00000000; mov.f32 mc_o82, 0f00000000; mov.f32 mc_o83, 0f00000000; mov.f32 mc_o84, 0f00000000; mov.f32 mc_o85, 0f00000000; mov.f32 mc_o86, 0f00000000; mov.f32 mc_o87, 0f00000000; mov.f32 mc_o88, 0f00000000; mov.f32 mc_o89, 0f00000000; mov.f32 mc_o90, 0f00000000; mov.f32 mc_o91, 0f00000000; mov.f32 mc_o92, 0f00000000; mov.f32 mc_o93, 0f00000000; mov.f32 mc_o94, 0f00000000; mov.f32 mc_o95, 0f00000000; \n"
+                    + "mov.f32 mc_o96, 0f00000000; mov.f32 mc_o97, 0f00000000; mov.f32 mc_o98, 0f00000000; mov.f32 mc_o99, 0f00000000; mov.f32 mc_o100, 0f00000000; mov.f32 mc_o101, 0f00000000; mov.f32 mc_o102, 0f00000000; mov.f32 mc_o103, 0f00000000; mov.f32 mc_o104, 0f00000000; mov.f32 mc_o105, 0f00000000; mov.f32 mc_o106, 0f00000000; mov.f32 mc_o107, 0f00000000; mov.f32 mc_o108, 0f00000000; mov.f32 mc_o109, 0f00000000; mov.f32 mc_o110, 0f00000000; mov.f32 mc_o111, 0f00000000; \n"
+                    + "mov.f32 mc_o112, 0f00000000; mov.f32 mc_o113, 0f00000000; mov.f32 mc_o114, 0f00000000; mov.f32 mc_o115, 0f00000000; mov.f32 mc_o116, 0f00000000; mov.f32 mc_o117, 0f00000000; mov.f32 mc_o118, 0f00000000; mov.f32 mc_o119, 0f00000000; mov.f32 mc_o120, 0f00000000; mov.f32 mc_o121, 0f00000000; mov.f32 mc_o122, 0f00000000; mov.f32 mc_o123, 0f00000000; mov.f32 mc_o124, 0f00000000; mov.f32 mc_o125, 0f00000000; mov.f32 mc_o126, 0f00000000; mov.f32 mc_o127, 0f00000000; \n"
+                    ;
+                private const string WarpGroupMmaOpen = "{\n.reg .b64 a, b;\n.reg .pred p;\nmov.b64 a, %0;\nmov.b64 b, %1;\nsetp.ne.b64 p, a, 0;\n";
+                private const string WarpGroupMmaClose = "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}";
+
+                // Scores: A = q tile (K-major), B = cached tokens (K-major); a k-step is two 1024-byte core columns on both sides.
+                private const string ScoreStep = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_s0, mc_s1, mc_s2, mc_s3, mc_s4, mc_s5, mc_s6, mc_s7, mc_s8, mc_s9, mc_s10, mc_s11, mc_s12, mc_s13, mc_s14, mc_s15, mc_s16, mc_s17, mc_s18, mc_s19, mc_s20, mc_s21, mc_s22, mc_s23, mc_s24, mc_s25, mc_s26, mc_s27, mc_s28, mc_s29, mc_s30, mc_s31}, a, b, p, 1, 1, 0, 0;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+
+                /// <summary>S[64 heads × 64 tokens] = q · kᵀ over the 576 score dimensions (36 k-steps) into mc_s.</summary>
+                private const string ScoresMma = WarpGroupMmaOpen
+                    + "mov.f32 mc_s0, 0f00000000; mov.f32 mc_s1, 0f00000000; mov.f32 mc_s2, 0f00000000; mov.f32 mc_s3, 0f00000000; mov.f32 mc_s4, 0f00000000; mov.f32 mc_s5, 0f00000000; mov.f32 mc_s6, 0f00000000; mov.f32 mc_s7, 0f00000000; mov.f32 mc_s8, 0f00000000; mov.f32 mc_s9, 0f00000000; mov.f32 mc_s10, 0f00000000; mov.f32 mc_s11, 0f00000000; mov.f32 mc_s12, 0f00000000; mov.f32 mc_s13, 0f00000000; mov.f32 mc_s14, 0f00000000; mov.f32 mc_s15, 0f00000000; mov.f32 mc_s16, 0f00000000; mov.f32 mc_s17, 0f00000000; mov.f32 mc_s18, 0f00000000; mov.f32 mc_s19, 0f00000000; mov.f32 mc_s20, 0f00000000; mov.f32 mc_s21, 0f00000000; mov.f32 mc_s22, 0f00000000; mov.f32 mc_s23, 0f00000000; mov.f32 mc_s24, 0f00000000; mov.f32 mc_s25, 0f00000000; mov.f32 mc_s26, 0f00000000; mov.f32 mc_s27, 0f00000000; mov.f32 mc_s28, 0f00000000; mov.f32 mc_s29, 0f00000000; mov.f32 mc_s30, 0f00000000; mov.f32 mc_s31, 0f00000000; \nwgmma.fence.sync.aligned;\n"
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + WarpGroupMmaClose;
+
+                // Values: A = p (K-major), B = the same cached tokens read transposed (MN-major, imm-trans-b 1); B's k-step is two
+                // 128-byte token groups. One block per 64 columns of this warp group's share of ō.
+                private const string ValueStep0 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o0, mc_o1, mc_o2, mc_o3, mc_o4, mc_o5, mc_o6, mc_o7, mc_o8, mc_o9, mc_o10, mc_o11, mc_o12, mc_o13, mc_o14, mc_o15, mc_o16, mc_o17, mc_o18, mc_o19, mc_o20, mc_o21, mc_o22, mc_o23, mc_o24, mc_o25, mc_o26, mc_o27, mc_o28, mc_o29, mc_o30, mc_o31}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
+                private const string ValueStep1 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o32, mc_o33, mc_o34, mc_o35, mc_o36, mc_o37, mc_o38, mc_o39, mc_o40, mc_o41, mc_o42, mc_o43, mc_o44, mc_o45, mc_o46, mc_o47, mc_o48, mc_o49, mc_o50, mc_o51, mc_o52, mc_o53, mc_o54, mc_o55, mc_o56, mc_o57, mc_o58, mc_o59, mc_o60, mc_o61, mc_o62, mc_o63}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
+                private const string ValueStep2 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o64, mc_o65, mc_o66, mc_o67, mc_o68, mc_o69, mc_o70, mc_o71, mc_o72, mc_o73, mc_o74, mc_o75, mc_o76, mc_o77, mc_o78, mc_o79, mc_o80, mc_o81, mc_o82, mc_o83, mc_o84, mc_o85, mc_o86, mc_o87, mc_o88, mc_o89, mc_o90, mc_o91, mc_o92, mc_o93, mc_o94, mc_o95}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
+                private const string ValueStep3 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o96, mc_o97, mc_o98, mc_o99, mc_o100, mc_o101, mc_o102, mc_o103, mc_o104, mc_o105, mc_o106, mc_o107, mc_o108, mc_o109, mc_o110, mc_o111, mc_o112, mc_o113, mc_o114, mc_o115, mc_o116, mc_o117, mc_o118, mc_o119, mc_o120, mc_o121, mc_o122, mc_o123, mc_o124, mc_o125, mc_o126, mc_o127}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
+                private const string NextValueBlock = "sub.s64 a, a, 512;\nadd.s64 b, b, 448;\n"; // p from its start again; c 8 core columns on
+
+                /// <summary>ō[64 heads × 256 columns] += p[64 × 64 tokens] · c[64 tokens × 256 columns]: 4 blocks of 64 columns × 4 k-steps, one wait.</summary>
+                private const string ValuesMma = WarpGroupMmaOpen + "wgmma.fence.sync.aligned;\n"
+                    + ValueStep0 + ValueStep0 + ValueStep0 + ValueStep0 + NextValueBlock
+                    + ValueStep1 + ValueStep1 + ValueStep1 + ValueStep1 + NextValueBlock
+                    + ValueStep2 + ValueStep2 + ValueStep2 + ValueStep2 + NextValueBlock
+                    + ValueStep3 + ValueStep3 + ValueStep3 + ValueStep3
+                    + WarpGroupMmaClose;
+
+                // Online softmax of the score tile, in PTX so that the 32 scores stay registers: %0 = valid columns of this thread
+                // (length − chunk start − 2t), %1 = the shared address of its first p word, %2 = the address of its row's α, %3 =
+                // softmax scale · log2(e). Each row's 64 scores sit in 4 lanes (16 each), so the row max needs two shuffles; the
+                // running max and sum (mc_ml, mc_mh, mc_sl, mc_sh: rows g and g + 8, this thread's share of the sum) stay registers too.
+                private const string Softmax = "{\n.reg .f32 x<32>, ml, mh, nl, nh, al, ah, u;\n.reg .pred q;\n.reg .b32 w;\n"
+                    + "mul.f32 x0, mc_s0, %3; mul.f32 x1, mc_s1, %3; mul.f32 x2, mc_s2, %3; mul.f32 x3, mc_s3, %3; mul.f32 x4, mc_s4, %3; mul.f32 x5, mc_s5, %3; mul.f32 x6, mc_s6, %3; mul.f32 x7, mc_s7, %3; mul.f32 x8, mc_s8, %3; mul.f32 x9, mc_s9, %3; mul.f32 x10, mc_s10, %3; mul.f32 x11, mc_s11, %3; mul.f32 x12, mc_s12, %3; mul.f32 x13, mc_s13, %3; mul.f32 x14, mc_s14, %3; mul.f32 x15, mc_s15, %3; mul.f32 x16, mc_s16, %3; mul.f32 x17, mc_s17, %3; mul.f32 x18, mc_s18, %3; mul.f32 x19, mc_s19, %3; mul.f32 x20, mc_s20, %3; mul.f32 x21, mc_s21, %3; mul.f32 x22, mc_s22, %3; mul.f32 x23, mc_s23, %3; mul.f32 x24, mc_s24, %3; mul.f32 x25, mc_s25, %3; mul.f32 x26, mc_s26, %3; mul.f32 x27, mc_s27, %3; mul.f32 x28, mc_s28, %3; mul.f32 x29, mc_s29, %3; mul.f32 x30, mc_s30, %3; mul.f32 x31, mc_s31, %3; \n"
+                    + "setp.le.s32 q, %0, 0; @q mov.f32 x0, 0fFF800000; @q mov.f32 x2, 0fFF800000; setp.le.s32 q, %0, 1; @q mov.f32 x1, 0fFF800000; @q mov.f32 x3, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 8; @q mov.f32 x4, 0fFF800000; @q mov.f32 x6, 0fFF800000; setp.le.s32 q, %0, 9; @q mov.f32 x5, 0fFF800000; @q mov.f32 x7, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 16; @q mov.f32 x8, 0fFF800000; @q mov.f32 x10, 0fFF800000; setp.le.s32 q, %0, 17; @q mov.f32 x9, 0fFF800000; @q mov.f32 x11, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 24; @q mov.f32 x12, 0fFF800000; @q mov.f32 x14, 0fFF800000; setp.le.s32 q, %0, 25; @q mov.f32 x13, 0fFF800000; @q mov.f32 x15, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 32; @q mov.f32 x16, 0fFF800000; @q mov.f32 x18, 0fFF800000; setp.le.s32 q, %0, 33; @q mov.f32 x17, 0fFF800000; @q mov.f32 x19, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 40; @q mov.f32 x20, 0fFF800000; @q mov.f32 x22, 0fFF800000; setp.le.s32 q, %0, 41; @q mov.f32 x21, 0fFF800000; @q mov.f32 x23, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 48; @q mov.f32 x24, 0fFF800000; @q mov.f32 x26, 0fFF800000; setp.le.s32 q, %0, 49; @q mov.f32 x25, 0fFF800000; @q mov.f32 x27, 0fFF800000;\n"
+                    + "setp.le.s32 q, %0, 56; @q mov.f32 x28, 0fFF800000; @q mov.f32 x30, 0fFF800000; setp.le.s32 q, %0, 57; @q mov.f32 x29, 0fFF800000; @q mov.f32 x31, 0fFF800000;\n"
+                    + "mov.f32 ml, x0; max.f32 ml, ml, x1; max.f32 ml, ml, x4; max.f32 ml, ml, x5; max.f32 ml, ml, x8; max.f32 ml, ml, x9; max.f32 ml, ml, x12; max.f32 ml, ml, x13; max.f32 ml, ml, x16; max.f32 ml, ml, x17; max.f32 ml, ml, x20; max.f32 ml, ml, x21; max.f32 ml, ml, x24; max.f32 ml, ml, x25; max.f32 ml, ml, x28; max.f32 ml, ml, x29; \n"
+                    + "shfl.sync.bfly.b32 u, ml, 1, 0x1f, 0xffffffff; max.f32 ml, ml, u; shfl.sync.bfly.b32 u, ml, 2, 0x1f, 0xffffffff; max.f32 ml, ml, u;\n"
+                    + "max.f32 nl, mc_ml, ml; sub.f32 al, mc_ml, nl; ex2.approx.ftz.f32 al, al; mov.f32 mc_ml, nl;\n"
+                    + "sub.f32 x0, x0, nl; ex2.approx.ftz.f32 x0, x0; sub.f32 x1, x1, nl; ex2.approx.ftz.f32 x1, x1; sub.f32 x4, x4, nl; ex2.approx.ftz.f32 x4, x4; sub.f32 x5, x5, nl; ex2.approx.ftz.f32 x5, x5; sub.f32 x8, x8, nl; ex2.approx.ftz.f32 x8, x8; sub.f32 x9, x9, nl; ex2.approx.ftz.f32 x9, x9; sub.f32 x12, x12, nl; ex2.approx.ftz.f32 x12, x12; sub.f32 x13, x13, nl; ex2.approx.ftz.f32 x13, x13; sub.f32 x16, x16, nl; ex2.approx.ftz.f32 x16, x16; sub.f32 x17, x17, nl; ex2.approx.ftz.f32 x17, x17; sub.f32 x20, x20, nl; ex2.approx.ftz.f32 x20, x20; sub.f32 x21, x21, nl; ex2.approx.ftz.f32 x21, x21; sub.f32 x24, x24, nl; ex2.approx.ftz.f32 x24, x24; sub.f32 x25, x25, nl; ex2.approx.ftz.f32 x25, x25; sub.f32 x28, x28, nl; ex2.approx.ftz.f32 x28, x28; sub.f32 x29, x29, nl; ex2.approx.ftz.f32 x29, x29; \n"
+                    + "mul.f32 mc_sl, mc_sl, al; add.f32 mc_sl, mc_sl, x0; add.f32 mc_sl, mc_sl, x1; add.f32 mc_sl, mc_sl, x4; add.f32 mc_sl, mc_sl, x5; add.f32 mc_sl, mc_sl, x8; add.f32 mc_sl, mc_sl, x9; add.f32 mc_sl, mc_sl, x12; add.f32 mc_sl, mc_sl, x13; add.f32 mc_sl, mc_sl, x16; add.f32 mc_sl, mc_sl, x17; add.f32 mc_sl, mc_sl, x20; add.f32 mc_sl, mc_sl, x21; add.f32 mc_sl, mc_sl, x24; add.f32 mc_sl, mc_sl, x25; add.f32 mc_sl, mc_sl, x28; add.f32 mc_sl, mc_sl, x29; \n"
+                    + "mov.f32 mh, x2; max.f32 mh, mh, x3; max.f32 mh, mh, x6; max.f32 mh, mh, x7; max.f32 mh, mh, x10; max.f32 mh, mh, x11; max.f32 mh, mh, x14; max.f32 mh, mh, x15; max.f32 mh, mh, x18; max.f32 mh, mh, x19; max.f32 mh, mh, x22; max.f32 mh, mh, x23; max.f32 mh, mh, x26; max.f32 mh, mh, x27; max.f32 mh, mh, x30; max.f32 mh, mh, x31; \n"
+                    + "shfl.sync.bfly.b32 u, mh, 1, 0x1f, 0xffffffff; max.f32 mh, mh, u; shfl.sync.bfly.b32 u, mh, 2, 0x1f, 0xffffffff; max.f32 mh, mh, u;\n"
+                    + "max.f32 nh, mc_mh, mh; sub.f32 ah, mc_mh, nh; ex2.approx.ftz.f32 ah, ah; mov.f32 mc_mh, nh;\n"
+                    + "sub.f32 x2, x2, nh; ex2.approx.ftz.f32 x2, x2; sub.f32 x3, x3, nh; ex2.approx.ftz.f32 x3, x3; sub.f32 x6, x6, nh; ex2.approx.ftz.f32 x6, x6; sub.f32 x7, x7, nh; ex2.approx.ftz.f32 x7, x7; sub.f32 x10, x10, nh; ex2.approx.ftz.f32 x10, x10; sub.f32 x11, x11, nh; ex2.approx.ftz.f32 x11, x11; sub.f32 x14, x14, nh; ex2.approx.ftz.f32 x14, x14; sub.f32 x15, x15, nh; ex2.approx.ftz.f32 x15, x15; sub.f32 x18, x18, nh; ex2.approx.ftz.f32 x18, x18; sub.f32 x19, x19, nh; ex2.approx.ftz.f32 x19, x19; sub.f32 x22, x22, nh; ex2.approx.ftz.f32 x22, x22; sub.f32 x23, x23, nh; ex2.approx.ftz.f32 x23, x23; sub.f32 x26, x26, nh; ex2.approx.ftz.f32 x26, x26; sub.f32 x27, x27, nh; ex2.approx.ftz.f32 x27, x27; sub.f32 x30, x30, nh; ex2.approx.ftz.f32 x30, x30; sub.f32 x31, x31, nh; ex2.approx.ftz.f32 x31, x31; \n"
+                    + "mul.f32 mc_sh, mc_sh, ah; add.f32 mc_sh, mc_sh, x2; add.f32 mc_sh, mc_sh, x3; add.f32 mc_sh, mc_sh, x6; add.f32 mc_sh, mc_sh, x7; add.f32 mc_sh, mc_sh, x10; add.f32 mc_sh, mc_sh, x11; add.f32 mc_sh, mc_sh, x14; add.f32 mc_sh, mc_sh, x15; add.f32 mc_sh, mc_sh, x18; add.f32 mc_sh, mc_sh, x19; add.f32 mc_sh, mc_sh, x22; add.f32 mc_sh, mc_sh, x23; add.f32 mc_sh, mc_sh, x26; add.f32 mc_sh, mc_sh, x27; add.f32 mc_sh, mc_sh, x30; add.f32 mc_sh, mc_sh, x31; \n"
+                    + "cvt.rn.bf16x2.f32 w, x1, x0; st.shared.b32 [%1+0], w; cvt.rn.bf16x2.f32 w, x3, x2; st.shared.b32 [%1+128], w; cvt.rn.bf16x2.f32 w, x5, x4; st.shared.b32 [%1+1024], w; cvt.rn.bf16x2.f32 w, x7, x6; st.shared.b32 [%1+1152], w; cvt.rn.bf16x2.f32 w, x9, x8; st.shared.b32 [%1+2048], w; cvt.rn.bf16x2.f32 w, x11, x10; st.shared.b32 [%1+2176], w; cvt.rn.bf16x2.f32 w, x13, x12; st.shared.b32 [%1+3072], w; cvt.rn.bf16x2.f32 w, x15, x14; st.shared.b32 [%1+3200], w; cvt.rn.bf16x2.f32 w, x17, x16; st.shared.b32 [%1+4096], w; cvt.rn.bf16x2.f32 w, x19, x18; st.shared.b32 [%1+4224], w; cvt.rn.bf16x2.f32 w, x21, x20; st.shared.b32 [%1+5120], w; cvt.rn.bf16x2.f32 w, x23, x22; st.shared.b32 [%1+5248], w; cvt.rn.bf16x2.f32 w, x25, x24; st.shared.b32 [%1+6144], w; cvt.rn.bf16x2.f32 w, x27, x26; st.shared.b32 [%1+6272], w; cvt.rn.bf16x2.f32 w, x29, x28; st.shared.b32 [%1+7168], w; cvt.rn.bf16x2.f32 w, x31, x30; st.shared.b32 [%1+7296], w; \n"
+                    + "st.shared.f32 [%2], al; st.shared.f32 [%2+32], ah;\n}";
+
+                /// <summary>The row sums over the four lanes of each row, in place (mc_sl, mc_sh).</summary>
+                private const string RowSums = "{\n.reg .f32 u;\nshfl.sync.bfly.b32 u, mc_sl, 1, 0x1f, 0xffffffff; add.f32 mc_sl, mc_sl, u; shfl.sync.bfly.b32 u, mc_sl, 2, 0x1f, 0xffffffff; add.f32 mc_sl, mc_sl, u;\n"
+                    + "shfl.sync.bfly.b32 u, mc_sh, 1, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u; shfl.sync.bfly.b32 u, mc_sh, 2, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u;\n}";
+
+                /// <summary>ō · (1 / row sum) to global memory: %0, %1 = the addresses of this thread's first pair in rows g and g + 8, %2, %3 = the rows' 1 / sum.</summary>
+                private const string StoreOutput = "{\n.reg .f32 a, b;\n"
+                    + "mul.f32 a, mc_o0, %2; mul.f32 b, mc_o1, %2; st.global.v2.f32 [%0+0], {a, b}; mul.f32 a, mc_o2, %3; mul.f32 b, mc_o3, %3; st.global.v2.f32 [%1+0], {a, b}; mul.f32 a, mc_o4, %2; mul.f32 b, mc_o5, %2; st.global.v2.f32 [%0+32], {a, b}; mul.f32 a, mc_o6, %3; mul.f32 b, mc_o7, %3; st.global.v2.f32 [%1+32], {a, b}; mul.f32 a, mc_o8, %2; mul.f32 b, mc_o9, %2; st.global.v2.f32 [%0+64], {a, b}; mul.f32 a, mc_o10, %3; mul.f32 b, mc_o11, %3; st.global.v2.f32 [%1+64], {a, b}; mul.f32 a, mc_o12, %2; mul.f32 b, mc_o13, %2; st.global.v2.f32 [%0+96], {a, b}; mul.f32 a, mc_o14, %3; mul.f32 b, mc_o15, %3; st.global.v2.f32 [%1+96], {a, b}; mul.f32 a, mc_o16, %2; mul.f32 b, mc_o17, %2; st.global.v2.f32 [%0+128], {a, b}; mul.f32 a, mc_o18, %3; mul.f32 b, mc_o19, %3; st.global.v2.f32 [%1+128], {a, b}; mul.f32 a, mc_o20, %2; mul.f32 b, mc_o21, %2; st.global.v2.f32 [%0+160], {a, b}; mul.f32 a, mc_o22, %3; mul.f32 b, mc_o23, %3; st.global.v2.f32 [%1+160], {a, b}; mul.f32 a, mc_o24, %2; mul.f32 b, mc_o25, %2; st.global.v2.f32 [%0+192], {a, b}; mul.f32 a, mc_o26, %3; mul.f32 b, mc_o27, %3; st.global.v2.f32 [%1+192], {a, b}; mul.f32 a, mc_o28, %2; mul.f32 b, mc_o29, %2; st.global.v2.f32 [%0+224], {a, b}; mul.f32 a, mc_o30, %3; mul.f32 b, mc_o31, %3; st.global.v2.f32 [%1+224], {a, b}; \n"
+                    + "mul.f32 a, mc_o32, %2; mul.f32 b, mc_o33, %2; st.global.v2.f32 [%0+256], {a, b}; mul.f32 a, mc_o34, %3; mul.f32 b, mc_o35, %3; st.global.v2.f32 [%1+256], {a, b}; mul.f32 a, mc_o36, %2; mul.f32 b, mc_o37, %2; st.global.v2.f32 [%0+288], {a, b}; mul.f32 a, mc_o38, %3; mul.f32 b, mc_o39, %3; st.global.v2.f32 [%1+288], {a, b}; mul.f32 a, mc_o40, %2; mul.f32 b, mc_o41, %2; st.global.v2.f32 [%0+320], {a, b}; mul.f32 a, mc_o42, %3; mul.f32 b, mc_o43, %3; st.global.v2.f32 [%1+320], {a, b}; mul.f32 a, mc_o44, %2; mul.f32 b, mc_o45, %2; st.global.v2.f32 [%0+352], {a, b}; mul.f32 a, mc_o46, %3; mul.f32 b, mc_o47, %3; st.global.v2.f32 [%1+352], {a, b}; mul.f32 a, mc_o48, %2; mul.f32 b, mc_o49, %2; st.global.v2.f32 [%0+384], {a, b}; mul.f32 a, mc_o50, %3; mul.f32 b, mc_o51, %3; st.global.v2.f32 [%1+384], {a, b}; mul.f32 a, mc_o52, %2; mul.f32 b, mc_o53, %2; st.global.v2.f32 [%0+416], {a, b}; mul.f32 a, mc_o54, %3; mul.f32 b, mc_o55, %3; st.global.v2.f32 [%1+416], {a, b}; mul.f32 a, mc_o56, %2; mul.f32 b, mc_o57, %2; st.global.v2.f32 [%0+448], {a, b}; mul.f32 a, mc_o58, %3; mul.f32 b, mc_o59, %3; st.global.v2.f32 [%1+448], {a, b}; mul.f32 a, mc_o60, %2; mul.f32 b, mc_o61, %2; st.global.v2.f32 [%0+480], {a, b}; mul.f32 a, mc_o62, %3; mul.f32 b, mc_o63, %3; st.global.v2.f32 [%1+480], {a, b}; \n"
+                    + "mul.f32 a, mc_o64, %2; mul.f32 b, mc_o65, %2; st.global.v2.f32 [%0+512], {a, b}; mul.f32 a, mc_o66, %3; mul.f32 b, mc_o67, %3; st.global.v2.f32 [%1+512], {a, b}; mul.f32 a, mc_o68, %2; mul.f32 b, mc_o69, %2; st.global.v2.f32 [%0+544], {a, b}; mul.f32 a, mc_o70, %3; mul.f32 b, mc_o71, %3; st.global.v2.f32 [%1+544], {a, b}; mul.f32 a, mc_o72, %2; mul.f32 b, mc_o73, %2; st.global.v2.f32 [%0+576], {a, b}; mul.f32 a, mc_o74, %3; mul.f32 b, mc_o75, %3; st.global.v2.f32 [%1+576], {a, b}; mul.f32 a, mc_o76, %2; mul.f32 b, mc_o77, %2; st.global.v2.f32 [%0+608], {a, b}; mul.f32 a, mc_o78, %3; mul.f32 b, mc_o79, %3; st.global.v2.f32 [%1+608], {a, b}; mul.f32 a, mc_o80, %2; mul.f32 b, mc_o81, %2; st.global.v2.f32 [%0+640], {a, b}; mul.f32 a, mc_o82, %3; mul.f32 b, mc_o83, %3; st.global.v2.f32 [%1+640], {a, b}; mul.f32 a, mc_o84, %2; mul.f32 b, mc_o85, %2; st.global.v2.f32 [%0+672], {a, b}; mul.f32 a, mc_o86, %3; mul.f32 b, mc_o87, %3; st.global.v2.f32 [%1+672], {a, b}; mul.f32 a, mc_o88, %2; mul.f32 b, mc_o89, %2; st.global.v2.f32 [%0+704], {a, b}; mul.f32 a, mc_o90, %3; mul.f32 b, mc_o91, %3; st.global.v2.f32 [%1+704], {a, b}; mul.f32 a, mc_o92, %2; mul.f32 b, mc_o93, %2; st.global.v2.f32 [%0+736], {a, b}; mul.f32 a, mc_o94, %3; mul.f32 b, mc_o95, %3; st.global.v2.f32 [%1+736], {a, b}; \n"
+                    + "mul.f32 a, mc_o96, %2; mul.f32 b, mc_o97, %2; st.global.v2.f32 [%0+768], {a, b}; mul.f32 a, mc_o98, %3; mul.f32 b, mc_o99, %3; st.global.v2.f32 [%1+768], {a, b}; mul.f32 a, mc_o100, %2; mul.f32 b, mc_o101, %2; st.global.v2.f32 [%0+800], {a, b}; mul.f32 a, mc_o102, %3; mul.f32 b, mc_o103, %3; st.global.v2.f32 [%1+800], {a, b}; mul.f32 a, mc_o104, %2; mul.f32 b, mc_o105, %2; st.global.v2.f32 [%0+832], {a, b}; mul.f32 a, mc_o106, %3; mul.f32 b, mc_o107, %3; st.global.v2.f32 [%1+832], {a, b}; mul.f32 a, mc_o108, %2; mul.f32 b, mc_o109, %2; st.global.v2.f32 [%0+864], {a, b}; mul.f32 a, mc_o110, %3; mul.f32 b, mc_o111, %3; st.global.v2.f32 [%1+864], {a, b}; mul.f32 a, mc_o112, %2; mul.f32 b, mc_o113, %2; st.global.v2.f32 [%0+896], {a, b}; mul.f32 a, mc_o114, %3; mul.f32 b, mc_o115, %3; st.global.v2.f32 [%1+896], {a, b}; mul.f32 a, mc_o116, %2; mul.f32 b, mc_o117, %2; st.global.v2.f32 [%0+928], {a, b}; mul.f32 a, mc_o118, %3; mul.f32 b, mc_o119, %3; st.global.v2.f32 [%1+928], {a, b}; mul.f32 a, mc_o120, %2; mul.f32 b, mc_o121, %2; st.global.v2.f32 [%0+960], {a, b}; mul.f32 a, mc_o122, %3; mul.f32 b, mc_o123, %3; st.global.v2.f32 [%1+960], {a, b}; mul.f32 a, mc_o124, %2; mul.f32 b, mc_o125, %2; st.global.v2.f32 [%0+992], {a, b}; mul.f32 a, mc_o126, %3; mul.f32 b, mc_o127, %3; st.global.v2.f32 [%1+992], {a, b}; \n"
+                    + "}";
+
+                /// <summary>ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.</summary>
+                private const string RescaleOutput =
+                    "mul.f32 mc_o0, mc_o0, %0; mul.f32 mc_o1, mc_o1, %0; mul.f32 mc_o2, mc_o2, %1; mul.f32 mc_o3, mc_o3, %1; mul.f32 mc_o4, mc_o4, %0; mul.f32 mc_o5, mc_o5, %0; mul.f32 mc_o6, mc_o6, %1; mul.f32 mc_o7, mc_o7, %1; mul.f32 mc_o8, mc_o8, %0; mul.f32 mc_o9, mc_o9, %0; mul.f32 mc_o10, mc_o10, %1; mul.f32 mc_o11, mc_o11, %1; mul.f32 mc_o12, mc_o12, %0; mul.f32 mc_o13, mc_o13, %0; mul.f32 mc_o14, mc_o14, %1; mul.f32 mc_o15, mc_o15, %1; mul.f32 mc_o16, mc_o16, %0; mul.f32 mc_o17, mc_o17, %0; mul.f32 mc_o18, mc_o18, %1; mul.f32 mc_o19, mc_o19, %1; mul.f32 mc_o20, mc_o20, %0; mul.f32 mc_o21, mc_o21, %0; mul.f32 mc_o22, mc_o22, %1; mul.f32 mc_o23, mc_o23, %1; mul.f32 mc_o24, mc_o24, %0; mul.f32 mc_o25, mc_o25, %0; mul.f32 mc_o26, mc_o26, %1; mul.f32 mc_o27, mc_o27, %1; mul.f32 mc_o28, mc_o28, %0; mul.f32 mc_o29, mc_o29, %0; mul.f32 mc_o30, mc_o30, %1; mul.f32 mc_o31, mc_o31, %1; \n"
+                    + "mul.f32 mc_o32, mc_o32, %0; mul.f32 mc_o33, mc_o33, %0; mul.f32 mc_o34, mc_o34, %1; mul.f32 mc_o35, mc_o35, %1; mul.f32 mc_o36, mc_o36, %0; mul.f32 mc_o37, mc_o37, %0; mul.f32 mc_o38, mc_o38, %1; mul.f32 mc_o39, mc_o39, %1; mul.f32 mc_o40, mc_o40, %0; mul.f32 mc_o41, mc_o41, %0; mul.f32 mc_o42, mc_o42, %1; mul.f32 mc_o43, mc_o43, %1; mul.f32 mc_o44, mc_o44, %0; mul.f32 mc_o45, mc_o45, %0; mul.f32 mc_o46, mc_o46, %1; mul.f32 mc_o47, mc_o47, %1; mul.f32 mc_o48, mc_o48, %0; mul.f32 mc_o49, mc_o49, %0; mul.f32 mc_o50, mc_o50, %1; mul.f32 mc_o51, mc_o51, %1; mul.f32 mc_o52, mc_o52, %0; mul.f32 mc_o53, mc_o53, %0; mul.f32 mc_o54, mc_o54, %1; mul.f32 mc_o55, mc_o55, %1; mul.f32 mc_o56, mc_o56, %0; mul.f32 mc_o57, mc_o57, %0; mul.f32 mc_o58, mc_o58, %1; mul.f32 mc_o59, mc_o59, %1; mul.f32 mc_o60, mc_o60, %0; mul.f32 mc_o61, mc_o61, %0; mul.f32 mc_o62, mc_o62, %1; mul.f32 mc_o63, mc_o63, %1; \n"
+                    + "mul.f32 mc_o64, mc_o64, %0; mul.f32 mc_o65, mc_o65, %0; mul.f32 mc_o66, mc_o66, %1; mul.f32 mc_o67, mc_o67, %1; mul.f32 mc_o68, mc_o68, %0; mul.f32 mc_o69, mc_o69, %0; mul.f32 mc_o70, mc_o70, %1; mul.f32 mc_o71, mc_o71, %1; mul.f32 mc_o72, mc_o72, %0; mul.f32 mc_o73, mc_o73, %0; mul.f32 mc_o74, mc_o74, %1; mul.f32 mc_o75, mc_o75, %1; mul.f32 mc_o76, mc_o76, %0; mul.f32 mc_o77, mc_o77, %0; mul.f32 mc_o78, mc_o78, %1; mul.f32 mc_o79, mc_o79, %1; mul.f32 mc_o80, mc_o80, %0; mul.f32 mc_o81, mc_o81, %0; mul.f32 mc_o82, mc_o82, %1; mul.f32 mc_o83, mc_o83, %1; mul.f32 mc_o84, mc_o84, %0; mul.f32 mc_o85, mc_o85, %0; mul.f32 mc_o86, mc_o86, %1; mul.f32 mc_o87, mc_o87, %1; mul.f32 mc_o88, mc_o88, %0; mul.f32 mc_o89, mc_o89, %0; mul.f32 mc_o90, mc_o90, %1; mul.f32 mc_o91, mc_o91, %1; mul.f32 mc_o92, mc_o92, %0; mul.f32 mc_o93, mc_o93, %0; mul.f32 mc_o94, mc_o94, %1; mul.f32 mc_o95, mc_o95, %1; \n"
+                    + "mul.f32 mc_o96, mc_o96, %0; mul.f32 mc_o97, mc_o97, %0; mul.f32 mc_o98, mc_o98, %1; mul.f32 mc_o99, mc_o99, %1; mul.f32 mc_o100, mc_o100, %0; mul.f32 mc_o101, mc_o101, %0; mul.f32 mc_o102, mc_o102, %1; mul.f32 mc_o103, mc_o103, %1; mul.f32 mc_o104, mc_o104, %0; mul.f32 mc_o105, mc_o105, %0; mul.f32 mc_o106, mc_o106, %1; mul.f32 mc_o107, mc_o107, %1; mul.f32 mc_o108, mc_o108, %0; mul.f32 mc_o109, mc_o109, %0; mul.f32 mc_o110, mc_o110, %1; mul.f32 mc_o111, mc_o111, %1; mul.f32 mc_o112, mc_o112, %0; mul.f32 mc_o113, mc_o113, %0; mul.f32 mc_o114, mc_o114, %1; mul.f32 mc_o115, mc_o115, %1; mul.f32 mc_o116, mc_o116, %0; mul.f32 mc_o117, mc_o117, %0; mul.f32 mc_o118, mc_o118, %1; mul.f32 mc_o119, mc_o119, %1; mul.f32 mc_o120, mc_o120, %0; mul.f32 mc_o121, mc_o121, %0; mul.f32 mc_o122, mc_o122, %1; mul.f32 mc_o123, mc_o123, %1; mul.f32 mc_o124, mc_o124, %0; mul.f32 mc_o125, mc_o125, %0; mul.f32 mc_o126, mc_o126, %1; mul.f32 mc_o127, mc_o127, %1; \n"
+                    ;
+
+                /// <summary>
+                /// Absorbed MLA decoding on Hopper's warp-group MMA, for a batch of sequences of their own lengths: for each head h,
+                /// score_j = (q̃_h · c_j + q_pe,h · k_pe,j) · SoftmaxScale, p = softmax(score), ō_h = Σ_j p_j · c_j (W_UV is applied after).
+                /// Launch: one group of 256 threads (two warp groups) per (sequence, split, 64 heads): batch × splits × 2 groups,
+                /// 229888 bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of
+                /// 64-token chunks and p, all as wgmma's no-swizzle core matrices (8 rows × 16 bytes; core (block, row group)
+                /// at (block · 8 + row group) · 128 bytes). Every thread copies 16-byte pieces with cp.async (zero-filled past the length),
+                /// the next chunk while this one is computed. Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its
+                /// online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane shuffles) and writes p
+                /// as bf16; then both warp groups rescale and accumulate ō for their half of d_c (4 blocks of 64 columns, 128 FP32
+                /// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.
+                /// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.
+                /// </summary>
+                /// <param name="queryLatent">Device address of q̃ [batch, heads, d_c] bf16 (16-byte aligned).</param>
+                /// <param name="queryRope">Device address of q_pe [batch, heads, d_rope] bf16.</param>
+                /// <param name="latentCache">Device address of the cached c_KV [batch, capacity, d_c] bf16.</param>
+                /// <param name="ropeCache">Device address of the cached k_pe [batch, capacity, d_rope] bf16.</param>
+                /// <param name="lengths">Cached tokens of each sequence [batch] (at most capacity).</param>
+                /// <param name="output">Device address of the softmax-normalised output of each split [batch, splits, 128, 512] FP32.</param>
+                /// <param name="logSumExp">Natural log-sum-exp of each split's scaled scores [batch, splits, 128] (−∞ for an empty split).</param>
+                /// <param name="capacity">Tokens the cache holds per sequence.</param>
+                /// <param name="splits">Splits per sequence: split s takes 64-token chunks [s·c, s·c + c) with c = ⌈⌈length / 64⌉ / splits⌉.</param>
+                public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long latentCache, long ropeCache,
+                    ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)
+                {
+                    // Which sequence, split and heads this group takes; which role this thread has.
+                    int groupIndex = Grid.IdxX;
+                    int headGroup = groupIndex % 2;
+                    int split = groupIndex / 2 % splits;
+                    int sequence = groupIndex / 2 / splits;
+                    int thread = Group.IdxX, warpGroup = thread >> 7, warp = (thread >> 5) & 3, lane = thread & 31;
+                    int g = lane >> 2, t = lane & 3; // accumulator fragment coordinates: rows 16·warp + g and + 8, columns 8j + 2t, + 1
+                    int length = Math.Min(lengths[sequence], capacity); // never read past the cache
+                    int chunks = (length + 63) / 64;
+                    int perSplit = (chunks + splits - 1) / splits;
+                    int firstChunk = split * perSplit;
+                    int endChunk = Math.Min(chunks, firstChunk + perSplit);
+
+                    // Shared memory: q tile at 0, chunk stages at 73728 and 147456, p at 221184, row statistics at 229376.
+                    var shared = SharedMemory.GetDynamic<Float4>();
+                    var statistics = shared.SubView(14336, 32).Cast<float>(); // [0, 64): this chunk's rescale; [64, 128): 1 / row sum
+                    CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out uint sharedBase); // the same memory as a 32-bit shared-window address
+
+                    // Copies: thread i moves, for each of its 18 steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in
+                    // core (4u + (i >> 3) % 4, i >> 5) at row i % 8: a warp writes whole 128-byte core matrices and reads 64 bytes of each of 8 rows.
+                    int pieceRow = ((thread >> 5) * 8) + (thread & 7), quarter = (thread >> 3) & 3;
+                    uint sharedSlot = (uint)(((quarter * 8) + (thread >> 5)) * 128 + ((thread & 7) * 16));
+
+                    // Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [256·warpGroup, + 256) as 4 tiles of 64.
+                    CudaAsm.Emit(DeclareAccumulators);
+                    ulong queryDescriptor = Descriptor(sharedBase, 1024, 128), probabilityDescriptor = Descriptor(sharedBase + 221184u, 1024, 128);
+
+                    if (firstChunk < endChunk)
+                    {
+                        // The query tile, then the first chunk: one group of copies.
+                        long queryRow = (long)sequence * 128 + (headGroup * 64) + pieceRow;
+                        ulong latentSource = (ulong)queryLatent + (ulong)((queryRow * 512) + (quarter * 8)) * 2, ropeSource = (ulong)queryRope + (ulong)((queryRow * 64) + (quarter * 8)) * 2;
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 0u, latentSource + 0ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 4096u, latentSource + 64ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 8192u, latentSource + 128ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 12288u, latentSource + 192ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 16384u, latentSource + 256ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 20480u, latentSource + 320ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 24576u, latentSource + 384ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 28672u, latentSource + 448ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 32768u, latentSource + 512ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 36864u, latentSource + 576ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 40960u, latentSource + 640ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 45056u, latentSource + 704ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 49152u, latentSource + 768ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 53248u, latentSource + 832ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 57344u, latentSource + 896ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 61440u, latentSource + 960ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 65536u, ropeSource + 0ul, 16u);
+                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 69632u, ropeSource + 64ul, 16u);
+                        CopyChunk(latentCache, ropeCache, sequence, capacity, length, firstChunk, pieceRow, quarter, sharedBase + 73728u + sharedSlot);
+                        CudaAsm.Emit("cp.async.commit_group;");
+                    }
+
+                    for (int chunk = firstChunk; chunk < endChunk; chunk++)
+                    {
+                        int stage = (chunk - firstChunk) & 1;
+                        uint stageBase = sharedBase + 73728u + (uint)(stage * 73728);
+                        Group.Barrier(); // the other stage, p and the statistics are no longer read
+                        if (chunk + 1 < endChunk) CopyChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 1, pieceRow, quarter, sharedBase + 73728u + (uint)((stage ^ 1) * 73728) + sharedSlot);
+                        CudaAsm.Emit("cp.async.commit_group;");
+                        PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 2, endChunk, thread); // into L2: one stage of copies in flight is not enough to hide DRAM
+                        CudaAsm.Emit("cp.async.wait_group 1;"); // this thread's copies of this chunk have landed
+                        CudaAsm.Emit("fence.proxy.async.shared::cta;"); // and are visible to the tensor cores
+                        Group.Barrier();
+
+                        if (warpGroup == 0)
+                        {
+                            // Scores of the group's 64 heads × this chunk's 64 tokens.
+                            CudaAsm.Emit(ScoresMma, queryDescriptor, Descriptor(stageBase, 1024, 128));
+                            // Online softmax in base 2 (softmax scale · log2(e): scores in base 2, so exp is one ex2); columns past the length are −∞; p (bf16) into core
+                            // (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.
+                            int valid = length - (chunk * 64) - (2 * t);
+                            CudaAsm.Emit(Softmax, valid, sharedBase + 221184u + (uint)(((64 * warp) + (4 * g) + t) * 4), sharedBase + 229376u + (uint)(((16 * warp) + g) * 4), 0.1951011f);
+                            CudaAsm.Emit("fence.proxy.async.shared::cta;"); // p is read by the tensor cores next
+                        }
+
+                        Group.Barrier();
+                        // Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.
+                        float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
+                        CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);
+                        uint valueBase = stageBase + (uint)(warpGroup * 32768); // this warp group's columns: 8 core columns of 1024 bytes per block
+                        CudaAsm.Emit(ValuesMma, probabilityDescriptor, Descriptor(valueBase, 128, 1024));
+                    }
+
+                    // Row sums over the four lanes of each row; warp group 0 publishes 1 / sum and writes the log-sum-exp.
+                    if (warpGroup == 0)
+                    {
+                        CudaAsm.Emit(RowSums);
+                        CudaAsm.Emit("mov.f32 %0, mc_sl;", out float sumLow); CudaAsm.Emit("mov.f32 %0, mc_sh;", out float sumHigh);
+                        CudaAsm.Emit("mov.f32 %0, mc_ml;", out float maxLow); CudaAsm.Emit("mov.f32 %0, mc_mh;", out float maxHigh);
+                        if (t == 0)
+                        {
+                            statistics[64 + (16 * warp) + g] = sumLow > 0f ? 1f / sumLow : 0f; // an empty split writes zeros
+                            statistics[64 + (16 * warp) + g + 8] = sumHigh > 0f ? 1f / sumHigh : 0f;
+                            long at = (((long)sequence * splits) + split) * 128 + (headGroup * 64) + (16 * warp) + g;
+                            logSumExp[at] = sumLow > 0f ? (maxLow + FastMath.Log2(sumLow)) * 0.6931472f : float.NegativeInfinity; // back to natural log
+                            logSumExp[at + 8] = sumHigh > 0f ? (maxHigh + FastMath.Log2(sumHigh)) * 0.6931472f : float.NegativeInfinity;
+                        }
+                    }
+
+                    Group.Barrier();
+                    float inverseLow = statistics[64 + (16 * warp) + g], inverseHigh = statistics[64 + (16 * warp) + g + 8];
+                    ulong outLow = (ulong)output + (ulong)(((((long)sequence * splits) + split) * 128 + (headGroup * 64) + (16 * warp) + g) * 512 + (warpGroup * 256) + (2 * t)) * 4;
+                    CudaAsm.Emit(StoreOutput, outLow, outLow + 16384ul, inverseLow, inverseHigh);
+                }
+
+                /// <summary>Issues this thread's 18 cp.async copies of one chunk (see MlaDecodeWarpGroup), zero-filling rows at or past the length.</summary>
+                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+                private static void CopyChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int pieceRow, int quarter, uint target)
+                {
+                    int token = (chunk * 64) + pieceRow;
+                    uint size = token < length ? 16u : 0u;
+                    long row = (long)sequence * capacity + Math.Min(token, length - 1);
+                    ulong latentSource = (ulong)latentCache + (ulong)((row * 512) + (quarter * 8)) * 2, ropeSource = (ulong)ropeCache + (ulong)((row * 64) + (quarter * 8)) * 2;
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 0u, latentSource + 0ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 4096u, latentSource + 64ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 8192u, latentSource + 128ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 12288u, latentSource + 192ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 16384u, latentSource + 256ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 20480u, latentSource + 320ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 24576u, latentSource + 384ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 28672u, latentSource + 448ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 32768u, latentSource + 512ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 36864u, latentSource + 576ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 40960u, latentSource + 640ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 45056u, latentSource + 704ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 49152u, latentSource + 768ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 53248u, latentSource + 832ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 57344u, latentSource + 896ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 61440u, latentSource + 960ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 65536u, ropeSource + 0ul, size);
+                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 69632u, ropeSource + 64ul, size);
+                }
+
+                /// <summary>Thread 0 asks for one chunk's cached rows to be brought into L2 (two bulk prefetches: the latent rows and the rotary rows are contiguous).</summary>
+                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+                private static void PrefetchChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int endChunk, int thread)
+                {
+                    if (thread != 0 || chunk >= endChunk) return;
+                    int tokens = Math.Min(64, length - (chunk * 64));
+                    ulong row = (ulong)(((long)sequence * capacity) + (chunk * 64));
+                    CudaAsm.Emit("cp.async.bulk.prefetch.L2.global [%0], %1;", (ulong)latentCache + (row * 1024), (uint)(tokens * 1024));
+                    CudaAsm.Emit("cp.async.bulk.prefetch.L2.global [%0], %1;", (ulong)ropeCache + (row * 128), (uint)(tokens * 128));
+                }
+
+                /// <summary>A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.</summary>
+                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+                private static ulong Descriptor(uint address, uint leading, uint stride) =>
+                    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
+
             }
 
             /// <summary>The same kernels reducing through shared memory, for OpenCL (ILGPU 1.5.3 cannot compile warp shuffles there): PoCL runs them on the CPU in CI.</summary>
@@ -1589,6 +1860,7 @@ namespace Samples.DeepSeekV3
                 private readonly GpuDevice _device;
                 private readonly bool _shuffles;
                 private readonly bool _tensorCores;
+                private bool _warpGroups;
 
                 /// <summary>A launcher for the kernels on device.</summary>
                 public Launcher(GpuDevice device)
@@ -1596,12 +1868,20 @@ namespace Samples.DeepSeekV3
                     _device = device;
                     _shuffles = device.HasWarpShuffles;
                     _tensorCores = device.Backend == GpuBackend.Cuda; // inline PTX runs only there
+                    _warpGroups = device.HasWarpGroupMma; // wgmma: compute capability 9.0
                 }
 
                 /// <summary>The device the kernels run on.</summary>
                 public GpuDevice Device => _device;
 
                 private AcceleratorStream Stream => _device.Accelerator.DefaultStream;
+
+                /// <summary>Whether MlaDecode runs the warp-group kernel (Cuda.MlaDecodeWarpGroup); true on compute capability 9.0, where it can be turned off to compare with the mma.sync kernel.</summary>
+                public bool WarpGroupMma
+                {
+                    get => _warpGroups;
+                    set => _warpGroups = value && _device.HasWarpGroupMma;
+                }
 
                 /// <summary>RMSNorm of rows of 7168 (see Cuda.RmsNormHidden).</summary>
                 public void RmsNormHidden(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
@@ -1740,6 +2020,14 @@ namespace Samples.DeepSeekV3
                     if (batch == 0) return;
                     var partial = splits == 1 ? output : Scratch(ref _partial, (long)batch * splits * Heads * KeyValueLatent);
                     var logSumExp = Scratch(ref _logSumExp, (long)batch * splits * Heads);
+                    long[] addresses = _warpGroups ? new[] { queryLatent.LoadEffectiveAddressAsPtr().ToInt64(), queryRope.LoadEffectiveAddressAsPtr().ToInt64(), latentCache.LoadEffectiveAddressAsPtr().ToInt64(), ropeCache.LoadEffectiveAddressAsPtr().ToInt64(), partial.LoadEffectiveAddressAsPtr().ToInt64() } : System.Array.Empty<long>();
+                    if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0)) // cp.async moves aligned 16-byte pieces; ō is stored in pairs
+                    {
+                        var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(
+                            new System.Action<long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: 229888, hopperSpecific: true);
+                        decode(Stream, new KernelConfig(batch * splits * 2, 256, SharedMemoryConfig.RequestDynamic<Float4>(14368)), addresses[0], addresses[1], addresses[2], addresses[3], lengths, addresses[4], logSumExp, capacity, splits);
+                    }
+                    else
                     if (_tensorCores)
                     {
                         var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(

@@ -1,0 +1,296 @@
+using System.Linq;
+using ModelCompiler.Planning;
+using static ModelCompiler.Generators.Emit.Literals;
+
+namespace ModelCompiler.Generators.Emit
+{
+    internal static partial class KernelEmitter
+    {
+        /// <summary>Absorbed MLA decoding on Hopper's warp-group MMA (wgmma through inline PTX, sm_90a), for 64-head groups.</summary>
+        private sealed partial class KernelSet
+        {
+            private static string Registers(string name, int first) => "{" + string.Join(", ", Enumerable.Range(first, 32).Select(i => name + i)) + "}";
+
+            private void WriteMlaWarpGroup(IndentedWriter w)
+            {
+                var m = _warpGroup;
+                var a = Attention;
+                int groups = a.Heads / WarpGroupMlaShape.HeadsPerGroup;
+                int columnBlocks = m.ColumnBlocksPerWarpGroup;
+                int stageBytes = m.OperandBytes;
+
+                w.WriteLine("// Warp-group MMA (wgmma.mma_async m64n64k16, bf16 → FP32) as inline PTX. The accumulators are PTX registers the kernel");
+                w.WriteLine("// declares once (mc_s: the 64×64 score tile; mc_o: this warp group's 64×256 share of ō; per thread 8 column tiles ×");
+                w.WriteLine("// rows g, g + 8 of its warp's 16), so they never pass through ILGPU's operand slots. %0 and %1 are the shared-memory");
+                w.WriteLine("// descriptors of A and B; each step advances both to the next 16-wide k-slice, and a block ends waiting for its products.");
+                w.WriteLine($"private const string DeclareAccumulators = \".reg .f32 mc_s<32>;\\n.reg .f32 mc_o<{4 * columnBlocks * 8}>;\\n.reg .f32 mc_ml, mc_mh, mc_sl, mc_sh;\\nmov.f32 mc_ml, 0fFF800000; mov.f32 mc_mh, 0fFF800000; mov.f32 mc_sl, 0f00000000; mov.f32 mc_sh, 0f00000000;\\n\"");
+                for (int i = 0; i < 4 * columnBlocks * 8; i += 16)
+                {
+                    w.WriteLine("    + \"" + string.Concat(Enumerable.Range(i, 16).Select(r => $"mov.f32 mc_o{r}, 0f00000000; ")) + "\\n\"");
+                }
+
+                w.WriteLine("    ;");
+                w.WriteLine("private const string WarpGroupMmaOpen = \"{\\n.reg .b64 a, b;\\n.reg .pred p;\\nmov.b64 a, %0;\\nmov.b64 b, %1;\\nsetp.ne.b64 p, a, 0;\\n\";");
+                w.WriteLine("private const string WarpGroupMmaClose = \"wgmma.commit_group.sync.aligned;\\nwgmma.wait_group.sync.aligned 0;\\n}\";");
+                w.WriteLine();
+                w.WriteLine("// Scores: A = q tile (K-major), B = cached tokens (K-major); a k-step is two 1024-byte core columns on both sides.");
+                w.WriteLine($"private const string ScoreStep = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_s", 0)}, a, b, p, 1, 1, 0, 0;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 128;\\n\";");
+                w.WriteLine();
+                w.WriteLine($"/// <summary>S[64 heads × 64 tokens] = q · kᵀ over the {m.ScoreDims} score dimensions ({m.KSteps} k-steps) into mc_s.</summary>");
+                w.WriteLine("private const string ScoresMma = WarpGroupMmaOpen");
+                w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 32).Select(r => $"mov.f32 mc_s{r}, 0f00000000; ")) + "\\nwgmma.fence.sync.aligned;\\n\"");
+                for (int i = 0; i < m.KSteps; i += 6)
+                {
+                    w.WriteLine("    " + string.Join(" ", Enumerable.Repeat("+ ScoreStep", System.Math.Min(6, m.KSteps - i))));
+                }
+
+                w.WriteLine("    + WarpGroupMmaClose;");
+                w.WriteLine();
+                w.WriteLine("// Values: A = p (K-major), B = the same cached tokens read transposed (MN-major, imm-trans-b 1); B's k-step is two");
+                w.WriteLine("// 128-byte token groups. One block per 64 columns of this warp group's share of ō.");
+                for (int b = 0; b < columnBlocks; b++)
+                {
+                    w.WriteLine($"private const string ValueStep{b} = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_o", 32 * b)}, a, b, p, 1, 1, 0, 1;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 16;\\n\";");
+                }
+
+                w.WriteLine($"private const string NextValueBlock = \"sub.s64 a, a, {128 * (WarpGroupMlaShape.Chunk / 16)};\\nadd.s64 b, b, {512 - (16 * (WarpGroupMlaShape.Chunk / 16))};\\n\"; // p from its start again; c 8 core columns on");
+                w.WriteLine();
+                w.WriteLine($"/// <summary>ō[64 heads × {columnBlocks * 64} columns] += p[64 × {WarpGroupMlaShape.Chunk} tokens] · c[{WarpGroupMlaShape.Chunk} tokens × {columnBlocks * 64} columns]: {columnBlocks} blocks of 64 columns × {WarpGroupMlaShape.Chunk / 16} k-steps, one wait.</summary>");
+                w.WriteLine("private const string ValuesMma = WarpGroupMmaOpen + \"wgmma.fence.sync.aligned;\\n\"");
+                for (int b = 0; b < columnBlocks; b++)
+                {
+                    w.WriteLine($"    {string.Join(" ", Enumerable.Repeat($"+ ValueStep{b}", WarpGroupMlaShape.Chunk / 16))}{(b + 1 < columnBlocks ? " + NextValueBlock" : string.Empty)}");
+                }
+
+                w.WriteLine("    + WarpGroupMmaClose;");
+                w.WriteLine();
+                w.WriteLine("// Online softmax of the score tile, in PTX so that the 32 scores stay registers: %0 = valid columns of this thread");
+                w.WriteLine("// (length − chunk start − 2t), %1 = the shared address of its first p word, %2 = the address of its row's α, %3 =");
+                w.WriteLine("// softmax scale · log2(e). Each row's 64 scores sit in 4 lanes (16 each), so the row max needs two shuffles; the");
+                w.WriteLine("// running max and sum (mc_ml, mc_mh, mc_sl, mc_sh: rows g and g + 8, this thread's share of the sum) stay registers too.");
+                w.WriteLine("private const string Softmax = \"{\\n.reg .f32 x<32>, ml, mh, nl, nh, al, ah, u;\\n.reg .pred q;\\n.reg .b32 w;\\n\"");
+                w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 32).Select(r => $"mul.f32 x{r}, mc_s{r}, %3; ")) + "\\n\"");
+                for (int j = 0; j < 8; j++)
+                {
+                    w.WriteLine($"    + \"setp.le.s32 q, %0, {8 * j}; @q mov.f32 x{4 * j}, 0fFF800000; @q mov.f32 x{(4 * j) + 2}, 0fFF800000; setp.le.s32 q, %0, {(8 * j) + 1}; @q mov.f32 x{(4 * j) + 1}, 0fFF800000; @q mov.f32 x{(4 * j) + 3}, 0fFF800000;\\n\"");
+                }
+
+                foreach (var (row, first) in new[] { ("l", 0), ("h", 2) })
+                {
+                    string m0 = "m" + row;
+                    var lanes = Enumerable.Range(0, 8).SelectMany(j => new[] { (4 * j) + first, (4 * j) + first + 1 }).ToList();
+                    w.WriteLine($"    + \"mov.f32 {m0}, x{lanes[0]}; " + string.Concat(lanes.Skip(1).Select(r => $"max.f32 {m0}, {m0}, x{r}; ")) + "\\n\"");
+                    w.WriteLine($"    + \"shfl.sync.bfly.b32 u, {m0}, 1, 0x1f, 0xffffffff; max.f32 {m0}, {m0}, u; shfl.sync.bfly.b32 u, {m0}, 2, 0x1f, 0xffffffff; max.f32 {m0}, {m0}, u;\\n\"");
+                    w.WriteLine($"    + \"max.f32 n{row}, mc_m{row}, {m0}; sub.f32 a{row}, mc_m{row}, n{row}; ex2.approx.ftz.f32 a{row}, a{row}; mov.f32 mc_m{row}, n{row};\\n\"");
+                    w.WriteLine("    + \"" + string.Concat(lanes.Select(r => $"sub.f32 x{r}, x{r}, n{row}; ex2.approx.ftz.f32 x{r}, x{r}; ")) + "\\n\"");
+                    w.WriteLine($"    + \"mul.f32 mc_s{row}, mc_s{row}, a{row}; " + string.Concat(lanes.Select(r => $"add.f32 mc_s{row}, mc_s{row}, x{r}; ")) + "\\n\"");
+                }
+
+                w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 8).Select(j => $"cvt.rn.bf16x2.f32 w, x{(4 * j) + 1}, x{4 * j}; st.shared.b32 [%1+{1024 * j}], w; cvt.rn.bf16x2.f32 w, x{(4 * j) + 3}, x{(4 * j) + 2}; st.shared.b32 [%1+{(1024 * j) + 128}], w; ")) + "\\n\"");
+                w.WriteLine("    + \"st.shared.f32 [%2], al; st.shared.f32 [%2+32], ah;\\n}\";");
+                w.WriteLine();
+                w.WriteSummary("The row sums over the four lanes of each row, in place (mc_sl, mc_sh).");
+                w.WriteLine("private const string RowSums = \"{\\n.reg .f32 u;\\nshfl.sync.bfly.b32 u, mc_sl, 1, 0x1f, 0xffffffff; add.f32 mc_sl, mc_sl, u; shfl.sync.bfly.b32 u, mc_sl, 2, 0x1f, 0xffffffff; add.f32 mc_sl, mc_sl, u;\\n\"");
+                w.WriteLine("    + \"shfl.sync.bfly.b32 u, mc_sh, 1, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u; shfl.sync.bfly.b32 u, mc_sh, 2, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u;\\n}\";");
+                w.WriteLine();
+                w.WriteSummary("ō · (1 / row sum) to global memory: %0, %1 = the addresses of this thread's first pair in rows g and g + 8, %2, %3 = the rows' 1 / sum.");
+                w.WriteLine("private const string StoreOutput = \"{\\n.reg .f32 a, b;\\n\"");
+                for (int b = 0; b < columnBlocks; b++)
+                {
+                    w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 8).Select(j =>
+                    {
+                        int r = (32 * b) + (4 * j), offset = (256 * b) + (32 * j);
+                        return $"mul.f32 a, mc_o{r}, %2; mul.f32 b, mc_o{r + 1}, %2; st.global.v2.f32 [%0+{offset}], {{a, b}}; mul.f32 a, mc_o{r + 2}, %3; mul.f32 b, mc_o{r + 3}, %3; st.global.v2.f32 [%1+{offset}], {{a, b}}; ";
+                    })) + "\\n\"");
+                }
+
+                w.WriteLine("    + \"}\";");
+                w.WriteLine();
+                w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.");
+                w.WriteLine("private const string RescaleOutput =");
+                for (int b = 0; b < columnBlocks; b++)
+                {
+                    w.WriteLine($"    {(b == 0 ? "" : "+ ")}\"" + string.Concat(Enumerable.Range(32 * b, 32).Select(r => $"mul.f32 mc_o{r}, mc_o{r}, %{((r % 4) < 2 ? 0 : 1)}; ")) + "\\n\"");
+                }
+
+                w.WriteLine("    ;");
+                w.WriteLine();
+
+                w.WriteLine("/// <summary>");
+                w.WriteLine("/// Absorbed MLA decoding on Hopper's warp-group MMA, for a batch of sequences of their own lengths: for each head h,");
+                w.WriteLine("/// score_j = (q̃_h · c_j + q_pe,h · k_pe,j) · SoftmaxScale, p = softmax(score), ō_h = Σ_j p_j · c_j (W_UV is applied after).");
+                w.WriteLine($"/// Launch: one group of 256 threads (two warp groups) per (sequence, split, 64 heads): batch × splits × {groups} groups,");
+                w.WriteLine($"/// {m.SharedBytes} bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of");
+                w.WriteLine($"/// {WarpGroupMlaShape.Chunk}-token chunks and p, all as wgmma's no-swizzle core matrices (8 rows × 16 bytes; core (block, row group)");
+                w.WriteLine("/// at (block · 8 + row group) · 128 bytes). Every thread copies 16-byte pieces with cp.async (zero-filled past the length),");
+                w.WriteLine("/// the next chunk while this one is computed. Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its");
+                w.WriteLine("/// online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane shuffles) and writes p");
+                w.WriteLine($"/// as bf16; then both warp groups rescale and accumulate ō for their half of d_c ({columnBlocks} blocks of 64 columns, 128 FP32");
+                w.WriteLine("/// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.");
+                w.WriteLine("/// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine("/// <param name=\"queryLatent\">Device address of q̃ [batch, heads, d_c] bf16 (16-byte aligned).</param>");
+                w.WriteLine("/// <param name=\"queryRope\">Device address of q_pe [batch, heads, d_rope] bf16.</param>");
+                w.WriteLine("/// <param name=\"latentCache\">Device address of the cached c_KV [batch, capacity, d_c] bf16.</param>");
+                w.WriteLine("/// <param name=\"ropeCache\">Device address of the cached k_pe [batch, capacity, d_rope] bf16.</param>");
+                w.WriteLine("/// <param name=\"lengths\">Cached tokens of each sequence [batch] (at most capacity).</param>");
+                w.WriteLine($"/// <param name=\"output\">Device address of the softmax-normalised output of each split [batch, splits, {a.Heads}, {a.KeyValueLoraRank}] FP32.</param>");
+                w.WriteLine($"/// <param name=\"logSumExp\">Natural log-sum-exp of each split's scaled scores [batch, splits, {a.Heads}] (−∞ for an empty split).</param>");
+                w.WriteLine("/// <param name=\"capacity\">Tokens the cache holds per sequence.</param>");
+                w.WriteLine($"/// <param name=\"splits\">Splits per sequence: split s takes {WarpGroupMlaShape.Chunk}-token chunks [s·c, s·c + c) with c = ⌈⌈length / {WarpGroupMlaShape.Chunk}⌉ / splits⌉.</param>");
+                w.WriteLine("public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long latentCache, long ropeCache,");
+                w.WriteLine("    ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("// Which sequence, split and heads this group takes; which role this thread has.");
+                    w.WriteLine("int groupIndex = Grid.IdxX;");
+                    w.WriteLine($"int headGroup = groupIndex % {groups};");
+                    w.WriteLine($"int split = groupIndex / {groups} % splits;");
+                    w.WriteLine($"int sequence = groupIndex / {groups} / splits;");
+                    w.WriteLine("int thread = Group.IdxX, warpGroup = thread >> 7, warp = (thread >> 5) & 3, lane = thread & 31;");
+                    w.WriteLine("int g = lane >> 2, t = lane & 3; // accumulator fragment coordinates: rows 16·warp + g and + 8, columns 8j + 2t, + 1");
+                    w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
+                    w.WriteLine($"int chunks = (length + {WarpGroupMlaShape.Chunk - 1}) / {WarpGroupMlaShape.Chunk};");
+                    w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
+                    w.WriteLine("int firstChunk = split * perSplit;");
+                    w.WriteLine("int endChunk = Math.Min(chunks, firstChunk + perSplit);");
+                    w.WriteLine();
+                    w.WriteLine($"// Shared memory: q tile at 0, chunk stages at {m.StageOffset(0)} and {m.StageOffset(1)}, p at {m.ProbabilityOffset}, row statistics at {m.StatisticsOffset}.");
+                    w.WriteLine("var shared = SharedMemory.GetDynamic<Float4>();");
+                    w.WriteLine($"var statistics = shared.SubView({m.StatisticsOffset / 16}, {2 * WarpGroupMlaShape.HeadsPerGroup * 4 / 16}).Cast<float>(); // [0, 64): this chunk's rescale; [64, 128): 1 / row sum");
+                    w.WriteLine("CudaAsm.Emit(\"mov.u32 %0, __dyn_shared_alloca;\", out uint sharedBase); // the same memory as a 32-bit shared-window address");
+                    w.WriteLine();
+                    w.WriteLine($"// Copies: thread i moves, for each of its {m.CopiesPerThread} steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in");
+                    w.WriteLine("// core (4u + (i >> 3) % 4, i >> 5) at row i % 8: a warp writes whole 128-byte core matrices and reads 64 bytes of each of 8 rows.");
+                    w.WriteLine("int pieceRow = ((thread >> 5) * 8) + (thread & 7), quarter = (thread >> 3) & 3;");
+                    w.WriteLine("uint sharedSlot = (uint)(((quarter * 8) + (thread >> 5)) * 128 + ((thread & 7) * 16));");
+                    w.WriteLine();
+                    w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [{a.KeyValueLoraRank / 2}·warpGroup, + {a.KeyValueLoraRank / 2}) as {columnBlocks} tiles of 64.");
+                    w.WriteLine("CudaAsm.Emit(DeclareAccumulators);");
+                    w.WriteLine($"ulong queryDescriptor = Descriptor(sharedBase, 1024, 128), probabilityDescriptor = Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
+                    w.WriteLine();
+                    w.WriteLine("if (firstChunk < endChunk)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("// The query tile, then the first chunk: one group of copies.");
+                        w.WriteLine($"long queryRow = (long)sequence * {a.Heads} + (headGroup * 64) + pieceRow;");
+                        w.WriteLine($"ulong latentSource = (ulong)queryLatent + (ulong)((queryRow * {a.KeyValueLoraRank}) + (quarter * 8)) * 2, ropeSource = (ulong)queryRope + (ulong)((queryRow * {a.QkRopeHeadDim}) + (quarter * 8)) * 2;");
+                        WriteCopies(w, "sharedBase + sharedSlot", "16u");
+                        w.WriteLine($"CopyChunk(latentCache, ropeCache, sequence, capacity, length, firstChunk, pieceRow, quarter, sharedBase + {m.StageOffset(0)}u + sharedSlot);");
+                        w.WriteLine("CudaAsm.Emit(\"cp.async.commit_group;\");");
+                        if (m.PrefetchDistance > 2)
+                        {
+                            w.WriteLine($"for (int ahead = firstChunk + 2; ahead < firstChunk + {m.PrefetchDistance}; ahead++) PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, ahead, endChunk, thread);");
+                        }
+                    }
+
+                    w.WriteLine();
+                    w.WriteLine("for (int chunk = firstChunk; chunk < endChunk; chunk++)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("int stage = (chunk - firstChunk) & 1;");
+                        w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
+                        w.WriteLine("Group.Barrier(); // the other stage, p and the statistics are no longer read");
+                        w.WriteLine($"if (chunk + 1 < endChunk) CopyChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 1, pieceRow, quarter, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}) + sharedSlot);");
+                        w.WriteLine("CudaAsm.Emit(\"cp.async.commit_group;\");");
+                        w.WriteLine($"PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, chunk + {m.PrefetchDistance}, endChunk, thread); // into L2: one stage of copies in flight is not enough to hide DRAM");
+                        w.WriteLine("CudaAsm.Emit(\"cp.async.wait_group 1;\"); // this thread's copies of this chunk have landed");
+                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // and are visible to the tensor cores");
+                        w.WriteLine("Group.Barrier();");
+                        w.WriteLine();
+                        w.WriteLine("if (warpGroup == 0)");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("// Scores of the group's 64 heads × this chunk's 64 tokens.");
+                            w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, Descriptor(stageBase, 1024, 128));");
+                            string scaleLog2 = Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634);
+                            w.WriteLine($"// Online softmax in base 2 ({ScaleLog2Comment}); columns past the length are −∞; p (bf16) into core");
+                            w.WriteLine("// (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.");
+                            w.WriteLine($"int valid = length - (chunk * {WarpGroupMlaShape.Chunk}) - (2 * t);");
+                            w.WriteLine($"CudaAsm.Emit(Softmax, valid, sharedBase + {m.ProbabilityOffset}u + (uint)(((64 * warp) + (4 * g) + t) * 4), sharedBase + {m.StatisticsOffset}u + (uint)(((16 * warp) + g) * 4), {scaleLog2});");
+                            w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // p is read by the tensor cores next");
+                        }
+
+                        w.WriteLine();
+                        w.WriteLine("Group.Barrier();");
+                        w.WriteLine("// Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.");
+                        w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
+                        w.WriteLine("CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);");
+                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * 8192}); // this warp group's columns: 8 core columns of 1024 bytes per block");
+                        w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Descriptor(valueBase, 128, 1024));");
+                    }
+
+                    w.WriteLine();
+                    w.WriteLine("// Row sums over the four lanes of each row; warp group 0 publishes 1 / sum and writes the log-sum-exp.");
+                    w.WriteLine("if (warpGroup == 0)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("CudaAsm.Emit(RowSums);");
+                        w.WriteLine("CudaAsm.Emit(\"mov.f32 %0, mc_sl;\", out float sumLow); CudaAsm.Emit(\"mov.f32 %0, mc_sh;\", out float sumHigh);");
+                        w.WriteLine("CudaAsm.Emit(\"mov.f32 %0, mc_ml;\", out float maxLow); CudaAsm.Emit(\"mov.f32 %0, mc_mh;\", out float maxHigh);");
+                        w.WriteLine("if (t == 0)");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("statistics[64 + (16 * warp) + g] = sumLow > 0f ? 1f / sumLow : 0f; // an empty split writes zeros");
+                            w.WriteLine("statistics[64 + (16 * warp) + g + 8] = sumHigh > 0f ? 1f / sumHigh : 0f;");
+                            w.WriteLine($"long at = (((long)sequence * splits) + split) * {a.Heads} + (headGroup * 64) + (16 * warp) + g;");
+                            w.WriteLine("logSumExp[at] = sumLow > 0f ? (maxLow + FastMath.Log2(sumLow)) * 0.6931472f : float.NegativeInfinity; // back to natural log");
+                            w.WriteLine("logSumExp[at + 8] = sumHigh > 0f ? (maxHigh + FastMath.Log2(sumHigh)) * 0.6931472f : float.NegativeInfinity;");
+                        }
+                    }
+
+                    w.WriteLine();
+                    w.WriteLine("Group.Barrier();");
+                    w.WriteLine("float inverseLow = statistics[64 + (16 * warp) + g], inverseHigh = statistics[64 + (16 * warp) + g + 8];");
+                    w.WriteLine($"ulong outLow = (ulong)output + (ulong)(((((long)sequence * splits) + split) * {a.Heads} + (headGroup * 64) + (16 * warp) + g) * {a.KeyValueLoraRank} + (warpGroup * {a.KeyValueLoraRank / 2}) + (2 * t)) * 4;");
+                    w.WriteLine($"CudaAsm.Emit(StoreOutput, outLow, outLow + {8 * a.KeyValueLoraRank * 4}ul, inverseLow, inverseHigh);");
+                }
+
+                w.WriteLine();
+                w.WriteSummary($"Issues this thread's {m.CopiesPerThread} cp.async copies of one chunk (see MlaDecodeWarpGroup), zero-filling rows at or past the length.");
+                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                w.WriteLine("private static void CopyChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int pieceRow, int quarter, uint target)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine($"int token = (chunk * {WarpGroupMlaShape.Chunk}) + pieceRow;");
+                    w.WriteLine("uint size = token < length ? 16u : 0u;");
+                    w.WriteLine("long row = (long)sequence * capacity + Math.Min(token, length - 1);");
+                    w.WriteLine($"ulong latentSource = (ulong)latentCache + (ulong)((row * {a.KeyValueLoraRank}) + (quarter * 8)) * 2, ropeSource = (ulong)ropeCache + (ulong)((row * {a.QkRopeHeadDim}) + (quarter * 8)) * 2;");
+                    WriteCopies(w, "target", "size");
+                }
+
+                w.WriteLine();
+                w.WriteSummary("Thread 0 asks for one chunk's cached rows to be brought into L2 (two bulk prefetches: the latent rows and the rotary rows are contiguous).");
+                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                w.WriteLine("private static void PrefetchChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int endChunk, int thread)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("if (thread != 0 || chunk >= endChunk) return;");
+                    w.WriteLine($"int tokens = Math.Min({WarpGroupMlaShape.Chunk}, length - (chunk * {WarpGroupMlaShape.Chunk}));");
+                    w.WriteLine($"ulong row = (ulong)(((long)sequence * capacity) + (chunk * {WarpGroupMlaShape.Chunk}));");
+                    w.WriteLine($"CudaAsm.Emit(\"cp.async.bulk.prefetch.L2.global [%0], %1;\", (ulong)latentCache + (row * {a.KeyValueLoraRank * 2}), (uint)(tokens * {a.KeyValueLoraRank * 2}));");
+                    w.WriteLine($"CudaAsm.Emit(\"cp.async.bulk.prefetch.L2.global [%0], %1;\", (ulong)ropeCache + (row * {a.QkRopeHeadDim * 2}), (uint)(tokens * {a.QkRopeHeadDim * 2}));");
+                }
+
+                w.WriteLine();
+                w.WriteSummary("A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.");
+                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                w.WriteLine("private static ulong Descriptor(uint address, uint leading, uint stride) =>");
+                w.WriteLine("    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);");
+                w.WriteLine();
+            }
+
+            /// <summary>The unrolled cp.async of one 64-row tile: latent pieces first, then rotary ones; each step moves 4 pieces on.</summary>
+            private void WriteCopies(IndentedWriter w, string target, string size)
+            {
+                var m = _warpGroup;
+                for (int u = 0; u < m.CopiesPerThread; u++)
+                {
+                    bool latent = u < m.LatentCopies;
+                    int offset = (latent ? u : u - m.LatentCopies) * 64;
+                    w.WriteLine($"CudaAsm.Emit(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\", {target} + {u * 4096}u, {(latent ? "latentSource" : "ropeSource")} + {offset}ul, {size});");
+                }
+            }
+        }
+    }
+}
