@@ -135,7 +135,7 @@ internal static class Check
 
     /// <summary>Absorbed MLA decoding in double precision for sampled (sequence, head) pairs.</summary>
     public static double Mla(Bench bench, float scale, int heads, int length, MemoryBuffer1D<ushort, Stride1D.Dense> queryLatent, MemoryBuffer1D<ushort, Stride1D.Dense> queryRope,
-        MemoryBuffer1D<ushort, Stride1D.Dense> latentCache, MemoryBuffer1D<ushort, Stride1D.Dense> ropeCache, MemoryBuffer1D<float, Stride1D.Dense> output)
+        MemoryBuffer1D<ushort, Stride1D.Dense> latentCache, MemoryBuffer1D<ushort, Stride1D.Dense> ropeCache, MemoryBuffer1D<float, Stride1D.Dense> output, int[]? lengths = null)
     {
         const int Latent = 512, Rope = 64;
         int batch = (int)(queryLatent.Length / heads / Latent);
@@ -144,12 +144,13 @@ internal static class Check
         for (int sample = 0; sample < 8; sample++)
         {
             int sequence = random.Next(batch), head = random.Next(heads);
+            int attended = lengths?[sequence] ?? length; // the cache holds `length` tokens per sequence; the first `attended` count
             var q = Get(queryLatent, ((long)sequence * heads + head) * Latent, Latent).Select(Bf16.ToFloat).ToArray();
             var qr = Get(queryRope, ((long)sequence * heads + head) * Rope, Rope).Select(Bf16.ToFloat).ToArray();
             var c = Get(latentCache, (long)sequence * length * Latent, (long)length * Latent).Select(Bf16.ToFloat).ToArray();
             var k = Get(ropeCache, (long)sequence * length * Rope, (long)length * Rope).Select(Bf16.ToFloat).ToArray();
-            var scores = new double[length];
-            for (int t = 0; t < length; t++)
+            var scores = new double[attended];
+            for (int t = 0; t < attended; t++)
             {
                 double dot = 0;
                 for (int d = 0; d < Latent; d++) dot += (double)q[d] * c[(t * Latent) + d];
@@ -159,7 +160,7 @@ internal static class Check
 
             double max = scores.Max(), sum = scores.Sum(v => Math.Exp(v - max));
             var expected = new double[Latent];
-            for (int t = 0; t < length; t++)
+            for (int t = 0; t < attended; t++)
             {
                 double p = Math.Exp(scores[t] - max) / sum;
                 for (int d = 0; d < Latent; d++) expected[d] += p * c[(t * Latent) + d];

@@ -178,6 +178,31 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
         if (splitMs < bestMs) (bestMs, bestSplits) = (splitMs, splits);
     }
 
+    if (heads == 128)
+    {
+        // Ragged lengths with NaN past each one (what an unused cache slot may hold): the kernel must not read them into ō.
+        var random = new Random(Environment.TickCount);
+        var ragged = Enumerable.Range(0, batch).Select(_ => random.Next(1, length + 1)).ToArray();
+        var latentHost = latentCache.GetAsArray1D();
+        var ropeHost = ropeCache.GetAsArray1D();
+        for (int b = 0; b < batch; b++)
+        {
+            Array.Fill(latentHost, (ushort)0x7FC0, (b * length + ragged[b]) * latent, (length - ragged[b]) * latent);
+            Array.Fill(ropeHost, (ushort)0x7FC0, (b * length + ragged[b]) * rope, (length - ragged[b]) * rope);
+        }
+
+        using var raggedLatent = device.Accelerator.Allocate1D(latentHost);
+        using var raggedRope = device.Accelerator.Allocate1D(ropeHost);
+        using var raggedLengths = device.Accelerator.Allocate1D(ragged);
+        foreach (int splits in new[] { 1, 3 })
+        {
+            v3.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
+            double raggedError = Check.Mla(bench, DeepSeekV3.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, raggedLatent, raggedRope, output, ragged);
+            Console.Error.WriteLine($"{label}: ragged lengths {ragged.Min()}–{ragged.Max()}, NaN past each, {splits} split(s): ‖err‖/‖ref‖ {raggedError:E1}");
+            rows.Add(new Row($"{label}, ragged lengths + NaN past them, {splits} split(s)", $"{batch}×≤{length}×{heads}h bf16", double.NaN, 0, 0, raggedError, key));
+        }
+    }
+
     decode(bestSplits);
     double error = Check.Mla(bench, heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
     double flops = 2.0 * batch * heads * length * (latent + rope + latent);

@@ -21,3 +21,49 @@ internal static partial class CudaDriver
         }
     }
 }
+
+/// <summary>
+/// Tensor maps for Hopper's bulk tensor copies (TMA, <c>cp.async.bulk.tensor</c>): the 128-byte descriptor the copy engine
+/// reads from global memory, encoded by the driver.
+/// </summary>
+public static unsafe partial class TensorMap
+{
+    /// <summary>Bytes of one encoded map (CUtensorMap); kernels read it from a 64-byte aligned device address.</summary>
+    public const int Bytes = 128;
+
+    private const int DataTypeUInt16 = 1;      // CU_TENSOR_MAP_DATA_TYPE_UINT16: bf16 moved as raw 16-bit values
+    private const int L2Promotion128B = 2;     // CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+
+    [LibraryImport("libcuda.so.1")]
+    private static partial int cuTensorMapEncodeTiled(void* tensorMap, int dataType, uint rank, nint globalAddress, ulong* globalDim,
+        ulong* globalStrides, uint* boxDim, uint* elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill);
+
+    /// <summary>
+    /// A map of a row-major matrix of 16-bit values (<paramref name="rows"/> × <paramref name="width"/>, rows
+    /// <paramref name="rowBytes"/> apart) copied in boxes of <paramref name="boxRows"/> rows × <paramref name="boxWidth"/>
+    /// values, without swizzling: a box lands in shared memory row after row. Rows past the matrix arrive as zeros.
+    /// </summary>
+    public static byte[] Tiled2D(long address, long width, long rows, long rowBytes, int boxWidth, int boxRows)
+    {
+        if (address % 16 != 0 || rowBytes % 16 != 0) throw new ArgumentException($"A tensor map needs 16-byte aligned rows (address {address}, row stride {rowBytes} bytes).");
+        var map = NativeMemory.AlignedAlloc(Bytes, 64);
+        try
+        {
+            ulong* dims = stackalloc ulong[] { (ulong)width, (ulong)rows };
+            ulong* strides = stackalloc ulong[] { (ulong)rowBytes };
+            uint* box = stackalloc uint[] { (uint)boxWidth, (uint)boxRows };
+            uint* elementStrides = stackalloc uint[] { 1, 1 };
+            int status = cuTensorMapEncodeTiled(map, DataTypeUInt16, 2, (nint)address, dims, strides, box, elementStrides, 0, 0, L2Promotion128B, 0);
+            if (status != 0)
+            {
+                throw new InvalidOperationException($"cuTensorMapEncodeTiled failed with CUDA error {status} ({rows} rows × {width} values, {rowBytes}-byte rows, box {boxRows} × {boxWidth}).");
+            }
+
+            return new ReadOnlySpan<byte>(map, Bytes).ToArray();
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(map);
+        }
+    }
+}

@@ -213,12 +213,13 @@ namespace ModelCompiler.Generators.Emit
                     if (_warpGroup.Unsupported is null)
                     {
                         w.WriteLine("long[] addresses = _warpGroups ? new[] { queryLatent.LoadEffectiveAddressAsPtr().ToInt64(), queryRope.LoadEffectiveAddressAsPtr().ToInt64(), latentCache.LoadEffectiveAddressAsPtr().ToInt64(), ropeCache.LoadEffectiveAddressAsPtr().ToInt64(), partial.LoadEffectiveAddressAsPtr().ToInt64() } : System.Array.Empty<long>();");
-                        w.WriteLine("if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0)) // cp.async moves aligned 16-byte pieces; ō is stored in pairs");
+                        w.WriteLine("if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0) && (long)batch * capacity <= int.MaxValue) // 16-byte copies; 32-bit copy coordinates");
                         using (w.WriteBraces())
                         {
-                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
-                            w.WriteLine($"    new System.Action<long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
-                            w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), addresses[0], addresses[1], addresses[2], addresses[3], lengths, addresses[4], logSumExp, capacity, splits);");
+                            w.WriteLine("long maps = CacheMaps(addresses[2], addresses[3], (long)batch * capacity);");
+                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
+                            w.WriteLine($"    new System.Action<long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
+                            w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), addresses[0], addresses[1], maps, lengths, addresses[4], logSumExp, capacity, splits);");
                         }
 
                         w.WriteLine("else");
@@ -248,6 +249,32 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("var combine = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>>(");
                     w.WriteLine("    new System.Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MlaCombine));");
                     w.WriteLine($"combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * {a.Heads * (a.KeyValueLoraRank / 4)}, 256), 256), partial, logSumExp, output, batch, splits);");
+                }
+
+                if (_warpGroup.Unsupported is null)
+                {
+                    w.WriteLine();
+                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _cacheMaps;");
+                    w.WriteLine("private (long Latent, long Rope, long Rows) _cacheMapsOf;");
+                    w.WriteLine();
+                    w.WriteSummary("The device address of the two tensor maps MlaDecodeWarpGroup copies the cache through, encoded again only when the cache moves or changes size.");
+                    w.WriteLine("private long CacheMaps(long latent, long rope, long rows)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("if (_cacheMaps is null || _cacheMapsOf != (latent, rope, rows))");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("var bytes = new byte[2 * TensorMap.Bytes];");
+                            w.WriteLine($"TensorMap.Tiled2D(latent, KeyValueLatent, rows, KeyValueLatent * 2, 8, {WarpGroupMlaShape.Chunk}).CopyTo(bytes, 0);");
+                            w.WriteLine($"TensorMap.Tiled2D(rope, RopeHeadDim, rows, RopeHeadDim * 2, 8, {WarpGroupMlaShape.Chunk}).CopyTo(bytes, TensorMap.Bytes);");
+                            w.WriteLine("_cacheMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);");
+                            w.WriteLine("_cacheMaps.View.CopyFromCPU(Stream, bytes);");
+                            w.WriteLine("_cacheMapsOf = (latent, rope, rows);");
+                        }
+
+                        w.WriteLine();
+                        w.WriteLine("return _cacheMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
+                    }
                 }
 
                 w.WriteLine();

@@ -9,6 +9,8 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>Absorbed MLA decoding on Hopper's warp-group MMA (wgmma through inline PTX, sm_90a), for 64-head groups.</summary>
         private sealed partial class KernelSet
         {
+            private const int TensorMapBytes = 128;
+
             private static string Registers(string name, int first) => "{" + string.Join(", ", Enumerable.Range(first, 32).Select(i => name + i)) + "}";
 
             private void WriteMlaWarpGroup(IndentedWriter w)
@@ -106,6 +108,9 @@ namespace ModelCompiler.Generators.Emit
 
                 w.WriteLine("    + \"}\";");
                 w.WriteLine();
+                w.WriteSummary("Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.");
+                w.WriteLine("private const string WaitForChunk = \"{\\n.reg .pred done;\\nWAIT_FOR_CHUNK:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT_FOR_CHUNK;\\n}\";");
+                w.WriteLine();
                 w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.");
                 w.WriteLine("private const string RescaleOutput =");
                 for (int b = 0; b < columnBlocks; b++)
@@ -122,8 +127,9 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine($"/// Launch: one group of 256 threads (two warp groups) per (sequence, split, 64 heads): batch × splits × {groups} groups,");
                 w.WriteLine($"/// {m.SharedBytes} bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of");
                 w.WriteLine($"/// {WarpGroupMlaShape.Chunk}-token chunks and p, all as wgmma's no-swizzle core matrices (8 rows × 16 bytes; core (block, row group)");
-                w.WriteLine("/// at (block · 8 + row group) · 128 bytes). Every thread copies 16-byte pieces with cp.async (zero-filled past the length),");
-                w.WriteLine("/// the next chunk while this one is computed. Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its");
+                w.WriteLine("/// at (block · 8 + row group) · 128 bytes). Warp 0 brings each chunk in with bulk tensor copies (one 64 × 8 box per core");
+                w.WriteLine("/// column, completing on the stage's mbarrier), the next chunk while this one is computed; rows past the length are zeroed.");
+                w.WriteLine("/// Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its");
                 w.WriteLine("/// online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane shuffles) and writes p");
                 w.WriteLine($"/// as bf16; then both warp groups rescale and accumulate ō for their half of d_c ({columnBlocks} blocks of 64 columns, 128 FP32");
                 w.WriteLine("/// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.");
@@ -131,14 +137,14 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// </summary>");
                 w.WriteLine("/// <param name=\"queryLatent\">Device address of q̃ [batch, heads, d_c] bf16 (16-byte aligned).</param>");
                 w.WriteLine("/// <param name=\"queryRope\">Device address of q_pe [batch, heads, d_rope] bf16.</param>");
-                w.WriteLine("/// <param name=\"latentCache\">Device address of the cached c_KV [batch, capacity, d_c] bf16.</param>");
-                w.WriteLine("/// <param name=\"ropeCache\">Device address of the cached k_pe [batch, capacity, d_rope] bf16.</param>");
+                w.WriteLine("/// <param name=\"cacheMaps\">Device address of two tensor maps (TensorMap.Tiled2D, 64-token × 8-value boxes): the cached c_KV");
+                w.WriteLine("/// [batch · capacity, d_c] bf16, then 128 bytes on the cached k_pe [batch · capacity, d_rope].</param>");
                 w.WriteLine("/// <param name=\"lengths\">Cached tokens of each sequence [batch] (at most capacity).</param>");
                 w.WriteLine($"/// <param name=\"output\">Device address of the softmax-normalised output of each split [batch, splits, {a.Heads}, {a.KeyValueLoraRank}] FP32.</param>");
                 w.WriteLine($"/// <param name=\"logSumExp\">Natural log-sum-exp of each split's scaled scores [batch, splits, {a.Heads}] (−∞ for an empty split).</param>");
                 w.WriteLine("/// <param name=\"capacity\">Tokens the cache holds per sequence.</param>");
                 w.WriteLine($"/// <param name=\"splits\">Splits per sequence: split s takes {WarpGroupMlaShape.Chunk}-token chunks [s·c, s·c + c) with c = ⌈⌈length / {WarpGroupMlaShape.Chunk}⌉ / splits⌉.</param>");
-                w.WriteLine("public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long latentCache, long ropeCache,");
+                w.WriteLine("public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long cacheMaps,");
                 w.WriteLine("    ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)");
                 using (w.WriteBraces())
                 {
@@ -160,10 +166,11 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"var statistics = shared.SubView({m.StatisticsOffset / 16}, {2 * WarpGroupMlaShape.HeadsPerGroup * 4 / 16}).Cast<float>(); // [0, 64): this chunk's rescale; [64, 128): 1 / row sum");
                     w.WriteLine("CudaAsm.Emit(\"mov.u32 %0, __dyn_shared_alloca;\", out uint sharedBase); // the same memory as a 32-bit shared-window address");
                     w.WriteLine();
-                    w.WriteLine($"// Copies: thread i moves, for each of its {m.CopiesPerThread} steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in");
+                    w.WriteLine($"// Query copies (cp.async): thread i moves, for each of its {m.CopiesPerThread} steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in");
                     w.WriteLine("// core (4u + (i >> 3) % 4, i >> 5) at row i % 8: a warp writes whole 128-byte core matrices and reads 64 bytes of each of 8 rows.");
                     w.WriteLine("int pieceRow = ((thread >> 5) * 8) + (thread & 7), quarter = (thread >> 3) & 3;");
                     w.WriteLine("uint sharedSlot = (uint)(((quarter * 8) + (thread >> 5)) * 128 + ((thread & 7) * 16));");
+                    w.WriteLine($"uint barriers = sharedBase + {m.BarrierOffset}u;");
                     w.WriteLine();
                     w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [{a.KeyValueLoraRank / 2}·warpGroup, + {a.KeyValueLoraRank / 2}) as {columnBlocks} tiles of 64.");
                     w.WriteLine("CudaAsm.Emit(DeclareAccumulators);");
@@ -176,12 +183,10 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"long queryRow = (long)sequence * {a.Heads} + (headGroup * 64) + pieceRow;");
                         w.WriteLine($"ulong latentSource = (ulong)queryLatent + (ulong)((queryRow * {a.KeyValueLoraRank}) + (quarter * 8)) * 2, ropeSource = (ulong)queryRope + (ulong)((queryRow * {a.QkRopeHeadDim}) + (quarter * 8)) * 2;");
                         WriteCopies(w, "sharedBase + sharedSlot", "16u");
-                        w.WriteLine($"CopyChunk(latentCache, ropeCache, sequence, capacity, length, firstChunk, pieceRow, quarter, sharedBase + {m.StageOffset(0)}u + sharedSlot);");
                         w.WriteLine("CudaAsm.Emit(\"cp.async.commit_group;\");");
-                        if (m.PrefetchDistance > 2)
-                        {
-                            w.WriteLine($"for (int ahead = firstChunk + 2; ahead < firstChunk + {m.PrefetchDistance}; ahead++) PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, ahead, endChunk, thread);");
-                        }
+                        w.WriteLine("if (thread == 0) CudaAsm.Emit(\"mbarrier.init.shared::cta.b64 [%0], 1;\\nmbarrier.init.shared::cta.b64 [%1], 1;\\nfence.mbarrier_init.release.cluster;\", barriers, barriers + 8u);");
+                        w.WriteLine("Group.Barrier(); // the barriers are initialised before anyone waits on them");
+                        w.WriteLine($"if (warp == 0 && warpGroup == 0) IssueChunk(cacheMaps, sharedBase + {m.StageOffset(0)}u, barriers, sequence * capacity + (firstChunk * {WarpGroupMlaShape.Chunk}), lane);");
                     }
 
                     w.WriteLine();
@@ -191,11 +196,24 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("int stage = (chunk - firstChunk) & 1;");
                         w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
                         w.WriteLine("Group.Barrier(); // the other stage, p and the statistics are no longer read");
-                        w.WriteLine($"if (chunk + 1 < endChunk) CopyChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 1, pieceRow, quarter, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}) + sharedSlot);");
-                        w.WriteLine("CudaAsm.Emit(\"cp.async.commit_group;\");");
-                        w.WriteLine($"PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, chunk + {m.PrefetchDistance}, endChunk, thread); // into L2: one stage of copies in flight is not enough to hide DRAM");
-                        w.WriteLine("CudaAsm.Emit(\"cp.async.wait_group 1;\"); // this thread's copies of this chunk have landed");
-                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // and are visible to the tensor cores");
+                        w.WriteLine("if (chunk + 1 < endChunk && warp == 0 && warpGroup == 0)");
+                        w.WriteLine($"    IssueChunk(cacheMaps, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
+                        w.WriteLine("CudaAsm.Emit(\"cp.async.wait_all;\"); // the query tile (first chunk only)");
+                        w.WriteLine("CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
+                        w.WriteLine($"int validRows = length - (chunk * {WarpGroupMlaShape.Chunk});");
+                        w.WriteLine($"if (validRows < {WarpGroupMlaShape.Chunk})");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("// The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.");
+                            w.WriteLine($"for (int i = thread; i < ({WarpGroupMlaShape.Chunk} - validRows) * {m.Pieces}; i += {WarpGroupMlaShape.Threads})");
+                            using (w.WriteBraces())
+                            {
+                                w.WriteLine($"int row = validRows + (i / {m.Pieces}), block = i % {m.Pieces};");
+                                w.WriteLine($"shared[({m.StageOffset(0)} + (stage * {stageBytes}) + (block * 1024) + ((row >> 3) * 128) + ((row & 7) * 16)) / 16] = new Float4(0f);");
+                            }
+                        }
+
+                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // ordinary stores (query tile, zeros) become visible to the tensor cores");
                         w.WriteLine("Group.Barrier();");
                         w.WriteLine();
                         w.WriteLine("if (warpGroup == 0)");
@@ -247,29 +265,20 @@ namespace ModelCompiler.Generators.Emit
                 }
 
                 w.WriteLine();
-                w.WriteSummary($"Issues this thread's {m.CopiesPerThread} cp.async copies of one chunk (see MlaDecodeWarpGroup), zero-filling rows at or past the length.");
+                w.WriteSummary($"Warp 0: arms the stage's mbarrier for {m.OperandBytes} bytes and issues the chunk's {m.BoxesPerChunk} bulk tensor copies (lane l takes boxes l, l + 32, …): box b is core column b, values 8b … 8b + 7 of 64 rows from row (flattened over the batch).");
                 w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                w.WriteLine("private static void CopyChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int pieceRow, int quarter, uint target)");
+                w.WriteLine("private static void IssueChunk(long cacheMaps, uint target, uint barrier, int row, int lane)");
                 using (w.WriteBraces())
                 {
-                    w.WriteLine($"int token = (chunk * {WarpGroupMlaShape.Chunk}) + pieceRow;");
-                    w.WriteLine("uint size = token < length ? 16u : 0u;");
-                    w.WriteLine("long row = (long)sequence * capacity + Math.Min(token, length - 1);");
-                    w.WriteLine($"ulong latentSource = (ulong)latentCache + (ulong)((row * {a.KeyValueLoraRank}) + (quarter * 8)) * 2, ropeSource = (ulong)ropeCache + (ulong)((row * {a.QkRopeHeadDim}) + (quarter * 8)) * 2;");
-                    WriteCopies(w, "target", "size");
-                }
-
-                w.WriteLine();
-                w.WriteSummary("Thread 0 asks for one chunk's cached rows to be brought into L2 (two bulk prefetches: the latent rows and the rotary rows are contiguous).");
-                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                w.WriteLine("private static void PrefetchChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int endChunk, int thread)");
-                using (w.WriteBraces())
-                {
-                    w.WriteLine("if (thread != 0 || chunk >= endChunk) return;");
-                    w.WriteLine($"int tokens = Math.Min({WarpGroupMlaShape.Chunk}, length - (chunk * {WarpGroupMlaShape.Chunk}));");
-                    w.WriteLine($"ulong row = (ulong)(((long)sequence * capacity) + (chunk * {WarpGroupMlaShape.Chunk}));");
-                    w.WriteLine($"CudaAsm.Emit(\"cp.async.bulk.prefetch.L2.global [%0], %1;\", (ulong)latentCache + (row * {a.KeyValueLoraRank * 2}), (uint)(tokens * {a.KeyValueLoraRank * 2}));");
-                    w.WriteLine($"CudaAsm.Emit(\"cp.async.bulk.prefetch.L2.global [%0], %1;\", (ulong)ropeCache + (row * {a.QkRopeHeadDim * 2}), (uint)(tokens * {a.QkRopeHeadDim * 2}));");
+                    w.WriteLine($"if (lane == 0) CudaAsm.Emit(\"mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], {m.OperandBytes};\", barrier);");
+                    w.WriteLine("Warp.Barrier();");
+                    int latentBoxes = m.Latent / 8;
+                    for (int r = 0; r * 32 < m.BoxesPerChunk; r++)
+                    {
+                        w.WriteLine($"int box{r} = lane + {r * 32};");
+                        string condition = (r + 1) * 32 <= m.BoxesPerChunk ? string.Empty : $"if (box{r} < {m.BoxesPerChunk}) ";
+                        w.WriteLine($"{condition}CudaAsm.Emit(\"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {{%2, %3}}], [%4];\", target + (uint)(box{r} * 1024), (ulong)cacheMaps + (box{r} < {latentBoxes} ? 0ul : {TensorMapBytes}ul), (box{r} < {latentBoxes} ? box{r} : box{r} - {latentBoxes}) * 8, row, barrier);");
+                    }
                 }
 
                 w.WriteLine();

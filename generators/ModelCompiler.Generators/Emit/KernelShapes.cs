@@ -165,9 +165,6 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>Columns of ō one wgmma of the value product covers (its N).</summary>
         public const int ColumnBlock = 64;
 
-        /// <summary>Chunks ahead whose rows are prefetched into L2 (shared memory holds the computed chunk and the next one).</summary>
-        public int PrefetchDistance => 2;
-
         /// <summary>sm_90's largest dynamic shared memory per block (227 KB).</summary>
         public const int MaxSharedBytes = 232448;
 
@@ -200,7 +197,13 @@ namespace ModelCompiler.Generators.Emit
 
         public int StatisticsOffset => ProbabilityOffset + (HeadsPerGroup * Chunk * 2);
 
-        public int SharedBytes => StatisticsOffset + (2 * HeadsPerGroup * 4);
+        /// <summary>Two mbarriers, one per stage, on which the bulk tensor copies of a chunk complete.</summary>
+        public int BarrierOffset => StatisticsOffset + (2 * HeadsPerGroup * 4);
+
+        public int SharedBytes => BarrierOffset + 16;
+
+        /// <summary>Bulk tensor copies per chunk: one 64-token × 8-value box (one 1024-byte core column) per 8 score dimensions.</summary>
+        public int BoxesPerChunk => Pieces;
 
         /// <summary>Each thread's 16-byte copies per chunk (and for the query tile): 64 rows × Pieces over 256 threads.</summary>
         public int CopiesPerThread => 64 * Pieces / Threads;
