@@ -33,6 +33,7 @@ public static unsafe partial class TensorMap
 
     private const int DataTypeUInt16 = 1;      // CU_TENSOR_MAP_DATA_TYPE_UINT16: bf16 moved as raw 16-bit values
     private const int L2Promotion128B = 2;     // CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+    private const int Swizzle128B = 3;         // CU_TENSOR_MAP_SWIZZLE_128B
 
     [LibraryImport("libcuda.so.1")]
     private static partial int cuTensorMapEncodeTiled(void* tensorMap, int dataType, uint rank, nint globalAddress, ulong* globalDim,
@@ -41,9 +42,10 @@ public static unsafe partial class TensorMap
     /// <summary>
     /// A map of a row-major matrix of 16-bit values (<paramref name="rows"/> × <paramref name="width"/>, rows
     /// <paramref name="rowBytes"/> apart) copied in boxes of <paramref name="boxRows"/> rows × <paramref name="boxWidth"/>
-    /// values, without swizzling: a box lands in shared memory row after row. Rows past the matrix arrive as zeros.
+    /// values: a box lands in shared memory row after row, with <paramref name="swizzle128"/> (boxes 128 bytes wide) its 16-byte
+    /// pieces permuted within each 1024-byte group of 8 rows as warp-group MMA reads them. Rows past the matrix arrive as zeros.
     /// </summary>
-    public static byte[] Tiled2D(long address, long width, long rows, long rowBytes, int boxWidth, int boxRows)
+    public static byte[] Tiled2D(long address, long width, long rows, long rowBytes, int boxWidth, int boxRows, bool swizzle128 = false)
     {
         if (address % 16 != 0 || rowBytes % 16 != 0) throw new ArgumentException($"A tensor map needs 16-byte aligned rows (address {address}, row stride {rowBytes} bytes).");
         var map = NativeMemory.AlignedAlloc(Bytes, 64);
@@ -53,7 +55,7 @@ public static unsafe partial class TensorMap
             ulong* strides = stackalloc ulong[] { (ulong)rowBytes };
             uint* box = stackalloc uint[] { (uint)boxWidth, (uint)boxRows };
             uint* elementStrides = stackalloc uint[] { 1, 1 };
-            int status = cuTensorMapEncodeTiled(map, DataTypeUInt16, 2, (nint)address, dims, strides, box, elementStrides, 0, 0, L2Promotion128B, 0);
+            int status = cuTensorMapEncodeTiled(map, DataTypeUInt16, 2, (nint)address, dims, strides, box, elementStrides, 0, swizzle128 ? Swizzle128B : 0, L2Promotion128B, 0);
             if (status != 0)
             {
                 throw new InvalidOperationException($"cuTensorMapEncodeTiled failed with CUDA error {status} ({rows} rows × {width} values, {rowBytes}-byte rows, box {boxRows} × {boxWidth}).");

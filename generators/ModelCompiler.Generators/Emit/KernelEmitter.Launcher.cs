@@ -216,10 +216,10 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0) && (long)batch * capacity <= int.MaxValue) // 16-byte copies; 32-bit copy coordinates");
                         using (w.WriteBraces())
                         {
-                            w.WriteLine("long maps = CacheMaps(addresses[2], addresses[3], (long)batch * capacity);");
-                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
-                            w.WriteLine($"    new System.Action<long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
-                            w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), addresses[0], addresses[1], maps, lengths, addresses[4], logSumExp, capacity, splits);");
+                            w.WriteLine("long maps = TensorMaps(addresses[0], addresses[1], (long)batch * Heads, addresses[2], addresses[3], (long)batch * capacity);");
+                            w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
+                            w.WriteLine($"    new System.Action<long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
+                            w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);");
                         }
 
                         w.WriteLine("else");
@@ -254,26 +254,28 @@ namespace ModelCompiler.Generators.Emit
                 if (_warpGroup.Unsupported is null)
                 {
                     w.WriteLine();
-                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _cacheMaps;");
-                    w.WriteLine("private (long Latent, long Rope, long Rows) _cacheMapsOf;");
+                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _tensorMaps;");
+                    w.WriteLine("private (long, long, long, long, long, long) _tensorMapsOf;");
                     w.WriteLine();
-                    w.WriteSummary("The device address of the two tensor maps MlaDecodeWarpGroup copies the cache through, encoded again only when the cache moves or changes size.");
-                    w.WriteLine("private long CacheMaps(long latent, long rope, long rows)");
+                    w.WriteSummary("The device address of the four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle), encoded again only when a buffer moves or changes size.");
+                    w.WriteLine("private long TensorMaps(long queryLatent, long queryRope, long queryRows, long latent, long rope, long cacheRows)");
                     using (w.WriteBraces())
                     {
-                        w.WriteLine("if (_cacheMaps is null || _cacheMapsOf != (latent, rope, rows))");
+                        w.WriteLine("if (_tensorMaps is null || _tensorMapsOf != (queryLatent, queryRope, queryRows, latent, rope, cacheRows))");
                         using (w.WriteBraces())
                         {
-                            w.WriteLine("var bytes = new byte[2 * TensorMap.Bytes];");
-                            w.WriteLine($"TensorMap.Tiled2D(latent, KeyValueLatent, rows, KeyValueLatent * 2, 8, {WarpGroupMlaShape.Chunk}).CopyTo(bytes, 0);");
-                            w.WriteLine($"TensorMap.Tiled2D(rope, RopeHeadDim, rows, RopeHeadDim * 2, 8, {WarpGroupMlaShape.Chunk}).CopyTo(bytes, TensorMap.Bytes);");
-                            w.WriteLine("_cacheMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);");
-                            w.WriteLine("_cacheMaps.View.CopyFromCPU(Stream, bytes);");
-                            w.WriteLine("_cacheMapsOf = (latent, rope, rows);");
+                            w.WriteLine("var bytes = new byte[4 * TensorMap.Bytes];");
+                            w.WriteLine("TensorMap.Tiled2D(queryLatent, KeyValueLatent, queryRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 0);");
+                            w.WriteLine("TensorMap.Tiled2D(queryRope, RopeHeadDim, queryRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, TensorMap.Bytes);");
+                            w.WriteLine("TensorMap.Tiled2D(latent, KeyValueLatent, cacheRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 2 * TensorMap.Bytes);");
+                            w.WriteLine("TensorMap.Tiled2D(rope, RopeHeadDim, cacheRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, 3 * TensorMap.Bytes);");
+                            w.WriteLine("_tensorMaps ??= _device.Accelerator.Allocate1D<byte>(4 * TensorMap.Bytes);");
+                            w.WriteLine("_tensorMaps.View.CopyFromCPU(Stream, bytes);");
+                            w.WriteLine("_tensorMapsOf = (queryLatent, queryRope, queryRows, latent, rope, cacheRows);");
                         }
 
                         w.WriteLine();
-                        w.WriteLine("return _cacheMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
+                        w.WriteLine("return _tensorMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
                     }
                 }
 

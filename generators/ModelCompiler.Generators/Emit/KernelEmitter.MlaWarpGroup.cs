@@ -35,27 +35,29 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("private const string WarpGroupMmaOpen = \"{\\n.reg .b64 a, b;\\n.reg .pred p;\\nmov.b64 a, %0;\\nmov.b64 b, %1;\\nsetp.ne.b64 p, a, 0;\\n\";");
                 w.WriteLine("private const string WarpGroupMmaClose = \"wgmma.commit_group.sync.aligned;\\nwgmma.wait_group.sync.aligned 0;\\n}\";");
                 w.WriteLine();
-                w.WriteLine("// Scores: A = q tile (K-major), B = cached tokens (K-major); a k-step is two 1024-byte core columns on both sides.");
-                w.WriteLine($"private const string ScoreStep = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_s", 0)}, a, b, p, 1, 1, 0, 0;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 128;\\n\";");
+                w.WriteLine("// Scores: A = q tile, B = cached tokens, both K-major in 128-byte-swizzled 64-value blocks: a k-step moves 32 bytes");
+                w.WriteLine("// along the swizzled rows; after four, the next block starts 8192 bytes on.");
+                w.WriteLine($"private const string ScoreStep = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_s", 0)}, a, b, p, 1, 1, 0, 0;\\nadd.s64 a, a, 2;\\nadd.s64 b, b, 2;\\n\";");
+                w.WriteLine("private const string NextScoreBlock = \"add.s64 a, a, 504;\\nadd.s64 b, b, 504;\\n\";");
                 w.WriteLine();
                 w.WriteLine($"/// <summary>S[64 heads × 64 tokens] = q · kᵀ over the {m.ScoreDims} score dimensions ({m.KSteps} k-steps) into mc_s.</summary>");
                 w.WriteLine("private const string ScoresMma = WarpGroupMmaOpen");
                 w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 32).Select(r => $"mov.f32 mc_s{r}, 0f00000000; ")) + "\\nwgmma.fence.sync.aligned;\\n\"");
-                for (int i = 0; i < m.KSteps; i += 6)
+                for (int i = 0; i < m.KSteps; i += 4)
                 {
-                    w.WriteLine("    " + string.Join(" ", Enumerable.Repeat("+ ScoreStep", System.Math.Min(6, m.KSteps - i))));
+                    w.WriteLine("    + ScoreStep + ScoreStep + ScoreStep + ScoreStep" + (i + 4 < m.KSteps ? " + NextScoreBlock" : string.Empty));
                 }
 
                 w.WriteLine("    + WarpGroupMmaClose;");
                 w.WriteLine();
-                w.WriteLine("// Values: A = p (K-major), B = the same cached tokens read transposed (MN-major, imm-trans-b 1); B's k-step is two");
-                w.WriteLine("// 128-byte token groups. One block per 64 columns of this warp group's share of ō.");
+                w.WriteLine("// Values: A = p (K-major, no swizzle: two 1024-byte core columns per k-step), B = the same cached tokens read transposed");
+                w.WriteLine("// (MN-major, imm-trans-b 1): a k-step is 16 swizzled 128-byte rows; four of them end one 64-column block where the next begins.");
                 for (int b = 0; b < columnBlocks; b++)
                 {
-                    w.WriteLine($"private const string ValueStep{b} = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_o", 32 * b)}, a, b, p, 1, 1, 0, 1;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 16;\\n\";");
+                    w.WriteLine($"private const string ValueStep{b} = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_o", 32 * b)}, a, b, p, 1, 1, 0, 1;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 128;\\n\";");
                 }
 
-                w.WriteLine($"private const string NextValueBlock = \"sub.s64 a, a, {128 * (WarpGroupMlaShape.Chunk / 16)};\\nadd.s64 b, b, {512 - (16 * (WarpGroupMlaShape.Chunk / 16))};\\n\"; // p from its start again; c 8 core columns on");
+                w.WriteLine($"private const string NextValueBlock = \"sub.s64 a, a, {128 * (WarpGroupMlaShape.Chunk / 16)};\\n\"; // p from its start again");
                 w.WriteLine();
                 w.WriteLine($"/// <summary>ō[64 heads × {columnBlocks * 64} columns] += p[64 × {WarpGroupMlaShape.Chunk} tokens] · c[{WarpGroupMlaShape.Chunk} tokens × {columnBlocks * 64} columns]: {columnBlocks} blocks of 64 columns × {WarpGroupMlaShape.Chunk / 16} k-steps, one wait.</summary>");
                 w.WriteLine("private const string ValuesMma = WarpGroupMmaOpen + \"wgmma.fence.sync.aligned;\\n\"");
@@ -110,6 +112,7 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
                 w.WriteSummary("Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.");
                 w.WriteLine("private const string WaitForChunk = \"{\\n.reg .pred done;\\nWAIT_FOR_CHUNK:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT_FOR_CHUNK;\\n}\";");
+                w.WriteLine("private const string WaitForQuery = \"{\\n.reg .pred done;\\nWAIT_FOR_QUERY:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\\n@!done bra WAIT_FOR_QUERY;\\n}\"; // once, so its own label");
                 w.WriteLine();
                 w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.");
                 w.WriteLine("private const string RescaleOutput =");
@@ -135,16 +138,16 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.");
                 w.WriteLine("/// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.");
                 w.WriteLine("/// </summary>");
-                w.WriteLine("/// <param name=\"queryLatent\">Device address of q̃ [batch, heads, d_c] bf16 (16-byte aligned).</param>");
-                w.WriteLine("/// <param name=\"queryRope\">Device address of q_pe [batch, heads, d_rope] bf16.</param>");
-                w.WriteLine("/// <param name=\"cacheMaps\">Device address of two tensor maps (TensorMap.Tiled2D, 64-token × 8-value boxes): the cached c_KV");
+                w.WriteLine("/// <param name=\"queryMaps\">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃");
+                w.WriteLine("/// [batch · heads, d_c] bf16, then 128 bytes on q_pe [batch · heads, d_rope].</param>");
+                w.WriteLine("/// <param name=\"cacheMaps\">Device address of two more such maps: the cached c_KV");
                 w.WriteLine("/// [batch · capacity, d_c] bf16, then 128 bytes on the cached k_pe [batch · capacity, d_rope].</param>");
                 w.WriteLine("/// <param name=\"lengths\">Cached tokens of each sequence [batch] (at most capacity).</param>");
                 w.WriteLine($"/// <param name=\"output\">Device address of the softmax-normalised output of each split [batch, splits, {a.Heads}, {a.KeyValueLoraRank}] FP32.</param>");
                 w.WriteLine($"/// <param name=\"logSumExp\">Natural log-sum-exp of each split's scaled scores [batch, splits, {a.Heads}] (−∞ for an empty split).</param>");
                 w.WriteLine("/// <param name=\"capacity\">Tokens the cache holds per sequence.</param>");
                 w.WriteLine($"/// <param name=\"splits\">Splits per sequence: split s takes {WarpGroupMlaShape.Chunk}-token chunks [s·c, s·c + c) with c = ⌈⌈length / {WarpGroupMlaShape.Chunk}⌉ / splits⌉.</param>");
-                w.WriteLine("public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long cacheMaps,");
+                w.WriteLine("public static void MlaDecodeWarpGroup(long queryMaps, long cacheMaps,");
                 w.WriteLine("    ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)");
                 using (w.WriteBraces())
                 {
@@ -166,27 +169,26 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"var statistics = shared.SubView({m.StatisticsOffset / 16}, {2 * WarpGroupMlaShape.HeadsPerGroup * 4 / 16}).Cast<float>(); // [0, 64): this chunk's rescale; [64, 128): 1 / row sum");
                     w.WriteLine("CudaAsm.Emit(\"mov.u32 %0, __dyn_shared_alloca;\", out uint sharedBase); // the same memory as a 32-bit shared-window address");
                     w.WriteLine();
-                    w.WriteLine($"// Query copies (cp.async): thread i moves, for each of its {m.CopiesPerThread} steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in");
-                    w.WriteLine("// core (4u + (i >> 3) % 4, i >> 5) at row i % 8: a warp writes whole 128-byte core matrices and reads 64 bytes of each of 8 rows.");
-                    w.WriteLine("int pieceRow = ((thread >> 5) * 8) + (thread & 7), quarter = (thread >> 3) & 3;");
-                    w.WriteLine("uint sharedSlot = (uint)(((quarter * 8) + (thread >> 5)) * 128 + ((thread & 7) * 16));");
                     w.WriteLine($"uint barriers = sharedBase + {m.BarrierOffset}u;");
                     w.WriteLine();
                     w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [{a.KeyValueLoraRank / 2}·warpGroup, + {a.KeyValueLoraRank / 2}) as {columnBlocks} tiles of 64.");
                     w.WriteLine("CudaAsm.Emit(DeclareAccumulators);");
-                    w.WriteLine($"ulong queryDescriptor = Descriptor(sharedBase, 1024, 128), probabilityDescriptor = Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
+                    w.WriteLine($"ulong queryDescriptor = Swizzled(sharedBase), probabilityDescriptor = Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
                     w.WriteLine();
                     w.WriteLine("if (firstChunk < endChunk)");
                     using (w.WriteBraces())
                     {
-                        w.WriteLine("// The query tile, then the first chunk: one group of copies.");
-                        w.WriteLine($"long queryRow = (long)sequence * {a.Heads} + (headGroup * 64) + pieceRow;");
-                        w.WriteLine($"ulong latentSource = (ulong)queryLatent + (ulong)((queryRow * {a.KeyValueLoraRank}) + (quarter * 8)) * 2, ropeSource = (ulong)queryRope + (ulong)((queryRow * {a.QkRopeHeadDim}) + (quarter * 8)) * 2;");
-                        WriteCopies(w, "sharedBase + sharedSlot", "16u");
-                        w.WriteLine("CudaAsm.Emit(\"cp.async.commit_group;\");");
-                        w.WriteLine("if (thread == 0) CudaAsm.Emit(\"mbarrier.init.shared::cta.b64 [%0], 1;\\nmbarrier.init.shared::cta.b64 [%1], 1;\\nfence.mbarrier_init.release.cluster;\", barriers, barriers + 8u);");
+                        w.WriteLine("// Three mbarriers (the two stages, the query tile), then the query tile and the first chunk by bulk tensor copies.");
+                        w.WriteLine("if (thread == 0) CudaAsm.Emit(\"mbarrier.init.shared::cta.b64 [%0], 1;\\nmbarrier.init.shared::cta.b64 [%1], 1;\\nmbarrier.init.shared::cta.b64 [%2], 1;\\nfence.mbarrier_init.release.cluster;\", barriers, barriers + 8u, barriers + 16u);");
                         w.WriteLine("Group.Barrier(); // the barriers are initialised before anyone waits on them");
-                        w.WriteLine($"if (warp == 0 && warpGroup == 0) IssueChunk(cacheMaps, sharedBase + {m.StageOffset(0)}u, barriers, sequence * capacity + (firstChunk * {WarpGroupMlaShape.Chunk}), lane);");
+                        w.WriteLine("if (warp == 0 && warpGroup == 0)");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine($"IssueTile(queryMaps, sharedBase, barriers + 16u, (sequence * {a.Heads}) + (headGroup * 64), lane);");
+                            w.WriteLine($"IssueTile(cacheMaps, sharedBase + {m.StageOffset(0)}u, barriers, sequence * capacity + (firstChunk * {WarpGroupMlaShape.Chunk}), lane);");
+                        }
+
+                        w.WriteLine("CudaAsm.Emit(WaitForQuery, barriers + 16u);");
                     }
 
                     w.WriteLine();
@@ -197,30 +199,29 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
                         w.WriteLine("Group.Barrier(); // the other stage, p and the statistics are no longer read");
                         w.WriteLine("if (chunk + 1 < endChunk && warp == 0 && warpGroup == 0)");
-                        w.WriteLine($"    IssueChunk(cacheMaps, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
-                        w.WriteLine("CudaAsm.Emit(\"cp.async.wait_all;\"); // the query tile (first chunk only)");
+                        w.WriteLine($"    IssueTile(cacheMaps, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
                         w.WriteLine("CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
                         w.WriteLine($"int validRows = length - (chunk * {WarpGroupMlaShape.Chunk});");
                         w.WriteLine($"if (validRows < {WarpGroupMlaShape.Chunk})");
                         using (w.WriteBraces())
                         {
                             w.WriteLine("// The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.");
-                            w.WriteLine($"for (int i = thread; i < ({WarpGroupMlaShape.Chunk} - validRows) * {m.Pieces}; i += {WarpGroupMlaShape.Threads})");
+                            w.WriteLine($"for (int i = thread; i < ({WarpGroupMlaShape.Chunk} - validRows) * {m.Blocks * 8}; i += {WarpGroupMlaShape.Threads})");
                             using (w.WriteBraces())
                             {
-                                w.WriteLine($"int row = validRows + (i / {m.Pieces}), block = i % {m.Pieces};");
-                                w.WriteLine($"shared[({m.StageOffset(0)} + (stage * {stageBytes}) + (block * 1024) + ((row >> 3) * 128) + ((row & 7) * 16)) / 16] = new Float4(0f);");
+                                w.WriteLine($"int row = validRows + (i / {m.Blocks * 8}), piece = i % {m.Blocks * 8}; // a row is 128 bytes of each 64-value block: the swizzle only permutes them");
+                                w.WriteLine($"shared[({m.StageOffset(0)} + (stage * {stageBytes}) + ((piece >> 3) * {WarpGroupMlaShape.Chunk * 128}) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);");
                             }
                         }
 
-                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // ordinary stores (query tile, zeros) become visible to the tensor cores");
+                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // ordinary stores (zeros) become visible to the tensor cores");
                         w.WriteLine("Group.Barrier();");
                         w.WriteLine();
                         w.WriteLine("if (warpGroup == 0)");
                         using (w.WriteBraces())
                         {
                             w.WriteLine("// Scores of the group's 64 heads × this chunk's 64 tokens.");
-                            w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, Descriptor(stageBase, 1024, 128));");
+                            w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));");
                             string scaleLog2 = Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634);
                             w.WriteLine($"// Online softmax in base 2 ({ScaleLog2Comment}); columns past the length are −∞; p (bf16) into core");
                             w.WriteLine("// (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.");
@@ -234,8 +235,8 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("// Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.");
                         w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
                         w.WriteLine("CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);");
-                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * 8192}); // this warp group's columns: 8 core columns of 1024 bytes per block");
-                        w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Descriptor(valueBase, 128, 1024));");
+                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * WarpGroupMlaShape.Chunk * 128}); // this warp group's columns: one 64-value block each");
+                        w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));");
                     }
 
                     w.WriteLine();
@@ -265,20 +266,15 @@ namespace ModelCompiler.Generators.Emit
                 }
 
                 w.WriteLine();
-                w.WriteSummary($"Warp 0: arms the stage's mbarrier for {m.OperandBytes} bytes and issues the chunk's {m.BoxesPerChunk} bulk tensor copies (lane l takes boxes l, l + 32, …): box b is core column b, values 8b … 8b + 7 of 64 rows from row (flattened over the batch).");
+                w.WriteSummary($"Warp 0: arms barrier for {m.OperandBytes} bytes and issues the {m.Blocks} bulk tensor copies of a 64-row tile (lane b copies block b: values 64b … 64b + 63 of rows row … row + 63, flattened over the batch, 128-byte swizzled): the latent map first, then the rotary one 128 bytes on.");
                 w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                w.WriteLine("private static void IssueChunk(long cacheMaps, uint target, uint barrier, int row, int lane)");
+                w.WriteLine("private static void IssueTile(long maps, uint target, uint barrier, int row, int lane)");
                 using (w.WriteBraces())
                 {
                     w.WriteLine($"if (lane == 0) CudaAsm.Emit(\"mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], {m.OperandBytes};\", barrier);");
                     w.WriteLine("Warp.Barrier();");
-                    int latentBoxes = m.Latent / 8;
-                    for (int r = 0; r * 32 < m.BoxesPerChunk; r++)
-                    {
-                        w.WriteLine($"int box{r} = lane + {r * 32};");
-                        string condition = (r + 1) * 32 <= m.BoxesPerChunk ? string.Empty : $"if (box{r} < {m.BoxesPerChunk}) ";
-                        w.WriteLine($"{condition}CudaAsm.Emit(\"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {{%2, %3}}], [%4];\", target + (uint)(box{r} * 1024), (ulong)cacheMaps + (box{r} < {latentBoxes} ? 0ul : {TensorMapBytes}ul), (box{r} < {latentBoxes} ? box{r} : box{r} - {latentBoxes}) * 8, row, barrier);");
-                    }
+                    int latentBlocks = m.Latent / 64;
+                    w.WriteLine($"if (lane < {m.Blocks}) CudaAsm.Emit(\"cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {{%2, %3}}], [%4];\", target + (uint)(lane * {WarpGroupMlaShape.Chunk * 128}), (ulong)maps + (lane < {latentBlocks} ? 0ul : {TensorMapBytes}ul), (lane < {latentBlocks} ? lane : lane - {latentBlocks}) * 64, row, barrier);");
                 }
 
                 w.WriteLine();
@@ -287,18 +283,10 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("private static ulong Descriptor(uint address, uint leading, uint stride) =>");
                 w.WriteLine("    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);");
                 w.WriteLine();
-            }
-
-            /// <summary>The unrolled cp.async of one 64-row tile: latent pieces first, then rotary ones; each step moves 4 pieces on.</summary>
-            private void WriteCopies(IndentedWriter w, string target, string size)
-            {
-                var m = _warpGroup;
-                for (int u = 0; u < m.CopiesPerThread; u++)
-                {
-                    bool latent = u < m.LatentCopies;
-                    int offset = (latent ? u : u - m.LatentCopies) * 64;
-                    w.WriteLine($"CudaAsm.Emit(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\", {target} + {u * 4096}u, {(latent ? "latentSource" : "ropeSource")} + {offset}ul, {size});");
-                }
+                w.WriteSummary("A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for 64-wide tiles).");
+                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                w.WriteLine("private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);");
+                w.WriteLine();
             }
         }
     }

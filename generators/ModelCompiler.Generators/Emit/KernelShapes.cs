@@ -200,10 +200,10 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>Two mbarriers, one per stage, on which the bulk tensor copies of a chunk complete.</summary>
         public int BarrierOffset => StatisticsOffset + (2 * HeadsPerGroup * 4);
 
-        public int SharedBytes => BarrierOffset + 16;
+        public int SharedBytes => BarrierOffset + 24;
 
-        /// <summary>Bulk tensor copies per chunk: one 64-token × 8-value box (one 1024-byte core column) per 8 score dimensions.</summary>
-        public int BoxesPerChunk => Pieces;
+        /// <summary>64-value blocks of a row (one bulk tensor copy of 64 rows each, 8 KB, 128-byte swizzled).</summary>
+        public int Blocks => ScoreDims / 64;
 
         /// <summary>Each thread's 16-byte copies per chunk (and for the query tile): 64 rows × Pieces over 256 threads.</summary>
         public int CopiesPerThread => 64 * Pieces / Threads;
@@ -218,7 +218,7 @@ namespace ModelCompiler.Generators.Emit
         public string? Unsupported =>
             Heads % HeadsPerGroup != 0 ? $"{Heads} heads are not a multiple of the 64 rows of a warp-group MMA"
             : Latent % (2 * ColumnBlock) != 0 ? $"d_c = {Latent} does not split into two halves of 64-column blocks"
-            : Rope % 32 != 0 ? $"d_rope = {Rope} is not a multiple of 32 (four 16-byte pieces per copy step)"
+            : Rope % 64 != 0 ? $"d_rope = {Rope} is not a multiple of 64 (the 128-byte swizzled blocks the tensor cores read)"
             : SharedBytes > MaxSharedBytes ? $"the query tile, two chunk stages and p need {SharedBytes} bytes of shared memory, more than sm_90's {MaxSharedBytes}"
             : null;
     }

@@ -1077,27 +1077,32 @@ namespace Samples.DeepSeekV3
                 private const string WarpGroupMmaOpen = "{\n.reg .b64 a, b;\n.reg .pred p;\nmov.b64 a, %0;\nmov.b64 b, %1;\nsetp.ne.b64 p, a, 0;\n";
                 private const string WarpGroupMmaClose = "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}";
 
-                // Scores: A = q tile (K-major), B = cached tokens (K-major); a k-step is two 1024-byte core columns on both sides.
-                private const string ScoreStep = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_s0, mc_s1, mc_s2, mc_s3, mc_s4, mc_s5, mc_s6, mc_s7, mc_s8, mc_s9, mc_s10, mc_s11, mc_s12, mc_s13, mc_s14, mc_s15, mc_s16, mc_s17, mc_s18, mc_s19, mc_s20, mc_s21, mc_s22, mc_s23, mc_s24, mc_s25, mc_s26, mc_s27, mc_s28, mc_s29, mc_s30, mc_s31}, a, b, p, 1, 1, 0, 0;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+                // Scores: A = q tile, B = cached tokens, both K-major in 128-byte-swizzled 64-value blocks: a k-step moves 32 bytes
+                // along the swizzled rows; after four, the next block starts 8192 bytes on.
+                private const string ScoreStep = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_s0, mc_s1, mc_s2, mc_s3, mc_s4, mc_s5, mc_s6, mc_s7, mc_s8, mc_s9, mc_s10, mc_s11, mc_s12, mc_s13, mc_s14, mc_s15, mc_s16, mc_s17, mc_s18, mc_s19, mc_s20, mc_s21, mc_s22, mc_s23, mc_s24, mc_s25, mc_s26, mc_s27, mc_s28, mc_s29, mc_s30, mc_s31}, a, b, p, 1, 1, 0, 0;\nadd.s64 a, a, 2;\nadd.s64 b, b, 2;\n";
+                private const string NextScoreBlock = "add.s64 a, a, 504;\nadd.s64 b, b, 504;\n";
 
                 /// <summary>S[64 heads × 64 tokens] = q · kᵀ over the 576 score dimensions (36 k-steps) into mc_s.</summary>
                 private const string ScoresMma = WarpGroupMmaOpen
                     + "mov.f32 mc_s0, 0f00000000; mov.f32 mc_s1, 0f00000000; mov.f32 mc_s2, 0f00000000; mov.f32 mc_s3, 0f00000000; mov.f32 mc_s4, 0f00000000; mov.f32 mc_s5, 0f00000000; mov.f32 mc_s6, 0f00000000; mov.f32 mc_s7, 0f00000000; mov.f32 mc_s8, 0f00000000; mov.f32 mc_s9, 0f00000000; mov.f32 mc_s10, 0f00000000; mov.f32 mc_s11, 0f00000000; mov.f32 mc_s12, 0f00000000; mov.f32 mc_s13, 0f00000000; mov.f32 mc_s14, 0f00000000; mov.f32 mc_s15, 0f00000000; mov.f32 mc_s16, 0f00000000; mov.f32 mc_s17, 0f00000000; mov.f32 mc_s18, 0f00000000; mov.f32 mc_s19, 0f00000000; mov.f32 mc_s20, 0f00000000; mov.f32 mc_s21, 0f00000000; mov.f32 mc_s22, 0f00000000; mov.f32 mc_s23, 0f00000000; mov.f32 mc_s24, 0f00000000; mov.f32 mc_s25, 0f00000000; mov.f32 mc_s26, 0f00000000; mov.f32 mc_s27, 0f00000000; mov.f32 mc_s28, 0f00000000; mov.f32 mc_s29, 0f00000000; mov.f32 mc_s30, 0f00000000; mov.f32 mc_s31, 0f00000000; \nwgmma.fence.sync.aligned;\n"
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
-                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep + ScoreStep
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep + NextScoreBlock
+                    + ScoreStep + ScoreStep + ScoreStep + ScoreStep
                     + WarpGroupMmaClose;
 
-                // Values: A = p (K-major), B = the same cached tokens read transposed (MN-major, imm-trans-b 1); B's k-step is two
-                // 128-byte token groups. One block per 64 columns of this warp group's share of ō.
-                private const string ValueStep0 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o0, mc_o1, mc_o2, mc_o3, mc_o4, mc_o5, mc_o6, mc_o7, mc_o8, mc_o9, mc_o10, mc_o11, mc_o12, mc_o13, mc_o14, mc_o15, mc_o16, mc_o17, mc_o18, mc_o19, mc_o20, mc_o21, mc_o22, mc_o23, mc_o24, mc_o25, mc_o26, mc_o27, mc_o28, mc_o29, mc_o30, mc_o31}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
-                private const string ValueStep1 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o32, mc_o33, mc_o34, mc_o35, mc_o36, mc_o37, mc_o38, mc_o39, mc_o40, mc_o41, mc_o42, mc_o43, mc_o44, mc_o45, mc_o46, mc_o47, mc_o48, mc_o49, mc_o50, mc_o51, mc_o52, mc_o53, mc_o54, mc_o55, mc_o56, mc_o57, mc_o58, mc_o59, mc_o60, mc_o61, mc_o62, mc_o63}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
-                private const string ValueStep2 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o64, mc_o65, mc_o66, mc_o67, mc_o68, mc_o69, mc_o70, mc_o71, mc_o72, mc_o73, mc_o74, mc_o75, mc_o76, mc_o77, mc_o78, mc_o79, mc_o80, mc_o81, mc_o82, mc_o83, mc_o84, mc_o85, mc_o86, mc_o87, mc_o88, mc_o89, mc_o90, mc_o91, mc_o92, mc_o93, mc_o94, mc_o95}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
-                private const string ValueStep3 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o96, mc_o97, mc_o98, mc_o99, mc_o100, mc_o101, mc_o102, mc_o103, mc_o104, mc_o105, mc_o106, mc_o107, mc_o108, mc_o109, mc_o110, mc_o111, mc_o112, mc_o113, mc_o114, mc_o115, mc_o116, mc_o117, mc_o118, mc_o119, mc_o120, mc_o121, mc_o122, mc_o123, mc_o124, mc_o125, mc_o126, mc_o127}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 16;\n";
-                private const string NextValueBlock = "sub.s64 a, a, 512;\nadd.s64 b, b, 448;\n"; // p from its start again; c 8 core columns on
+                // Values: A = p (K-major, no swizzle: two 1024-byte core columns per k-step), B = the same cached tokens read transposed
+                // (MN-major, imm-trans-b 1): a k-step is 16 swizzled 128-byte rows; four of them end one 64-column block where the next begins.
+                private const string ValueStep0 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o0, mc_o1, mc_o2, mc_o3, mc_o4, mc_o5, mc_o6, mc_o7, mc_o8, mc_o9, mc_o10, mc_o11, mc_o12, mc_o13, mc_o14, mc_o15, mc_o16, mc_o17, mc_o18, mc_o19, mc_o20, mc_o21, mc_o22, mc_o23, mc_o24, mc_o25, mc_o26, mc_o27, mc_o28, mc_o29, mc_o30, mc_o31}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+                private const string ValueStep1 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o32, mc_o33, mc_o34, mc_o35, mc_o36, mc_o37, mc_o38, mc_o39, mc_o40, mc_o41, mc_o42, mc_o43, mc_o44, mc_o45, mc_o46, mc_o47, mc_o48, mc_o49, mc_o50, mc_o51, mc_o52, mc_o53, mc_o54, mc_o55, mc_o56, mc_o57, mc_o58, mc_o59, mc_o60, mc_o61, mc_o62, mc_o63}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+                private const string ValueStep2 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o64, mc_o65, mc_o66, mc_o67, mc_o68, mc_o69, mc_o70, mc_o71, mc_o72, mc_o73, mc_o74, mc_o75, mc_o76, mc_o77, mc_o78, mc_o79, mc_o80, mc_o81, mc_o82, mc_o83, mc_o84, mc_o85, mc_o86, mc_o87, mc_o88, mc_o89, mc_o90, mc_o91, mc_o92, mc_o93, mc_o94, mc_o95}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+                private const string ValueStep3 = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {mc_o96, mc_o97, mc_o98, mc_o99, mc_o100, mc_o101, mc_o102, mc_o103, mc_o104, mc_o105, mc_o106, mc_o107, mc_o108, mc_o109, mc_o110, mc_o111, mc_o112, mc_o113, mc_o114, mc_o115, mc_o116, mc_o117, mc_o118, mc_o119, mc_o120, mc_o121, mc_o122, mc_o123, mc_o124, mc_o125, mc_o126, mc_o127}, a, b, p, 1, 1, 0, 1;\nadd.s64 a, a, 128;\nadd.s64 b, b, 128;\n";
+                private const string NextValueBlock = "sub.s64 a, a, 512;\n"; // p from its start again
 
                 /// <summary>ō[64 heads × 256 columns] += p[64 × 64 tokens] · c[64 tokens × 256 columns]: 4 blocks of 64 columns × 4 k-steps, one wait.</summary>
                 private const string ValuesMma = WarpGroupMmaOpen + "wgmma.fence.sync.aligned;\n"
@@ -1146,6 +1151,10 @@ namespace Samples.DeepSeekV3
                     + "mul.f32 a, mc_o96, %2; mul.f32 b, mc_o97, %2; st.global.v2.f32 [%0+768], {a, b}; mul.f32 a, mc_o98, %3; mul.f32 b, mc_o99, %3; st.global.v2.f32 [%1+768], {a, b}; mul.f32 a, mc_o100, %2; mul.f32 b, mc_o101, %2; st.global.v2.f32 [%0+800], {a, b}; mul.f32 a, mc_o102, %3; mul.f32 b, mc_o103, %3; st.global.v2.f32 [%1+800], {a, b}; mul.f32 a, mc_o104, %2; mul.f32 b, mc_o105, %2; st.global.v2.f32 [%0+832], {a, b}; mul.f32 a, mc_o106, %3; mul.f32 b, mc_o107, %3; st.global.v2.f32 [%1+832], {a, b}; mul.f32 a, mc_o108, %2; mul.f32 b, mc_o109, %2; st.global.v2.f32 [%0+864], {a, b}; mul.f32 a, mc_o110, %3; mul.f32 b, mc_o111, %3; st.global.v2.f32 [%1+864], {a, b}; mul.f32 a, mc_o112, %2; mul.f32 b, mc_o113, %2; st.global.v2.f32 [%0+896], {a, b}; mul.f32 a, mc_o114, %3; mul.f32 b, mc_o115, %3; st.global.v2.f32 [%1+896], {a, b}; mul.f32 a, mc_o116, %2; mul.f32 b, mc_o117, %2; st.global.v2.f32 [%0+928], {a, b}; mul.f32 a, mc_o118, %3; mul.f32 b, mc_o119, %3; st.global.v2.f32 [%1+928], {a, b}; mul.f32 a, mc_o120, %2; mul.f32 b, mc_o121, %2; st.global.v2.f32 [%0+960], {a, b}; mul.f32 a, mc_o122, %3; mul.f32 b, mc_o123, %3; st.global.v2.f32 [%1+960], {a, b}; mul.f32 a, mc_o124, %2; mul.f32 b, mc_o125, %2; st.global.v2.f32 [%0+992], {a, b}; mul.f32 a, mc_o126, %3; mul.f32 b, mc_o127, %3; st.global.v2.f32 [%1+992], {a, b}; \n"
                     + "}";
 
+                /// <summary>Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.</summary>
+                private const string WaitForChunk = "{\n.reg .pred done;\nWAIT_FOR_CHUNK:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT_FOR_CHUNK;\n}";
+                private const string WaitForQuery = "{\n.reg .pred done;\nWAIT_FOR_QUERY:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n@!done bra WAIT_FOR_QUERY;\n}"; // once, so its own label
+
                 /// <summary>ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.</summary>
                 private const string RescaleOutput =
                     "mul.f32 mc_o0, mc_o0, %0; mul.f32 mc_o1, mc_o1, %0; mul.f32 mc_o2, mc_o2, %1; mul.f32 mc_o3, mc_o3, %1; mul.f32 mc_o4, mc_o4, %0; mul.f32 mc_o5, mc_o5, %0; mul.f32 mc_o6, mc_o6, %1; mul.f32 mc_o7, mc_o7, %1; mul.f32 mc_o8, mc_o8, %0; mul.f32 mc_o9, mc_o9, %0; mul.f32 mc_o10, mc_o10, %1; mul.f32 mc_o11, mc_o11, %1; mul.f32 mc_o12, mc_o12, %0; mul.f32 mc_o13, mc_o13, %0; mul.f32 mc_o14, mc_o14, %1; mul.f32 mc_o15, mc_o15, %1; mul.f32 mc_o16, mc_o16, %0; mul.f32 mc_o17, mc_o17, %0; mul.f32 mc_o18, mc_o18, %1; mul.f32 mc_o19, mc_o19, %1; mul.f32 mc_o20, mc_o20, %0; mul.f32 mc_o21, mc_o21, %0; mul.f32 mc_o22, mc_o22, %1; mul.f32 mc_o23, mc_o23, %1; mul.f32 mc_o24, mc_o24, %0; mul.f32 mc_o25, mc_o25, %0; mul.f32 mc_o26, mc_o26, %1; mul.f32 mc_o27, mc_o27, %1; mul.f32 mc_o28, mc_o28, %0; mul.f32 mc_o29, mc_o29, %0; mul.f32 mc_o30, mc_o30, %1; mul.f32 mc_o31, mc_o31, %1; \n"
@@ -1158,25 +1167,26 @@ namespace Samples.DeepSeekV3
                 /// Absorbed MLA decoding on Hopper's warp-group MMA, for a batch of sequences of their own lengths: for each head h,
                 /// score_j = (q̃_h · c_j + q_pe,h · k_pe,j) · SoftmaxScale, p = softmax(score), ō_h = Σ_j p_j · c_j (W_UV is applied after).
                 /// Launch: one group of 256 threads (two warp groups) per (sequence, split, 64 heads): batch × splits × 2 groups,
-                /// 229888 bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of
+                /// 229912 bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of
                 /// 64-token chunks and p, all as wgmma's no-swizzle core matrices (8 rows × 16 bytes; core (block, row group)
-                /// at (block · 8 + row group) · 128 bytes). Every thread copies 16-byte pieces with cp.async (zero-filled past the length),
-                /// the next chunk while this one is computed. Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its
+                /// at (block · 8 + row group) · 128 bytes). Warp 0 brings each chunk in with bulk tensor copies (one 64 × 8 box per core
+                /// column, completing on the stage's mbarrier), the next chunk while this one is computed; rows past the length are zeroed.
+                /// Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its
                 /// online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane shuffles) and writes p
                 /// as bf16; then both warp groups rescale and accumulate ō for their half of d_c (4 blocks of 64 columns, 128 FP32
                 /// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.
                 /// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.
                 /// </summary>
-                /// <param name="queryLatent">Device address of q̃ [batch, heads, d_c] bf16 (16-byte aligned).</param>
-                /// <param name="queryRope">Device address of q_pe [batch, heads, d_rope] bf16.</param>
-                /// <param name="latentCache">Device address of the cached c_KV [batch, capacity, d_c] bf16.</param>
-                /// <param name="ropeCache">Device address of the cached k_pe [batch, capacity, d_rope] bf16.</param>
+                /// <param name="queryMaps">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃
+                /// [batch · heads, d_c] bf16, then 128 bytes on q_pe [batch · heads, d_rope].</param>
+                /// <param name="cacheMaps">Device address of two more such maps: the cached c_KV
+                /// [batch · capacity, d_c] bf16, then 128 bytes on the cached k_pe [batch · capacity, d_rope].</param>
                 /// <param name="lengths">Cached tokens of each sequence [batch] (at most capacity).</param>
                 /// <param name="output">Device address of the softmax-normalised output of each split [batch, splits, 128, 512] FP32.</param>
                 /// <param name="logSumExp">Natural log-sum-exp of each split's scaled scores [batch, splits, 128] (−∞ for an empty split).</param>
                 /// <param name="capacity">Tokens the cache holds per sequence.</param>
                 /// <param name="splits">Splits per sequence: split s takes 64-token chunks [s·c, s·c + c) with c = ⌈⌈length / 64⌉ / splits⌉.</param>
-                public static void MlaDecodeWarpGroup(long queryLatent, long queryRope, long latentCache, long ropeCache,
+                public static void MlaDecodeWarpGroup(long queryMaps, long cacheMaps,
                     ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)
                 {
                     // Which sequence, split and heads this group takes; which role this thread has.
@@ -1197,40 +1207,23 @@ namespace Samples.DeepSeekV3
                     var statistics = shared.SubView(14336, 32).Cast<float>(); // [0, 64): this chunk's rescale; [64, 128): 1 / row sum
                     CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out uint sharedBase); // the same memory as a 32-bit shared-window address
 
-                    // Copies: thread i moves, for each of its 18 steps u, piece 4u + (i >> 3) % 4 of row 8 · (i >> 5) + i % 8, which lands in
-                    // core (4u + (i >> 3) % 4, i >> 5) at row i % 8: a warp writes whole 128-byte core matrices and reads 64 bytes of each of 8 rows.
-                    int pieceRow = ((thread >> 5) * 8) + (thread & 7), quarter = (thread >> 3) & 3;
-                    uint sharedSlot = (uint)(((quarter * 8) + (thread >> 5)) * 128 + ((thread & 7) * 16));
+                    uint barriers = sharedBase + 229888u;
 
                     // Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [256·warpGroup, + 256) as 4 tiles of 64.
                     CudaAsm.Emit(DeclareAccumulators);
-                    ulong queryDescriptor = Descriptor(sharedBase, 1024, 128), probabilityDescriptor = Descriptor(sharedBase + 221184u, 1024, 128);
+                    ulong queryDescriptor = Swizzled(sharedBase), probabilityDescriptor = Descriptor(sharedBase + 221184u, 1024, 128);
 
                     if (firstChunk < endChunk)
                     {
-                        // The query tile, then the first chunk: one group of copies.
-                        long queryRow = (long)sequence * 128 + (headGroup * 64) + pieceRow;
-                        ulong latentSource = (ulong)queryLatent + (ulong)((queryRow * 512) + (quarter * 8)) * 2, ropeSource = (ulong)queryRope + (ulong)((queryRow * 64) + (quarter * 8)) * 2;
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 0u, latentSource + 0ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 4096u, latentSource + 64ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 8192u, latentSource + 128ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 12288u, latentSource + 192ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 16384u, latentSource + 256ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 20480u, latentSource + 320ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 24576u, latentSource + 384ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 28672u, latentSource + 448ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 32768u, latentSource + 512ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 36864u, latentSource + 576ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 40960u, latentSource + 640ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 45056u, latentSource + 704ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 49152u, latentSource + 768ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 53248u, latentSource + 832ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 57344u, latentSource + 896ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 61440u, latentSource + 960ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 65536u, ropeSource + 0ul, 16u);
-                        CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", sharedBase + sharedSlot + 69632u, ropeSource + 64ul, 16u);
-                        CopyChunk(latentCache, ropeCache, sequence, capacity, length, firstChunk, pieceRow, quarter, sharedBase + 73728u + sharedSlot);
-                        CudaAsm.Emit("cp.async.commit_group;");
+                        // Three mbarriers (the two stages, the query tile), then the query tile and the first chunk by bulk tensor copies.
+                        if (thread == 0) CudaAsm.Emit("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\nmbarrier.init.shared::cta.b64 [%2], 1;\nfence.mbarrier_init.release.cluster;", barriers, barriers + 8u, barriers + 16u);
+                        Group.Barrier(); // the barriers are initialised before anyone waits on them
+                        if (warp == 0 && warpGroup == 0)
+                        {
+                            IssueTile(queryMaps, sharedBase, barriers + 16u, (sequence * 128) + (headGroup * 64), lane);
+                            IssueTile(cacheMaps, sharedBase + 73728u, barriers, sequence * capacity + (firstChunk * 64), lane);
+                        }
+                        CudaAsm.Emit(WaitForQuery, barriers + 16u);
                     }
 
                     for (int chunk = firstChunk; chunk < endChunk; chunk++)
@@ -1238,17 +1231,26 @@ namespace Samples.DeepSeekV3
                         int stage = (chunk - firstChunk) & 1;
                         uint stageBase = sharedBase + 73728u + (uint)(stage * 73728);
                         Group.Barrier(); // the other stage, p and the statistics are no longer read
-                        if (chunk + 1 < endChunk) CopyChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 1, pieceRow, quarter, sharedBase + 73728u + (uint)((stage ^ 1) * 73728) + sharedSlot);
-                        CudaAsm.Emit("cp.async.commit_group;");
-                        PrefetchChunk(latentCache, ropeCache, sequence, capacity, length, chunk + 2, endChunk, thread); // into L2: one stage of copies in flight is not enough to hide DRAM
-                        CudaAsm.Emit("cp.async.wait_group 1;"); // this thread's copies of this chunk have landed
-                        CudaAsm.Emit("fence.proxy.async.shared::cta;"); // and are visible to the tensor cores
+                        if (chunk + 1 < endChunk && warp == 0 && warpGroup == 0)
+                            IssueTile(cacheMaps, sharedBase + 73728u + (uint)((stage ^ 1) * 73728), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * 64), lane);
+                        CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use
+                        int validRows = length - (chunk * 64);
+                        if (validRows < 64)
+                        {
+                            // The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.
+                            for (int i = thread; i < (64 - validRows) * 72; i += 256)
+                            {
+                                int row = validRows + (i / 72), piece = i % 72; // a row is 128 bytes of each 64-value block: the swizzle only permutes them
+                                shared[(73728 + (stage * 73728) + ((piece >> 3) * 8192) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);
+                            }
+                        }
+                        CudaAsm.Emit("fence.proxy.async.shared::cta;"); // ordinary stores (zeros) become visible to the tensor cores
                         Group.Barrier();
 
                         if (warpGroup == 0)
                         {
                             // Scores of the group's 64 heads × this chunk's 64 tokens.
-                            CudaAsm.Emit(ScoresMma, queryDescriptor, Descriptor(stageBase, 1024, 128));
+                            CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));
                             // Online softmax in base 2 (softmax scale · log2(e): scores in base 2, so exp is one ex2); columns past the length are −∞; p (bf16) into core
                             // (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.
                             int valid = length - (chunk * 64) - (2 * t);
@@ -1260,8 +1262,8 @@ namespace Samples.DeepSeekV3
                         // Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.
                         float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
                         CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);
-                        uint valueBase = stageBase + (uint)(warpGroup * 32768); // this warp group's columns: 8 core columns of 1024 bytes per block
-                        CudaAsm.Emit(ValuesMma, probabilityDescriptor, Descriptor(valueBase, 128, 1024));
+                        uint valueBase = stageBase + (uint)(warpGroup * 32768); // this warp group's columns: one 64-value block each
+                        CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));
                     }
 
                     // Row sums over the four lanes of each row; warp group 0 publishes 1 / sum and writes the log-sum-exp.
@@ -1286,49 +1288,23 @@ namespace Samples.DeepSeekV3
                     CudaAsm.Emit(StoreOutput, outLow, outLow + 16384ul, inverseLow, inverseHigh);
                 }
 
-                /// <summary>Issues this thread's 18 cp.async copies of one chunk (see MlaDecodeWarpGroup), zero-filling rows at or past the length.</summary>
+                /// <summary>Warp 0: arms barrier for 73728 bytes and issues the 9 bulk tensor copies of a 64-row tile (lane b copies block b: values 64b … 64b + 63 of rows row … row + 63, flattened over the batch, 128-byte swizzled): the latent map first, then the rotary one 128 bytes on.</summary>
                 [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                private static void CopyChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int pieceRow, int quarter, uint target)
+                private static void IssueTile(long maps, uint target, uint barrier, int row, int lane)
                 {
-                    int token = (chunk * 64) + pieceRow;
-                    uint size = token < length ? 16u : 0u;
-                    long row = (long)sequence * capacity + Math.Min(token, length - 1);
-                    ulong latentSource = (ulong)latentCache + (ulong)((row * 512) + (quarter * 8)) * 2, ropeSource = (ulong)ropeCache + (ulong)((row * 64) + (quarter * 8)) * 2;
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 0u, latentSource + 0ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 4096u, latentSource + 64ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 8192u, latentSource + 128ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 12288u, latentSource + 192ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 16384u, latentSource + 256ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 20480u, latentSource + 320ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 24576u, latentSource + 384ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 28672u, latentSource + 448ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 32768u, latentSource + 512ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 36864u, latentSource + 576ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 40960u, latentSource + 640ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 45056u, latentSource + 704ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 49152u, latentSource + 768ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 53248u, latentSource + 832ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 57344u, latentSource + 896ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 61440u, latentSource + 960ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 65536u, ropeSource + 0ul, size);
-                    CudaAsm.Emit("cp.async.cg.shared.global [%0], [%1], 16, %2;", target + 69632u, ropeSource + 64ul, size);
-                }
-
-                /// <summary>Thread 0 asks for one chunk's cached rows to be brought into L2 (two bulk prefetches: the latent rows and the rotary rows are contiguous).</summary>
-                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                private static void PrefetchChunk(long latentCache, long ropeCache, int sequence, int capacity, int length, int chunk, int endChunk, int thread)
-                {
-                    if (thread != 0 || chunk >= endChunk) return;
-                    int tokens = Math.Min(64, length - (chunk * 64));
-                    ulong row = (ulong)(((long)sequence * capacity) + (chunk * 64));
-                    CudaAsm.Emit("cp.async.bulk.prefetch.L2.global [%0], %1;", (ulong)latentCache + (row * 1024), (uint)(tokens * 1024));
-                    CudaAsm.Emit("cp.async.bulk.prefetch.L2.global [%0], %1;", (ulong)ropeCache + (row * 128), (uint)(tokens * 128));
+                    if (lane == 0) CudaAsm.Emit("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], 73728;", barrier);
+                    Warp.Barrier();
+                    if (lane < 9) CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target + (uint)(lane * 8192), (ulong)maps + (lane < 8 ? 0ul : 128ul), (lane < 8 ? lane : lane - 8) * 64, row, barrier);
                 }
 
                 /// <summary>A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.</summary>
                 [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
                 private static ulong Descriptor(uint address, uint leading, uint stride) =>
                     ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
+
+                /// <summary>A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for 64-wide tiles).</summary>
+                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+                private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);
 
             }
 
@@ -2021,11 +1997,12 @@ namespace Samples.DeepSeekV3
                     var partial = splits == 1 ? output : Scratch(ref _partial, (long)batch * splits * Heads * KeyValueLatent);
                     var logSumExp = Scratch(ref _logSumExp, (long)batch * splits * Heads);
                     long[] addresses = _warpGroups ? new[] { queryLatent.LoadEffectiveAddressAsPtr().ToInt64(), queryRope.LoadEffectiveAddressAsPtr().ToInt64(), latentCache.LoadEffectiveAddressAsPtr().ToInt64(), ropeCache.LoadEffectiveAddressAsPtr().ToInt64(), partial.LoadEffectiveAddressAsPtr().ToInt64() } : System.Array.Empty<long>();
-                    if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0)) // cp.async moves aligned 16-byte pieces; ō is stored in pairs
+                    if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0) && (long)batch * capacity <= int.MaxValue) // 16-byte copies; 32-bit copy coordinates
                     {
-                        var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(
-                            new System.Action<long, long, long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: 229888, hopperSpecific: true);
-                        decode(Stream, new KernelConfig(batch * splits * 2, 256, SharedMemoryConfig.RequestDynamic<Float4>(14368)), addresses[0], addresses[1], addresses[2], addresses[3], lengths, addresses[4], logSumExp, capacity, splits);
+                        long maps = TensorMaps(addresses[0], addresses[1], (long)batch * Heads, addresses[2], addresses[3], (long)batch * capacity);
+                        var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(
+                            new System.Action<long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: 229912, hopperSpecific: true);
+                        decode(Stream, new KernelConfig(batch * splits * 2, 256, SharedMemoryConfig.RequestDynamic<Float4>(14369)), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);
                     }
                     else
                     if (_tensorCores)
@@ -2044,6 +2021,27 @@ namespace Samples.DeepSeekV3
                     var combine = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>>(
                         new System.Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MlaCombine));
                     combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * 16384, 256), 256), partial, logSumExp, output, batch, splits);
+                }
+
+                private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _tensorMaps;
+                private (long, long, long, long, long, long) _tensorMapsOf;
+
+                /// <summary>The device address of the four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle), encoded again only when a buffer moves or changes size.</summary>
+                private long TensorMaps(long queryLatent, long queryRope, long queryRows, long latent, long rope, long cacheRows)
+                {
+                    if (_tensorMaps is null || _tensorMapsOf != (queryLatent, queryRope, queryRows, latent, rope, cacheRows))
+                    {
+                        var bytes = new byte[4 * TensorMap.Bytes];
+                        TensorMap.Tiled2D(queryLatent, KeyValueLatent, queryRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 0);
+                        TensorMap.Tiled2D(queryRope, RopeHeadDim, queryRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, TensorMap.Bytes);
+                        TensorMap.Tiled2D(latent, KeyValueLatent, cacheRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 2 * TensorMap.Bytes);
+                        TensorMap.Tiled2D(rope, RopeHeadDim, cacheRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, 3 * TensorMap.Bytes);
+                        _tensorMaps ??= _device.Accelerator.Allocate1D<byte>(4 * TensorMap.Bytes);
+                        _tensorMaps.View.CopyFromCPU(Stream, bytes);
+                        _tensorMapsOf = (queryLatent, queryRope, queryRows, latent, rope, cacheRows);
+                    }
+
+                    return _tensorMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
                 }
 
                 private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;
