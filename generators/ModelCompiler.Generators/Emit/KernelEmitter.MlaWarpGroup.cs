@@ -13,6 +13,14 @@ namespace ModelCompiler.Generators.Emit
 
             private static string Registers(string name, int first) => "{" + string.Join(", ", Enumerable.Range(first, 32).Select(i => name + i)) + "}";
 
+            /// <summary>Rescales this warp group's ō by the rows' α and adds p · c for its columns.</summary>
+            private static void WriteAddValues(IndentedWriter w)
+            {
+                w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
+                w.WriteLine("CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);");
+                w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));");
+            }
+
             private void WriteMlaWarpGroup(IndentedWriter w)
             {
                 var m = _warpGroup;
@@ -178,7 +186,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("if (firstChunk < endChunk)");
                     using (w.WriteBraces())
                     {
-                        w.WriteLine("// Three mbarriers (the two stages, the query tile), then the query tile and the first chunk by bulk tensor copies.");
+                        w.WriteLine("// Three mbarriers (the two stages, the query tile), then the query tile and the first two chunks by bulk tensor copies.");
                         w.WriteLine("if (thread == 0) CudaAsm.Emit(\"mbarrier.init.shared::cta.b64 [%0], 1;\\nmbarrier.init.shared::cta.b64 [%1], 1;\\nmbarrier.init.shared::cta.b64 [%2], 1;\\nfence.mbarrier_init.release.cluster;\", barriers, barriers + 8u, barriers + 16u);");
                         w.WriteLine("Group.Barrier(); // the barriers are initialised before anyone waits on them");
                         w.WriteLine("if (warp == 0 && warpGroup == 0)");
@@ -186,57 +194,64 @@ namespace ModelCompiler.Generators.Emit
                         {
                             w.WriteLine($"IssueTile(queryMaps, sharedBase, barriers + 16u, (sequence * {a.Heads}) + (headGroup * 64), lane);");
                             w.WriteLine($"IssueTile(cacheMaps, sharedBase + {m.StageOffset(0)}u, barriers, sequence * capacity + (firstChunk * {WarpGroupMlaShape.Chunk}), lane);");
+                            w.WriteLine($"if (firstChunk + 1 < endChunk) IssueTile(cacheMaps, sharedBase + {m.StageOffset(1)}u, barriers + 8u, sequence * capacity + ((firstChunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
                         }
 
                         w.WriteLine("CudaAsm.Emit(WaitForQuery, barriers + 16u);");
                     }
 
                     w.WriteLine();
+                    w.WriteLine("// Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its half of ō. Named");
+                    w.WriteLine("// barriers hand over: 1 p ready, 2 p free again, 3 + stage parity warp group 0 done with a stage, which warp group 1");
+                    w.WriteLine("// then refills two chunks ahead; 5 orders warp group 0's own stores.");
                     w.WriteLine("for (int chunk = firstChunk; chunk < endChunk; chunk++)");
                     using (w.WriteBraces())
                     {
                         w.WriteLine("int stage = (chunk - firstChunk) & 1;");
                         w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
-                        w.WriteLine("Group.Barrier(); // the other stage, p and the statistics are no longer read");
-                        w.WriteLine("if (chunk + 1 < endChunk && warp == 0 && warpGroup == 0)");
-                        w.WriteLine($"    IssueTile(cacheMaps, sharedBase + {m.StageOffset(0)}u + (uint)((stage ^ 1) * {stageBytes}), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
+                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * WarpGroupMlaShape.Chunk * 128}); // this warp group's columns: one 64-value block each");
                         w.WriteLine("CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
-                        w.WriteLine($"int validRows = length - (chunk * {WarpGroupMlaShape.Chunk});");
-                        w.WriteLine($"if (validRows < {WarpGroupMlaShape.Chunk})");
-                        using (w.WriteBraces())
-                        {
-                            w.WriteLine("// The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.");
-                            w.WriteLine($"for (int i = thread; i < ({WarpGroupMlaShape.Chunk} - validRows) * {m.Blocks * 8}; i += {WarpGroupMlaShape.Threads})");
-                            using (w.WriteBraces())
-                            {
-                                w.WriteLine($"int row = validRows + (i / {m.Blocks * 8}), piece = i % {m.Blocks * 8}; // a row is 128 bytes of each 64-value block: the swizzle only permutes them");
-                                w.WriteLine($"shared[({m.StageOffset(0)} + (stage * {stageBytes}) + ((piece >> 3) * {WarpGroupMlaShape.Chunk * 128}) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);");
-                            }
-                        }
-
-                        w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // ordinary stores (zeros) become visible to the tensor cores");
-                        w.WriteLine("Group.Barrier();");
-                        w.WriteLine();
                         w.WriteLine("if (warpGroup == 0)");
                         using (w.WriteBraces())
                         {
+                            w.WriteLine($"int validRows = length - (chunk * {WarpGroupMlaShape.Chunk});");
+                            w.WriteLine($"if (validRows < {WarpGroupMlaShape.Chunk})");
+                            using (w.WriteBraces())
+                            {
+                                w.WriteLine("// The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.");
+                                w.WriteLine($"for (int i = thread; i < ({WarpGroupMlaShape.Chunk} - validRows) * {m.Blocks * 8}; i += 128)");
+                                using (w.WriteBraces())
+                                {
+                                    w.WriteLine($"int row = validRows + (i / {m.Blocks * 8}), piece = i % {m.Blocks * 8}; // a row is 128 bytes of each 64-value block: the swizzle only permutes them");
+                                    w.WriteLine($"shared[({m.StageOffset(0)} + (stage * {stageBytes}) + ((piece >> 3) * {WarpGroupMlaShape.Chunk * 128}) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);");
+                                }
+
+                                w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\\nbar.sync 5, 128;\"); // the zeros, visible to the tensor cores");
+                            }
+
+                            w.WriteLine();
                             w.WriteLine("// Scores of the group's 64 heads × this chunk's 64 tokens.");
                             w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));");
+                            w.WriteLine("if (chunk > firstChunk) CudaAsm.Emit(\"bar.sync 2, 256;\"); // warp group 1 has added the previous p");
                             string scaleLog2 = Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634);
                             w.WriteLine($"// Online softmax in base 2 ({ScaleLog2Comment}); columns past the length are −∞; p (bf16) into core");
                             w.WriteLine("// (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.");
                             w.WriteLine($"int valid = length - (chunk * {WarpGroupMlaShape.Chunk}) - (2 * t);");
                             w.WriteLine($"CudaAsm.Emit(Softmax, valid, sharedBase + {m.ProbabilityOffset}u + (uint)(((64 * warp) + (4 * g) + t) * 4), sharedBase + {m.StatisticsOffset}u + (uint)(((16 * warp) + g) * 4), {scaleLog2});");
-                            w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\"); // p is read by the tensor cores next");
+                            w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\\nbar.arrive 1, 256;\"); // p is ready for the tensor cores and warp group 1");
+                            WriteAddValues(w);
+                            w.WriteLine("CudaAsm.Emit(\"bar.arrive %0, 256;\", 3 + stage); // warp group 0 is done with this stage");
                         }
 
-                        w.WriteLine();
-                        w.WriteLine("Group.Barrier();");
-                        w.WriteLine("// Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.");
-                        w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
-                        w.WriteLine("CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);");
-                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * WarpGroupMlaShape.Chunk * 128}); // this warp group's columns: one 64-value block each");
-                        w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));");
+                        w.WriteLine("else");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine("CudaAsm.Emit(\"bar.sync 1, 256;\"); // p of this chunk");
+                            WriteAddValues(w);
+                            w.WriteLine("if (chunk + 1 < endChunk) CudaAsm.Emit(\"bar.arrive 2, 256;\"); // p may be overwritten");
+                            w.WriteLine("CudaAsm.Emit(\"bar.sync %0, 256;\", 3 + stage); // warp group 0 is done with this stage too: refill it");
+                            w.WriteLine($"if (warp == 0 && chunk + 2 < endChunk) IssueTile(cacheMaps, stageBase, barriers + (uint)(stage * 8), sequence * capacity + ((chunk + 2) * {WarpGroupMlaShape.Chunk}), lane);");
+                        }
                     }
 
                     w.WriteLine();

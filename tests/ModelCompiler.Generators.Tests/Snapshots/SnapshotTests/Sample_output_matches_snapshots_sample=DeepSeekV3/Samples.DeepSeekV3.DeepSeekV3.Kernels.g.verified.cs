@@ -1215,55 +1215,64 @@ namespace Samples.DeepSeekV3
 
                     if (firstChunk < endChunk)
                     {
-                        // Three mbarriers (the two stages, the query tile), then the query tile and the first chunk by bulk tensor copies.
+                        // Three mbarriers (the two stages, the query tile), then the query tile and the first two chunks by bulk tensor copies.
                         if (thread == 0) CudaAsm.Emit("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\nmbarrier.init.shared::cta.b64 [%2], 1;\nfence.mbarrier_init.release.cluster;", barriers, barriers + 8u, barriers + 16u);
                         Group.Barrier(); // the barriers are initialised before anyone waits on them
                         if (warp == 0 && warpGroup == 0)
                         {
                             IssueTile(queryMaps, sharedBase, barriers + 16u, (sequence * 128) + (headGroup * 64), lane);
                             IssueTile(cacheMaps, sharedBase + 73728u, barriers, sequence * capacity + (firstChunk * 64), lane);
+                            if (firstChunk + 1 < endChunk) IssueTile(cacheMaps, sharedBase + 147456u, barriers + 8u, sequence * capacity + ((firstChunk + 1) * 64), lane);
                         }
                         CudaAsm.Emit(WaitForQuery, barriers + 16u);
                     }
 
+                    // Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its half of ō. Named
+                    // barriers hand over: 1 p ready, 2 p free again, 3 + stage parity warp group 0 done with a stage, which warp group 1
+                    // then refills two chunks ahead; 5 orders warp group 0's own stores.
                     for (int chunk = firstChunk; chunk < endChunk; chunk++)
                     {
                         int stage = (chunk - firstChunk) & 1;
                         uint stageBase = sharedBase + 73728u + (uint)(stage * 73728);
-                        Group.Barrier(); // the other stage, p and the statistics are no longer read
-                        if (chunk + 1 < endChunk && warp == 0 && warpGroup == 0)
-                            IssueTile(cacheMaps, sharedBase + 73728u + (uint)((stage ^ 1) * 73728), barriers + (uint)((stage ^ 1) * 8), sequence * capacity + ((chunk + 1) * 64), lane);
+                        uint valueBase = stageBase + (uint)(warpGroup * 32768); // this warp group's columns: one 64-value block each
                         CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use
-                        int validRows = length - (chunk * 64);
-                        if (validRows < 64)
-                        {
-                            // The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.
-                            for (int i = thread; i < (64 - validRows) * 72; i += 256)
-                            {
-                                int row = validRows + (i / 72), piece = i % 72; // a row is 128 bytes of each 64-value block: the swizzle only permutes them
-                                shared[(73728 + (stage * 73728) + ((piece >> 3) * 8192) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);
-                            }
-                        }
-                        CudaAsm.Emit("fence.proxy.async.shared::cta;"); // ordinary stores (zeros) become visible to the tensor cores
-                        Group.Barrier();
-
                         if (warpGroup == 0)
                         {
+                            int validRows = length - (chunk * 64);
+                            if (validRows < 64)
+                            {
+                                // The copies brought whatever the cache holds past the length: zeros instead, so that p = 0 never meets a NaN.
+                                for (int i = thread; i < (64 - validRows) * 72; i += 128)
+                                {
+                                    int row = validRows + (i / 72), piece = i % 72; // a row is 128 bytes of each 64-value block: the swizzle only permutes them
+                                    shared[(73728 + (stage * 73728) + ((piece >> 3) * 8192) + (row * 128) + ((piece & 7) * 16)) / 16] = new Float4(0f);
+                                }
+                                CudaAsm.Emit("fence.proxy.async.shared::cta;\nbar.sync 5, 128;"); // the zeros, visible to the tensor cores
+                            }
+
                             // Scores of the group's 64 heads × this chunk's 64 tokens.
                             CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));
+                            if (chunk > firstChunk) CudaAsm.Emit("bar.sync 2, 256;"); // warp group 1 has added the previous p
                             // Online softmax in base 2 (softmax scale · log2(e): scores in base 2, so exp is one ex2); columns past the length are −∞; p (bf16) into core
                             // (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.
                             int valid = length - (chunk * 64) - (2 * t);
                             CudaAsm.Emit(Softmax, valid, sharedBase + 221184u + (uint)(((64 * warp) + (4 * g) + t) * 4), sharedBase + 229376u + (uint)(((16 * warp) + g) * 4), 0.1951011f);
-                            CudaAsm.Emit("fence.proxy.async.shared::cta;"); // p is read by the tensor cores next
+                            CudaAsm.Emit("fence.proxy.async.shared::cta;\nbar.arrive 1, 256;"); // p is ready for the tensor cores and warp group 1
+                            float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
+                            CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);
+                            CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));
+                            CudaAsm.Emit("bar.arrive %0, 256;", 3 + stage); // warp group 0 is done with this stage
                         }
-
-                        Group.Barrier();
-                        // Both warp groups: rescale ō by the rows' α, then add p · c for their half of the columns.
-                        float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
-                        CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);
-                        uint valueBase = stageBase + (uint)(warpGroup * 32768); // this warp group's columns: one 64-value block each
-                        CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));
+                        else
+                        {
+                            CudaAsm.Emit("bar.sync 1, 256;"); // p of this chunk
+                            float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
+                            CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);
+                            CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));
+                            if (chunk + 1 < endChunk) CudaAsm.Emit("bar.arrive 2, 256;"); // p may be overwritten
+                            CudaAsm.Emit("bar.sync %0, 256;", 3 + stage); // warp group 0 is done with this stage too: refill it
+                            if (warp == 0 && chunk + 2 < endChunk) IssueTile(cacheMaps, stageBase, barriers + (uint)(stage * 8), sequence * capacity + ((chunk + 2) * 64), lane);
+                        }
                     }
 
                     // Row sums over the four lanes of each row; warp group 0 publishes 1 / sum and writes the log-sum-exp.
