@@ -2,9 +2,11 @@
 // sampled rows (‖out − ref‖ / ‖ref‖), each timed with device events around bursts of 10 launches (median of 30 bursts),
 // and printed in one table beside PyTorch's eager and torch.compile times from benchmarks/gpu/torch_ops.py.
 //
-//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke]
+//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--probe] [--ptx KERNEL]
 //
 // --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
+// --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them); --probe checks warp-group MMA's
+// shared-memory descriptor conventions on a Hopper GPU; --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
