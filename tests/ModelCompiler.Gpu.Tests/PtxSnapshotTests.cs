@@ -55,4 +55,30 @@ public sealed class PtxSnapshotTests
         string norm = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("RmsNormHidden")!);
         Assert.Contains("ld.global.v4.f32", norm, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void The_Hopper_kernel_targets_sm_90a_with_warp_group_MMA_and_bulk_tensor_copies()
+    {
+        string mla = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("MlaDecodeWarpGroup")!);
+        Assert.Contains(".target sm_90a", mla, StringComparison.Ordinal);
+        Assert.Equal(36 + (2 * 16), CountOf(mla, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16")); // the scores; the values in each warp group's branch
+        Assert.Contains("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes", mla, StringComparison.Ordinal);
+        Assert.Contains("mbarrier.try_wait.parity.shared::cta.b64", mla, StringComparison.Ordinal);
+        Assert.DoesNotContain("wgmma", Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("MlaDecode")!), StringComparison.Ordinal);
+        Assert.Null(typeof(TinySeek.Kernels.Cuda).GetMethod("MlaDecodeWarpGroup")); // 4 heads: not generated
+    }
+
+    [Fact]
+    public void Only_a_plain_sm_target_is_raised_to_sm_90a()
+    {
+        Assert.Equal(".version 8.8\n.target sm_90a\n", Ptx.TargetHopperSpecific(".version 8.8\n.target sm_90\n"));
+        Assert.Throws<InvalidOperationException>(() => Ptx.TargetHopperSpecific(".version 8.8\n"));
+    }
+
+    private static int CountOf(string text, string value)
+    {
+        int count = 0;
+        for (int at = text.IndexOf(value, StringComparison.Ordinal); at >= 0; at = text.IndexOf(value, at + value.Length, StringComparison.Ordinal)) count++;
+        return count;
+    }
 }
