@@ -146,6 +146,33 @@ grpo.SetAction(result =>
 });
 root.Subcommands.Add(grpo);
 
+var precisionFrom = new Option<string>("--from") { Description = "A pre-training run folder.", Required = true };
+var precisionProblems = new Option<int>("--problems") { Description = "Problems to score (drawn from the training distribution, seed 12345).", DefaultValueFactory = _ => 2048 };
+var precisionNoise = new Option<double>("--noise") { Description = "Share of systematically wrong answers among them.", DefaultValueFactory = _ => defaults.Noise };
+var comparePrecision = new Command("precision", "The loss of a checkpoint's weights computed in FP32, BF16 and FP8: the precision policy's own effect.") { precisionFrom, precisionProblems, precisionNoise };
+comparePrecision.SetAction(result =>
+{
+    try
+    {
+        using var model = PrecisionComparison.Load(TinySeek.Spec, result.GetValue(precisionFrom)!);
+        var problems = Enumerable.Range(0, result.GetValue(precisionProblems)).Select(i => ArithmeticTasks.Draw(12345, i, result.GetValue(precisionNoise))).ToList();
+        var losses = PrecisionComparison.Losses(model, problems, new PretrainOptions().RowLength);
+        double fp32 = losses[0].Loss;
+        foreach (var (format, loss) in losses)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{format,-8} loss {loss:F5} ({(loss / fp32) - 1:+0.00%;-0.00%;0.00%} against FP32)"));
+        }
+
+        return 0;
+    }
+    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    {
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
+});
+root.Subcommands.Add(comparePrecision);
+
 var r1From = new Option<string>("--from") { Description = "A pre-training run folder.", Required = true };
 var rounds = new Option<int>("--rounds") { Description = "Rounds of rejection sampling + SFT, then GRPO.", DefaultValueFactory = _ => 2 };
 var rlSteps = new Option<int>("--rl-steps") { Description = "GRPO steps per round.", DefaultValueFactory = _ => 20 };
