@@ -11,6 +11,26 @@ namespace ModelCompiler.Generators.Emit
         {
             private const string ScaleLog2Comment = "softmax scale · log2(e): scores in base 2, so exp is one ex2";
 
+            /// <summary>Which (sequence, split, head group) a group of a batch × splits × <paramref name="headGroups"/> launch takes.</summary>
+            private static void WriteGroupIndex(IndentedWriter w, int headGroups)
+            {
+                w.WriteLine("// Which sequence, split and heads this group takes; which role this thread has.");
+                w.WriteLine("int groupIndex = Grid.IdxX;");
+                w.WriteLine($"int headGroup = groupIndex % {headGroups};");
+                w.WriteLine($"int split = groupIndex / {headGroups} % splits;");
+                w.WriteLine($"int sequence = groupIndex / {headGroups} / splits;");
+            }
+
+            /// <summary>The split's chunks [firstChunk, endChunk) of its sequence's ⌈length / chunk⌉ (an empty range past them).</summary>
+            private static void WriteChunkRange(IndentedWriter w, int chunk)
+            {
+                w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
+                w.WriteLine($"int chunks = (length + {chunk - 1}) / {chunk};");
+                w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
+                w.WriteLine("int firstChunk = split * perSplit;");
+                w.WriteLine("int endChunk = Math.Min(chunks, firstChunk + perSplit);");
+            }
+
             private void WriteMlaParameters(IndentedWriter w)
             {
                 var a = Attention;
@@ -53,20 +73,12 @@ namespace ModelCompiler.Generators.Emit
                 WriteMlaParameters(w);
                 using (w.WriteBraces())
                 {
-                    w.WriteLine("// Which sequence, split and heads this group takes; which role this thread has.");
-                    w.WriteLine("int groupIndex = Grid.IdxX;");
-                    w.WriteLine($"int headGroup = groupIndex % {headGroups};");
-                    w.WriteLine($"int split = groupIndex / {headGroups} % splits;");
-                    w.WriteLine($"int sequence = groupIndex / {headGroups} / splits;");
+                    WriteGroupIndex(w, headGroups);
                     w.WriteLine("int warp = Warp.WarpIdx, lane = Warp.LaneIdx;");
                     w.WriteLine("int g = lane >> 2, t = lane & 3; // mma fragment coordinates");
                     w.WriteLine("int mTile = warp >> 2, part = warp & 3;");
                     w.WriteLine($"int head0 = headGroup * {m.HeadsPerGroup} + mTile * 16;");
-                    w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
-                    w.WriteLine($"int chunks = (length + {MlaShape.Chunk - 1}) / {MlaShape.Chunk};");
-                    w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
-                    w.WriteLine("int firstChunk = split * perSplit;");
-                    w.WriteLine("int endChunk = Math.Min(chunks, firstChunk + perSplit);");
+                    WriteChunkRange(w, MlaShape.Chunk);
                     w.WriteLine();
                     w.WriteLine("// Shared memory: the chunk's keys, the four partial score tiles per m-tile, p as bf16, row statistics.");
                     w.WriteLine("var shared = SharedMemory.GetDynamic<uint>();");

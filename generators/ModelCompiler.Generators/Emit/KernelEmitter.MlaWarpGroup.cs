@@ -159,18 +159,10 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("    ArrayView<int> lengths, long output, ArrayView<float> logSumExp, int capacity, int splits)");
                 using (w.WriteBraces())
                 {
-                    w.WriteLine("// Which sequence, split and heads this group takes; which role this thread has.");
-                    w.WriteLine("int groupIndex = Grid.IdxX;");
-                    w.WriteLine($"int headGroup = groupIndex % {groups};");
-                    w.WriteLine($"int split = groupIndex / {groups} % splits;");
-                    w.WriteLine($"int sequence = groupIndex / {groups} / splits;");
+                    WriteGroupIndex(w, groups);
                     w.WriteLine("int thread = Group.IdxX, warpGroup = thread >> 7, warp = (thread >> 5) & 3, lane = thread & 31;");
                     w.WriteLine("int g = lane >> 2, t = lane & 3; // accumulator fragment coordinates: rows 16·warp + g and + 8, columns 8j + 2t, + 1");
-                    w.WriteLine("int length = Math.Min(lengths[sequence], capacity); // never read past the cache");
-                    w.WriteLine($"int chunks = (length + {WarpGroupMlaShape.Chunk - 1}) / {WarpGroupMlaShape.Chunk};");
-                    w.WriteLine("int perSplit = (chunks + splits - 1) / splits;");
-                    w.WriteLine("int firstChunk = split * perSplit;");
-                    w.WriteLine("int endChunk = Math.Min(chunks, firstChunk + perSplit);");
+                    WriteChunkRange(w, WarpGroupMlaShape.Chunk);
                     w.WriteLine();
                     w.WriteLine($"// Shared memory: q tile at 0, chunk stages at {m.StageOffset(0)} and {m.StageOffset(1)}, p at {m.ProbabilityOffset}, row statistics at {m.StatisticsOffset}.");
                     w.WriteLine("var shared = SharedMemory.GetDynamic<Float4>();");
