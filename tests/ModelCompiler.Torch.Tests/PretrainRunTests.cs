@@ -31,6 +31,20 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void Resuming_a_finished_run_reports_its_recorded_losses()
+    {
+        string run = Path.Combine(_root, "finished");
+        var trained = new PretrainRun(Tiny, Options with { Steps = 3 }, run, checkpointEvery: 3, evalProblems: 5).Start();
+        var again = new PretrainRun(Tiny, Options with { Steps = 3 }, run, checkpointEvery: 3, evalProblems: 5).Resume(); // no step left
+
+        Assert.Equal(3, again.Steps);
+        Assert.Equal(trained.FirstLoss, again.FirstLoss);
+        Assert.Equal(trained.FinalLoss, again.FinalLoss);
+        Assert.Equal(trained.MaxViolation, again.MaxViolation, 6);
+        Assert.DoesNotContain("NaN", File.ReadAllText(Path.Combine(run, "report.md")), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_run_folder_is_never_overwritten()
     {
         string run = Path.Combine(_root, "once");

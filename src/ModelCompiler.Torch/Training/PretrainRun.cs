@@ -13,7 +13,7 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 
 /// <summary>The outcome of a run.</summary>
 /// <param name="Steps">Steps taken in total (resumed runs included).</param>
-/// <param name="FirstLoss">Loss of the first step of this run.</param>
+/// <param name="FirstLoss">Loss of the first step of this run (of the whole run when a resume had no step left).</param>
 /// <param name="FinalLoss">Loss of the last step.</param>
 /// <param name="EvalAccuracy">Greedy exact-match accuracy on the clean held-out problems.</param>
 /// <param name="MaxViolation">MaxVio of the last step.</param>
@@ -171,7 +171,9 @@ public sealed class PretrainRun
         var evalProblems = Enumerable.Range(0, arithmetic ? EvalProblems : 0).Select(i => ArithmeticTasks.Draw(EvalSeed, i, 0)).ToList();
         double accuracy = arithmetic ? Evaluate(model, evalProblems) : double.NaN;
         var speculation = arithmetic && model.MtpModules.Count > 0 ? MeasureSpeculation(model, evalProblems.Take(50).ToList()) : null;
-        var result = new PretrainResult(trainer.Step, firstLoss ?? double.NaN, last?.Loss ?? double.NaN, accuracy, last?.MaxViolation ?? double.NaN, Directory, speculation);
+        // A resumed run with no step left reports the run's own first and last steps from its metrics.
+        var (runFirst, runLast, runMaxViolation) = firstLoss is null ? RecordedLosses() : (double.NaN, double.NaN, double.NaN);
+        var result = new PretrainResult(trainer.Step, firstLoss ?? runFirst, last?.Loss ?? runLast, accuracy, last?.MaxViolation ?? runMaxViolation, Directory, speculation);
         WriteReport(result);
         return result;
     }
@@ -252,6 +254,17 @@ public sealed class PretrainRun
         {
             throw new CheckpointException($"{path} is corrupted: {e.Message}", e);
         }
+    }
+
+    /// <summary>Loss of the first and the last step recorded in metrics.jsonl, and the last step's MaxVio (NaN when none is).</summary>
+    private (double First, double Last, double MaxViolation) RecordedLosses()
+    {
+        if (!File.Exists(MetricsPath)) return (double.NaN, double.NaN, double.NaN);
+        var lines = File.ReadLines(MetricsPath).Where(line => line.Length > 0).ToList();
+        if (lines.Count == 0) return (double.NaN, double.NaN, double.NaN);
+        using var first = JsonDocument.Parse(lines[0]);
+        using var final = JsonDocument.Parse(lines[^1]);
+        return (first.RootElement.GetProperty("loss").GetDouble(), final.RootElement.GetProperty("loss").GetDouble(), final.RootElement.GetProperty("max_vio").GetDouble());
     }
 
     private void TruncateMetrics(int step)
