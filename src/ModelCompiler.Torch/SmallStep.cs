@@ -8,7 +8,8 @@ namespace ModelCompiler.Torch;
 /// (docs/performance.md): a linear over 2 rows of width 64 takes 3 µs on one thread and 13 µs on two, over 4 rows of width
 /// 1024 0.42 ms against 0.54 ms; at 16 rows of width 512 two threads win. Decoding one token per step (a single row of
 /// input) already runs on one thread inside the library (a matrix-vector product); two rows, such as a self-speculative
-/// checking pass, would otherwise pay the wake-up in every linear layer.
+/// checking pass, would otherwise pay the wake-up in every linear layer. The thread count is process-wide: decoding that
+/// enters a SmallStep must not run beside other TorchSharp work on other threads.
 /// </summary>
 public readonly struct SmallStep : IDisposable
 {
