@@ -1167,14 +1167,14 @@ namespace Samples.DeepSeekV3
                 /// Absorbed MLA decoding on Hopper's warp-group MMA, for a batch of sequences of their own lengths: for each head h,
                 /// score_j = (q̃_h · c_j + q_pe,h · k_pe,j) · SoftmaxScale, p = softmax(score), ō_h = Σ_j p_j · c_j (W_UV is applied after).
                 /// Launch: one group of 256 threads (two warp groups) per (sequence, split, 64 heads): batch × splits × 2 groups,
-                /// 229912 bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile, two stages of
-                /// 64-token chunks and p, all as wgmma's no-swizzle core matrices (8 rows × 16 bytes; core (block, row group)
-                /// at (block · 8 + row group) · 128 bytes). Warp 0 brings each chunk in with bulk tensor copies (one 64 × 8 box per core
-                /// column, completing on the stage's mbarrier), the next chunk while this one is computed; rows past the length are zeroed.
-                /// Warp group 0 computes the chunk's 64 × 64 scores in one chain of wgmma, its
-                /// online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane shuffles) and writes p
-                /// as bf16; then both warp groups rescale and accumulate ō for their half of d_c (4 blocks of 64 columns, 128 FP32
-                /// accumulators per thread), reading the cached latent a second time, transposed, from the same stage.
+                /// 229912 bytes of dynamic shared memory, PTX target sm_90a. Shared memory holds the group's query tile and two stages
+                /// of 64-token chunks as 128-byte-swizzled blocks of 64 values × 64 rows (what TMA's SWIZZLE_128B writes and
+                /// wgmma reads), and p as plain core matrices (8 rows × 16 bytes; core (token block, head group) at (block · 8 + group) ·
+                /// 128 bytes). Bulk tensor copies bring the query tile and each chunk (one per 64-value block, completing on the stage's
+                /// mbarrier) two chunks ahead; rows past the length are zeroed. Warp group 0 computes a chunk's 64 × 64 scores in one
+                /// chain of wgmma, the online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane
+                /// shuffles), writes p as bf16 and adds p · c into its half of ō; warp group 1 adds the same chunk's p · c into the other
+                /// half (4 blocks of 64 columns, 128 FP32 accumulators per thread each) while warp group 0 scores the next chunk.
                 /// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.
                 /// </summary>
                 /// <param name="queryMaps">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃
