@@ -147,10 +147,9 @@ namespace ModelCompiler.Generators.Emit
 
     /// <summary>
     /// Hopper's absorbed MLA decoding on warp-group MMA (wgmma, sm_90a): one 256-thread group per (sequence, split, 64
-    /// heads), 64-token chunks copied asynchronously (cp.async) into two shared-memory stages while the previous one is
-    /// computed. Operands sit in shared memory as the no-swizzle core matrices wgmma reads: 8 rows × 16 bytes, 128 bytes
-    /// each, core (block, group) at (block · 8 + group) · 128 where block counts 8-wide pieces of a row (along the score's
-    /// dimensions, or the tokens of p) and group counts 8-row groups (heads or tokens).
+    /// heads); the query tile and two stages of 64-token chunks in shared memory as 128-byte-swizzled blocks of 64 values ×
+    /// 64 rows (bulk tensor copies write them, wgmma reads them), p as no-swizzle core matrices (8 rows × 16 bytes), then
+    /// the row statistics and three mbarriers.
     /// </summary>
     internal readonly struct WarpGroupMlaShape
     {
@@ -183,9 +182,6 @@ namespace ModelCompiler.Generators.Emit
 
         public int ScoreDims => Latent + Rope;
 
-        /// <summary>16-byte pieces of one query row or cached token (8 bf16 each).</summary>
-        public int Pieces => ScoreDims / 8;
-
         public int KSteps => ScoreDims / 16;
 
         /// <summary>Bytes of the query tile, and of one stage of a chunk: 64 rows × ScoreDims bf16.</summary>
@@ -197,19 +193,13 @@ namespace ModelCompiler.Generators.Emit
 
         public int StatisticsOffset => ProbabilityOffset + (HeadsPerGroup * Chunk * 2);
 
-        /// <summary>Two mbarriers, one per stage, on which the bulk tensor copies of a chunk complete.</summary>
+        /// <summary>Three mbarriers on which bulk tensor copies complete: one per stage, one for the query tile.</summary>
         public int BarrierOffset => StatisticsOffset + (2 * HeadsPerGroup * 4);
 
         public int SharedBytes => BarrierOffset + 24;
 
         /// <summary>64-value blocks of a row (one bulk tensor copy of 64 rows each, 8 KB, 128-byte swizzled).</summary>
         public int Blocks => ScoreDims / 64;
-
-        /// <summary>Each thread's 16-byte copies per chunk (and for the query tile): 64 rows × Pieces over 256 threads.</summary>
-        public int CopiesPerThread => 64 * Pieces / Threads;
-
-        /// <summary>Copies of the latent part; the rest are the rotary part.</summary>
-        public int LatentCopies => Latent / 32;
 
         /// <summary>Column blocks of ō per warp group: the two groups split d_c in halves.</summary>
         public int ColumnBlocksPerWarpGroup => Latent / 2 / ColumnBlock;
