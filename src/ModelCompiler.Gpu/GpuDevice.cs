@@ -138,7 +138,7 @@ public sealed class GpuDevice : IDisposable
         if (!HasWarpGroupMma) throw new NotSupportedException($"Kernel {kernel.Name} uses sm_90a instructions; {Name} is not a compute capability 9.0 GPU.");
         var compiled = (PTXCompiledKernel)((CudaAccelerator)Accelerator).Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
         string ptx = Ptx.TargetHopperSpecific(compiled.PTXAssembly);
-        var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).Single(c => c.GetParameters().Length == 4)
+        var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).SingleOrDefault(c => c.GetParameters().Length == 4)
             ?? throw new InvalidOperationException("ILGPU changed: PTXCompiledKernel's internal constructor is gone.");
         var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Instance)!.GetValue(compiled);
         var patched = (PTXCompiledKernel)constructor.Invoke([compiled.Context, entryPoint, compiled.Info, ptx]);
