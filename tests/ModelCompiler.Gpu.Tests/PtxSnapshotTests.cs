@@ -61,7 +61,7 @@ public sealed class PtxSnapshotTests
     {
         string mla = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("MlaDecodeWarpGroup")!);
         Assert.Contains(".target sm_90a", mla, StringComparison.Ordinal);
-        Assert.Equal(36 + (2 * 16), CountOf(mla, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16")); // the scores; the values in each warp group's branch
+        Assert.Equal(36 + (8 * 4), CountOf(mla, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16")); // the scores; 8 column blocks × 4 k-steps of values, split 3 : 5 between the warp groups
         Assert.Contains("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes", mla, StringComparison.Ordinal);
         Assert.Contains("mbarrier.try_wait.parity.shared::cta.b64", mla, StringComparison.Ordinal);
         Assert.DoesNotContain("wgmma", Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("MlaDecode")!), StringComparison.Ordinal);

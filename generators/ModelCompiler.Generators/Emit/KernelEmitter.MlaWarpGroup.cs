@@ -14,11 +14,11 @@ namespace ModelCompiler.Generators.Emit
             private static string Registers(string name, int first) => "{" + string.Join(", ", Enumerable.Range(first, 32).Select(i => name + i)) + "}";
 
             /// <summary>Rescales this warp group's ō by the rows' α and adds p · c for its columns.</summary>
-            private static void WriteAddValues(IndentedWriter w)
+            private static void WriteAddValues(IndentedWriter w, int group)
             {
                 w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
-                w.WriteLine("CudaAsm.Emit(RescaleOutput, scaleLow, scaleHigh);");
-                w.WriteLine("CudaAsm.Emit(ValuesMma, probabilityDescriptor, Swizzled(valueBase));");
+                w.WriteLine($"CudaAsm.Emit(RescaleOutput{group}, scaleLow, scaleHigh);");
+                w.WriteLine($"CudaAsm.Emit(ValuesMma{group}, probabilityDescriptor, Swizzled(valueBase));");
             }
 
             private void WriteMlaWarpGroup(IndentedWriter w)
@@ -26,15 +26,16 @@ namespace ModelCompiler.Generators.Emit
                 var m = _warpGroup;
                 var a = Attention;
                 int groups = a.Heads / WarpGroupMlaShape.HeadsPerGroup;
-                int columnBlocks = m.ColumnBlocksPerWarpGroup;
+                int maxBlocks = m.BlocksOfGroup1;
+                int[] blocksOf = { m.BlocksOfGroup0, m.BlocksOfGroup1 };
                 int stageBytes = m.OperandBytes;
 
                 w.WriteLine("// Warp-group MMA (wgmma.mma_async m64n64k16, bf16 → FP32) as inline PTX. The accumulators are PTX registers the kernel");
                 w.WriteLine("// declares once (mc_s: the 64×64 score tile; mc_o: this warp group's 64×256 share of ō; per thread 8 column tiles ×");
                 w.WriteLine("// rows g, g + 8 of its warp's 16), so they never pass through ILGPU's operand slots. %0 and %1 are the shared-memory");
                 w.WriteLine("// descriptors of A and B; each step advances both to the next 16-wide k-slice, and a block ends waiting for its products.");
-                w.WriteLine($"private const string DeclareAccumulators = \".reg .f32 mc_s<32>;\\n.reg .f32 mc_o<{4 * columnBlocks * 8}>;\\n.reg .f32 mc_ml, mc_mh, mc_sl, mc_sh;\\nmov.f32 mc_ml, 0fFF800000; mov.f32 mc_mh, 0fFF800000; mov.f32 mc_sl, 0f00000000; mov.f32 mc_sh, 0f00000000;\\n\"");
-                for (int i = 0; i < 4 * columnBlocks * 8; i += 16)
+                w.WriteLine($"private const string DeclareAccumulators = \".reg .f32 mc_s<32>;\\n.reg .f32 mc_o<{32 * maxBlocks}>;\\n.reg .f32 mc_ml, mc_mh, mc_sl, mc_sh;\\nmov.f32 mc_ml, 0fFF800000; mov.f32 mc_mh, 0fFF800000; mov.f32 mc_sl, 0f00000000; mov.f32 mc_sh, 0f00000000;\\n\"");
+                for (int i = 0; i < 32 * maxBlocks; i += 16)
                 {
                     w.WriteLine("    + \"" + string.Concat(Enumerable.Range(i, 16).Select(r => $"mov.f32 mc_o{r}, 0f00000000; ")) + "\\n\"");
                 }
@@ -60,22 +61,27 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
                 w.WriteLine("// Values: A = p (K-major, no swizzle: two 1024-byte core columns per k-step), B = the same cached tokens read transposed");
                 w.WriteLine("// (MN-major, imm-trans-b 1): a k-step is 16 swizzled 128-byte rows; four of them end one 64-column block where the next begins.");
-                for (int b = 0; b < columnBlocks; b++)
+                for (int b = 0; b < maxBlocks; b++)
                 {
                     w.WriteLine($"private const string ValueStep{b} = \"wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {Registers("mc_o", 32 * b)}, a, b, p, 1, 1, 0, 1;\\nadd.s64 a, a, 128;\\nadd.s64 b, b, 128;\\n\";");
                 }
 
                 w.WriteLine($"private const string NextValueBlock = \"sub.s64 a, a, {128 * (WarpGroupMlaShape.Chunk / 16)};\\n\"; // p from its start again");
                 w.WriteLine();
-                w.WriteLine($"/// <summary>ō[64 heads × {columnBlocks * 64} columns] += p[64 × {WarpGroupMlaShape.Chunk} tokens] · c[{WarpGroupMlaShape.Chunk} tokens × {columnBlocks * 64} columns]: {columnBlocks} blocks of 64 columns × {WarpGroupMlaShape.Chunk / 16} k-steps, one wait.</summary>");
-                w.WriteLine("private const string ValuesMma = WarpGroupMmaOpen + \"wgmma.fence.sync.aligned;\\n\"");
-                for (int b = 0; b < columnBlocks; b++)
+                for (int group = 0; group < 2; group++)
                 {
-                    w.WriteLine($"    {string.Join(" ", Enumerable.Repeat($"+ ValueStep{b}", WarpGroupMlaShape.Chunk / 16))}{(b + 1 < columnBlocks ? " + NextValueBlock" : string.Empty)}");
+                    int blocks = blocksOf[group];
+                    w.WriteLine($"/// <summary>Warp group {group}: ō[64 heads × {blocks * 64} columns] += p[64 × {WarpGroupMlaShape.Chunk} tokens] · c[{WarpGroupMlaShape.Chunk} tokens × {blocks * 64} columns]: {blocks} blocks of 64 columns × {WarpGroupMlaShape.Chunk / 16} k-steps, one wait.</summary>");
+                    w.WriteLine($"private const string ValuesMma{group} = WarpGroupMmaOpen + \"wgmma.fence.sync.aligned;\\n\"");
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        w.WriteLine($"    {string.Join(" ", Enumerable.Repeat($"+ ValueStep{b}", WarpGroupMlaShape.Chunk / 16))}{(b + 1 < blocks ? " + NextValueBlock" : string.Empty)}");
+                    }
+
+                    w.WriteLine("    + WarpGroupMmaClose;");
+                    w.WriteLine();
                 }
 
-                w.WriteLine("    + WarpGroupMmaClose;");
-                w.WriteLine();
                 w.WriteLine("// Online softmax of the score tile, in PTX so that the 32 scores stay registers: %0 = valid columns of this thread");
                 w.WriteLine("// (length − chunk start − 2t), %1 = the shared address of its first p word, %2 = the address of its row's α, %3 =");
                 w.WriteLine("// softmax scale · log2(e). Each row's 64 scores sit in 4 lanes (16 each), so the row max needs two shuffles; the");
@@ -106,30 +112,37 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("    + \"shfl.sync.bfly.b32 u, mc_sh, 1, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u; shfl.sync.bfly.b32 u, mc_sh, 2, 0x1f, 0xffffffff; add.f32 mc_sh, mc_sh, u;\\n}\";");
                 w.WriteLine();
                 w.WriteSummary("ō · (1 / row sum) to global memory: %0, %1 = the addresses of this thread's first pair in rows g and g + 8, %2, %3 = the rows' 1 / sum.");
-                w.WriteLine("private const string StoreOutput = \"{\\n.reg .f32 a, b;\\n\"");
-                for (int b = 0; b < columnBlocks; b++)
+                for (int group = 0; group < 2; group++)
                 {
-                    w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 8).Select(j =>
+                    w.WriteLine($"private const string StoreOutput{group} = \"{{\\n.reg .f32 a, b;\\n\"");
+                    for (int b = 0; b < blocksOf[group]; b++)
                     {
-                        int r = (32 * b) + (4 * j), offset = (256 * b) + (32 * j);
-                        return $"mul.f32 a, mc_o{r}, %2; mul.f32 b, mc_o{r + 1}, %2; st.global.v2.f32 [%0+{offset}], {{a, b}}; mul.f32 a, mc_o{r + 2}, %3; mul.f32 b, mc_o{r + 3}, %3; st.global.v2.f32 [%1+{offset}], {{a, b}}; ";
-                    })) + "\\n\"");
+                        w.WriteLine("    + \"" + string.Concat(Enumerable.Range(0, 8).Select(j =>
+                        {
+                            int r = (32 * b) + (4 * j), offset = (256 * b) + (32 * j);
+                            return $"mul.f32 a, mc_o{r}, %2; mul.f32 b, mc_o{r + 1}, %2; st.global.v2.f32 [%0+{offset}], {{a, b}}; mul.f32 a, mc_o{r + 2}, %3; mul.f32 b, mc_o{r + 3}, %3; st.global.v2.f32 [%1+{offset}], {{a, b}}; ";
+                        })) + "\\n\"");
+                    }
+
+                    w.WriteLine("    + \"}\";");
                 }
 
-                w.WriteLine("    + \"}\";");
                 w.WriteLine();
                 w.WriteSummary("Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.");
                 w.WriteLine("private const string WaitForChunk = \"{\\n.reg .pred done;\\nWAIT_FOR_CHUNK:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT_FOR_CHUNK;\\n}\";");
                 w.WriteLine("private const string WaitForQuery = \"{\\n.reg .pred done;\\nWAIT_FOR_QUERY:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\\n@!done bra WAIT_FOR_QUERY;\\n}\"; // once, so its own label");
                 w.WriteLine();
-                w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8.");
-                w.WriteLine("private const string RescaleOutput =");
-                for (int b = 0; b < columnBlocks; b++)
+                w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8 (warp group 0's blocks, then warp group 1's).");
+                for (int group = 0; group < 2; group++)
                 {
-                    w.WriteLine($"    {(b == 0 ? "" : "+ ")}\"" + string.Concat(Enumerable.Range(32 * b, 32).Select(r => $"mul.f32 mc_o{r}, mc_o{r}, %{((r % 4) < 2 ? 0 : 1)}; ")) + "\\n\"");
-                }
+                    w.WriteLine($"private const string RescaleOutput{group} =");
+                    for (int b = 0; b < blocksOf[group]; b++)
+                    {
+                        w.WriteLine($"    {(b == 0 ? "" : "+ ")}\"" + string.Concat(Enumerable.Range(32 * b, 32).Select(r => $"mul.f32 mc_o{r}, mc_o{r}, %{((r % 4) < 2 ? 0 : 1)}; ")) + "\\n\"");
+                    }
 
-                w.WriteLine("    ;");
+                    w.WriteLine("    ;");
+                }
                 w.WriteLine();
 
                 w.WriteLine("/// <summary>");
@@ -143,7 +156,7 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// mbarrier) two chunks ahead; rows past the length are zeroed. Warp group 0 computes a chunk's 64 × 64 scores in one");
                 w.WriteLine("/// chain of wgmma, the online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane");
                 w.WriteLine("/// shuffles), writes p as bf16 and adds p · c into its half of ō; warp group 1 adds the same chunk's p · c into the other");
-                w.WriteLine($"/// half ({columnBlocks} blocks of 64 columns, 128 FP32 accumulators per thread each) while warp group 0 scores the next chunk.");
+                w.WriteLine($"/// {m.BlocksOfGroup1} of the {m.BlocksOfGroup0 + m.BlocksOfGroup1} blocks of 64 columns (up to {32 * maxBlocks} FP32 accumulators per thread) while warp group 0 scores the next chunk.");
                 w.WriteLine("/// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine("/// <param name=\"queryMaps\">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃");
@@ -171,7 +184,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteLine($"uint barriers = sharedBase + {m.BarrierOffset}u;");
                     w.WriteLine();
-                    w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's columns [{a.KeyValueLoraRank / 2}·warpGroup, + {a.KeyValueLoraRank / 2}) as {columnBlocks} tiles of 64.");
+                    w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's column blocks ({m.BlocksOfGroup0} for group 0, {m.BlocksOfGroup1} for group 1, of 64 each).");
                     w.WriteLine("CudaAsm.Emit(DeclareAccumulators);");
                     w.WriteLine($"ulong queryDescriptor = Swizzled(sharedBase), probabilityDescriptor = Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
                     w.WriteLine();
@@ -201,7 +214,7 @@ namespace ModelCompiler.Generators.Emit
                     {
                         w.WriteLine("int stage = (chunk - firstChunk) & 1;");
                         w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
-                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {columnBlocks * WarpGroupMlaShape.Chunk * 128}); // this warp group's columns: one 64-value block each");
+                        w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {m.BlocksOfGroup0 * WarpGroupMlaShape.Chunk * 128}); // this warp group's first column block (64 values each)");
                         w.WriteLine("CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
                         w.WriteLine("if (warpGroup == 0)");
                         using (w.WriteBraces())
@@ -231,7 +244,7 @@ namespace ModelCompiler.Generators.Emit
                             w.WriteLine($"int valid = length - (chunk * {WarpGroupMlaShape.Chunk}) - (2 * t);");
                             w.WriteLine($"CudaAsm.Emit(Softmax, valid, sharedBase + {m.ProbabilityOffset}u + (uint)(((64 * warp) + (4 * g) + t) * 4), sharedBase + {m.StatisticsOffset}u + (uint)(((16 * warp) + g) * 4), {scaleLog2});");
                             w.WriteLine("CudaAsm.Emit(\"fence.proxy.async.shared::cta;\\nbar.arrive 1, 256;\"); // p is ready for the tensor cores and warp group 1");
-                            WriteAddValues(w);
+                            WriteAddValues(w, 0);
                             w.WriteLine("CudaAsm.Emit(\"bar.arrive %0, 256;\", 3 + stage); // warp group 0 is done with this stage");
                         }
 
@@ -239,7 +252,7 @@ namespace ModelCompiler.Generators.Emit
                         using (w.WriteBraces())
                         {
                             w.WriteLine("CudaAsm.Emit(\"bar.sync 1, 256;\"); // p of this chunk");
-                            WriteAddValues(w);
+                            WriteAddValues(w, 1);
                             w.WriteLine("if (chunk + 1 < endChunk) CudaAsm.Emit(\"bar.arrive 2, 256;\"); // p may be overwritten");
                             w.WriteLine("CudaAsm.Emit(\"bar.sync %0, 256;\", 3 + stage); // warp group 0 is done with this stage too: refill it");
                             w.WriteLine($"if (warp == 0 && chunk + 2 < endChunk) IssueTile(cacheMaps, stageBase, barriers + (uint)(stage * 8), sequence * capacity + ((chunk + 2) * {WarpGroupMlaShape.Chunk}), lane);");
@@ -268,8 +281,9 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteLine("Group.Barrier();");
                     w.WriteLine("float inverseLow = statistics[64 + (16 * warp) + g], inverseHigh = statistics[64 + (16 * warp) + g + 8];");
-                    w.WriteLine($"ulong outLow = (ulong)output + (ulong)(((((long)sequence * splits) + split) * {a.Heads} + (headGroup * 64) + (16 * warp) + g) * {a.KeyValueLoraRank} + (warpGroup * {a.KeyValueLoraRank / 2}) + (2 * t)) * 4;");
-                    w.WriteLine($"CudaAsm.Emit(StoreOutput, outLow, outLow + {8 * a.KeyValueLoraRank * 4}ul, inverseLow, inverseHigh);");
+                    w.WriteLine($"ulong outLow = (ulong)output + (ulong)(((((long)sequence * splits) + split) * {a.Heads} + (headGroup * 64) + (16 * warp) + g) * {a.KeyValueLoraRank} + (warpGroup * {m.BlocksOfGroup0 * 64}) + (2 * t)) * 4;");
+                    w.WriteLine($"if (warpGroup == 0) CudaAsm.Emit(StoreOutput0, outLow, outLow + {8 * a.KeyValueLoraRank * 4}ul, inverseLow, inverseHigh);");
+                    w.WriteLine($"else CudaAsm.Emit(StoreOutput1, outLow, outLow + {8 * a.KeyValueLoraRank * 4}ul, inverseLow, inverseHigh);");
                 }
 
                 w.WriteLine();

@@ -201,13 +201,19 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>64-value blocks of a row (one bulk tensor copy of 64 rows each, 8 KB, 128-byte swizzled).</summary>
         public int Blocks => ScoreDims / 64;
 
-        /// <summary>Column blocks of ō per warp group: the two groups split d_c in halves.</summary>
-        public int ColumnBlocksPerWarpGroup => Latent / 2 / ColumnBlock;
+        /// <summary>
+        /// Column blocks of ō warp group 0 adds into (the first ones): fewer than warp group 1's, as warp group 0 also computes
+        /// the scores and the softmax: 3 of 8 for d_c = 512.
+        /// </summary>
+        public int BlocksOfGroup0 => Latent / ColumnBlock * 3 / 8;
+
+        /// <summary>Column blocks of ō warp group 1 adds into (the rest).</summary>
+        public int BlocksOfGroup1 => (Latent / ColumnBlock) - BlocksOfGroup0;
 
         /// <summary>Why the warp-group kernel cannot be generated, or null when it can.</summary>
         public string? Unsupported =>
             Heads % HeadsPerGroup != 0 ? $"{Heads} heads are not a multiple of the 64 rows of a warp-group MMA"
-            : Latent % (2 * ColumnBlock) != 0 ? $"d_c = {Latent} does not split into two halves of 64-column blocks"
+            : Latent % ColumnBlock != 0 || Latent / ColumnBlock * 3 / 8 == 0 ? $"d_c = {Latent} does not split into 64-column blocks for both warp groups"
             : Rope % 64 != 0 ? $"d_rope = {Rope} is not a multiple of 64 (the 128-byte swizzled blocks the tensor cores read)"
             : SharedBytes > MaxSharedBytes ? $"the query tile, two chunk stages and p need {SharedBytes} bytes of shared memory, more than sm_90's {MaxSharedBytes}"
             : null;
