@@ -155,8 +155,9 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// 128 bytes). Bulk tensor copies bring the query tile and each chunk (one per 64-value block, completing on the stage's");
                 w.WriteLine("/// mbarrier) two chunks ahead; rows past the length are zeroed. Warp group 0 computes a chunk's 64 × 64 scores in one");
                 w.WriteLine("/// chain of wgmma, the online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane");
-                w.WriteLine("/// shuffles), writes p as bf16 and adds p · c into its half of ō; warp group 1 adds the same chunk's p · c into the other");
-                w.WriteLine($"/// {m.BlocksOfGroup1} of the {m.BlocksOfGroup0 + m.BlocksOfGroup1} blocks of 64 columns (up to {32 * maxBlocks} FP32 accumulators per thread) while warp group 0 scores the next chunk.");
+                w.WriteLine($"/// shuffles), writes p as bf16 and adds p · c into its {m.BlocksOfGroup0} column blocks of ō; warp group 1 adds the same chunk's p · c into");
+                w.WriteLine($"/// the other {m.BlocksOfGroup1} of the {m.BlocksOfGroup0 + m.BlocksOfGroup1} blocks of 64 columns (up to {32 * maxBlocks} FP32 accumulators per thread) while warp group 0 scores the");
+                w.WriteLine("/// next chunk.");
                 w.WriteLine("/// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine("/// <param name=\"queryMaps\">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃");
@@ -206,7 +207,7 @@ namespace ModelCompiler.Generators.Emit
                     }
 
                     w.WriteLine();
-                    w.WriteLine("// Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its half of ō. Named");
+                    w.WriteLine("// Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its blocks of ō. Named");
                     w.WriteLine("// barriers hand over: 1 p ready, 2 p free again, 3 + stage parity warp group 0 done with a stage, which warp group 1");
                     w.WriteLine("// then refills two chunks ahead; 5 orders warp group 0's own stores.");
                     w.WriteLine("for (int chunk = firstChunk; chunk < endChunk; chunk++)");

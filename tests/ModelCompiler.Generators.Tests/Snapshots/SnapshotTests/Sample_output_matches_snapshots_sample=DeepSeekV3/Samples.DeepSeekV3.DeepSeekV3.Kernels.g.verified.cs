@@ -1196,8 +1196,9 @@ namespace Samples.DeepSeekV3
                 /// 128 bytes). Bulk tensor copies bring the query tile and each chunk (one per 64-value block, completing on the stage's
                 /// mbarrier) two chunks ahead; rows past the length are zeroed. Warp group 0 computes a chunk's 64 × 64 scores in one
                 /// chain of wgmma, the online softmax in registers (each warp owns 16 whole rows: a row's max and sum need only 4-lane
-                /// shuffles), writes p as bf16 and adds p · c into its half of ō; warp group 1 adds the same chunk's p · c into the other
-                /// 5 of the 8 blocks of 64 columns (up to 160 FP32 accumulators per thread) while warp group 0 scores the next chunk.
+                /// shuffles), writes p as bf16 and adds p · c into its 3 column blocks of ō; warp group 1 adds the same chunk's p · c into
+                /// the other 5 of the 8 blocks of 64 columns (up to 160 FP32 accumulators per thread) while warp group 0 scores the
+                /// next chunk.
                 /// Precision: bf16 operands, FP32 accumulation and softmax; p rounded to bf16 for the second product, as FlashMLA does.
                 /// </summary>
                 /// <param name="queryMaps">Device address of two tensor maps (TensorMap.Tiled2D, 64 × 64 boxes, 128-byte swizzle): q̃
@@ -1250,7 +1251,7 @@ namespace Samples.DeepSeekV3
                         CudaAsm.Emit(WaitForQuery, barriers + 16u);
                     }
 
-                    // Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its half of ō. Named
+                    // Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its blocks of ō. Named
                     // barriers hand over: 1 p ready, 2 p free again, 3 + stage parity warp group 0 done with a stage, which warp group 1
                     // then refills two chunks ahead; 5 orders warp group 0's own stores.
                     for (int chunk = firstChunk; chunk < endChunk; chunk++)
