@@ -49,7 +49,6 @@ public static class PrecisionComparison
         string directory = Path.Combine(runDirectory, "checkpoint");
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No checkpoint/ in '{runDirectory}': give a pre-training run folder.");
         using var checkpoint = Checkpoint.Open(directory);
-        checkpoint.EnsureDeclares(spec);
-        return checkpoint.CreateModel(spec, includeMtp: checkpoint.HasMtp);
+        return checkpoint.CreateModel(spec, includeMtp: checkpoint.HasMtp); // refuses a checkpoint of another architecture
     }
 }
