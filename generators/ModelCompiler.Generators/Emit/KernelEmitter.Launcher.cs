@@ -222,12 +222,12 @@ namespace ModelCompiler.Generators.Emit
                             w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);");
                         }
 
-                        w.WriteLine("else");
+                        if (!tensorCores) w.WriteLine("else");
                     }
 
                     if (tensorCores)
                     {
-                        w.WriteLine("if (_tensorCores)");
+                        w.WriteLine(_warpGroup.Unsupported is null ? "else if (_tensorCores)" : "if (_tensorCores)");
                         using (w.WriteBraces())
                         {
                             w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(");

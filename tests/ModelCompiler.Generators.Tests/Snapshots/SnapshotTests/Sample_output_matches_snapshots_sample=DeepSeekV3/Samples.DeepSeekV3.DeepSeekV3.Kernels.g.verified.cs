@@ -2038,8 +2038,7 @@ namespace Samples.DeepSeekV3
                             new System.Action<long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: 229912, hopperSpecific: true);
                         decode(Stream, new KernelConfig(batch * splits * 2, 256, SharedMemoryConfig.RequestDynamic<Float4>(14369)), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);
                     }
-                    else
-                    if (_tensorCores)
+                    else if (_tensorCores)
                     {
                         var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>>(
                             new System.Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(Cuda.MlaDecode), dynamicSharedBytes: 58880);
