@@ -2,11 +2,11 @@
 // sampled rows (‖out − ref‖ / ‖ref‖), each timed with device events around bursts of 10 launches (median of 30 bursts),
 // and printed in one table beside PyTorch's eager and torch.compile times from benchmarks/gpu/torch_ops.py.
 //
-//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--probe] [--ptx KERNEL]
+//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--probe] [--rows-probe] [--ptx KERNEL]
 //
 // --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
 // --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them); --probe checks warp-group MMA's
-// shared-memory descriptor conventions on a Hopper GPU; --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
+// shared-memory descriptor conventions on a Hopper GPU; --rows-probe times RMSNorm launch shapes (RowsProbe.cs); --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -39,6 +39,12 @@ if (args.Contains("--probe"))
 }
 
 var bench = new Bench(device, smoke);
+if (args.Contains("--rows-probe"))
+{
+    RowsProbe.Run(device, bench);
+    return 0;
+}
+
 var rows = new List<Row>();
 var v3 = new DeepSeekV3.Kernels.Launcher(device);
 var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
@@ -173,14 +179,13 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
     }
 
     var (bestMs, bestSplits) = (double.MaxValue, 1);
-    foreach (int splits in new[] { 1, 2, 4, 8, 16 })
+    foreach (int splits in new[] { 1, 2, 3, 4, 6, 8, 16 })
     {
         double splitMs = bench.Time(() => decode(splits));
         Console.Error.WriteLine($"{label}: {splits} split(s) {splitMs:F4} ms");
         if (splitMs < bestMs) (bestMs, bestSplits) = (splitMs, splits);
     }
 
-    if (heads == 128)
     {
         // Ragged lengths with NaN past each one (what an unused cache slot may hold): the kernel must not read them into ō.
         var random = new Random(Environment.TickCount);
@@ -198,8 +203,9 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
         using var raggedLengths = device.Accelerator.Allocate1D(ragged);
         foreach (int splits in new[] { 1, 3 })
         {
-            v3.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
-            double raggedError = Check.Mla(bench, DeepSeekV3.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, raggedLatent, raggedRope, output, ragged);
+            if (heads == 128) v3.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
+            else lite.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
+            double raggedError = Check.Mla(bench, heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, raggedLatent, raggedRope, output, ragged);
             Console.Error.WriteLine($"{label}: ragged lengths {ragged.Min()}–{ragged.Max()}, NaN past each, {splits} split(s): ‖err‖/‖ref‖ {raggedError:E1}");
             rows.Add(new Row($"{label}, ragged lengths + NaN past them, {splits} split(s)", $"{batch}×≤{length}×{heads}h bf16", double.NaN, 0, 0, raggedError, key));
         }

@@ -110,7 +110,7 @@ namespace ModelCompiler.Generators.Emit
                     int latentPieces = a.KeyValueLoraRank / 8, ropePieces = a.QkRopeHeadDim / 8;
                     int latentLoads = MlaShape.Chunk * latentPieces / m.Threads, ropeLoads = MlaShape.Chunk * ropePieces / m.Threads;
                     int latentStep = m.Threads / latentPieces, ropeStep = m.Threads / ropePieces;
-                    bool prefetch = m.Prefetch;
+                    bool beforeScores = m.PrefetchBeforeScores;
                     w.WriteLine($"// Staging: thread i moves 16-byte piece i % {latentPieces} of the latent row of {latentLoads} tokens and piece i % {ropePieces} of the rotary");
                     w.WriteLine($"// row of {ropeLoads}; all loads are issued before any store (no branch between them), rows past the length clamped to a valid");
                     w.WriteLine("// row on load and zeroed on store.");
@@ -147,23 +147,17 @@ namespace ModelCompiler.Generators.Emit
                         }
                     }
 
-                    if (prefetch)
-                    {
-                        w.WriteLine("// Software pipeline: the next chunk's loads are in flight while this chunk is computed.");
-                        Loads("firstChunk", declare: true); // clamped to row 0 when the split is empty
-                    }
+                    w.WriteLine(beforeScores
+                        ? "// Software pipeline: chunk c + 1's loads are issued before chunk c's scores and wait in registers."
+                        : "// Software pipeline: chunk c + 1's loads are issued once chunk c's scores are stored (beside the score accumulators they");
+                    if (!beforeScores) w.WriteLine("// would not fit in registers) and wait there through chunk c's softmax and p · c.");
+                    Loads("firstChunk", declare: true); // clamped to row 0 when the split is empty
 
                     w.WriteLine();
                     w.WriteLine("for (int chunk = firstChunk; chunk < endChunk; chunk++)");
                     using (w.WriteBraces())
                     {
                         w.WriteLine($"int token0 = chunk * {MlaShape.Chunk};");
-                        if (!prefetch)
-                        {
-                            w.WriteLine("// Load the chunk (all loads issued before any store).");
-                            Loads("chunk", declare: true);
-                        }
-
                         w.WriteLine("Group.Barrier(); // the previous chunk's keys and probabilities are no longer read");
                         using (w.WriteBraces())
                         {
@@ -171,15 +165,16 @@ namespace ModelCompiler.Generators.Emit
                         }
 
                         w.WriteLine("Group.Barrier();");
-                        if (prefetch)
+                        void PrefetchNext()
                         {
-                            w.WriteLine("if (chunk + 1 < endChunk)");
+                            w.WriteLine("if (chunk + 1 < endChunk) // the next chunk's loads, in flight while this one is computed");
                             using (w.WriteBraces())
                             {
                                 Loads("(chunk + 1)", declare: false);
                             }
                         }
 
+                        if (beforeScores) PrefetchNext();
                         w.WriteLine();
                         w.WriteLine($"// Partial scores of the m-tile's 16 heads × {MlaShape.Chunk} tokens over this warp's {kSteps} k-steps.");
                         for (int n = 0; n < nTiles; n++) w.WriteLine($"float s{n}0 = 0f, s{n}1 = 0f, s{n}2 = 0f, s{n}3 = 0f;");
@@ -199,6 +194,7 @@ namespace ModelCompiler.Generators.Emit
                             w.WriteLine($"partialLane[{n * 8}] = s{n}0; partialLane[{n * 8 + 1}] = s{n}1; partialLane[{(8 * m.PartialStride) + (n * 8)}] = s{n}2; partialLane[{(8 * m.PartialStride) + (n * 8) + 1}] = s{n}3;");
                         }
 
+                        if (!beforeScores) PrefetchNext();
                         w.WriteLine("Group.Barrier();");
                         w.WriteLine();
                         w.WriteLine("// This warp's tokens [8·part, 8·part + 8): add the four partials, scale, mask past the length.");

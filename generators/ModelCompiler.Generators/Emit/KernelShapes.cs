@@ -129,10 +129,11 @@ namespace ModelCompiler.Generators.Emit
         public int SharedBytes => KeyBytes + PartialBytes + PBytes + MaxBytes;
 
         /// <summary>
-        /// Whether the next chunk's loads are issued before this chunk is computed (they wait in registers): with 256 threads
-        /// that is 9 loads of 16 bytes each; with 128 the 18 registers' worth would push the kernel past 255 registers.
+        /// Where the next chunk's loads are issued (they wait in registers until the chunk is staged): before this chunk's
+        /// scores with 256 threads (9 loads of 16 bytes each); with 128 threads the 18 loads' registers beside the score
+        /// accumulators would push the kernel past 255 registers, so after the scores, overlapping the softmax and p · c.
         /// </summary>
-        public bool Prefetch => (Chunk * ScoreDims / 8) / Threads <= 9;
+        public bool PrefetchBeforeScores => (Chunk * ScoreDims / 8) / Threads <= 9;
 
         /// <summary>Why the tensor-core kernel cannot be generated, or null when it can.</summary>
         public string? Unsupported =>

@@ -817,7 +817,7 @@ namespace Samples.DeepSeekV3
                     int latentPiece = Group.IdxX % 64, latentRow = Group.IdxX / 64;
                     int ropePiece = Group.IdxX % 8, ropeRow = Group.IdxX / 8;
                     long cacheBase = (long)sequence * capacity;
-                    // Software pipeline: the next chunk's loads are in flight while this chunk is computed.
+                    // Software pipeline: chunk c + 1's loads are issued before chunk c's scores and wait in registers.
                     Float4 l0 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 0, length - 1), 0)) * 64 + latentPiece];
                     Float4 l1 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 4, length - 1), 0)) * 64 + latentPiece];
                     Float4 l2 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 8, length - 1), 0)) * 64 + latentPiece];
@@ -847,7 +847,7 @@ namespace Samples.DeepSeekV3
                             ropeSlot[0] = ropeRow + 0 < valid ? r0 : new Float4(0f);
                         }
                         Group.Barrier();
-                        if (chunk + 1 < endChunk)
+                        if (chunk + 1 < endChunk) // the next chunk's loads, in flight while this one is computed
                         {
                             l0 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 0, length - 1), 0)) * 64 + latentPiece];
                             l1 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 4, length - 1), 0)) * 64 + latentPiece];
