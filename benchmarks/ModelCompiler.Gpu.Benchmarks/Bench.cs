@@ -84,6 +84,7 @@ internal sealed record Row(string Op, string Shape, double Ms, double Bytes, dou
     {
         "rmsnorm" or "rmsnorm_latent" or "swiglu" or "rope" or "dequant" => 1e-5,
         "bf16_gemm" => 1e-5,
+        "fp8_gemm" => 1e-3,
         "router" => 1e-3,
         "mla_decode_128h" or "mla_decode_16h" => 2e-2,
         _ => 1e-2,

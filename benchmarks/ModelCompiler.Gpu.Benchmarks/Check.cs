@@ -248,4 +248,26 @@ internal static class Check
 
         return error.Value;
     }
+    /// <summary>Sampled entries (and the corners) of the FP8 GEMM: Σ over k-blocks of the decoded codes' dot product × both scales, in double.</summary>
+    public static double Fp8Gemm(byte[] a, float[] aScales, byte[] w, float[] wScales, MemoryBuffer1D<float, Stride1D.Dense> c, int m, int n, int k)
+    {
+        var error = new Error();
+        var random = new Random(Environment.TickCount);
+        int blocks = k / 128;
+        var entries = new[] { (0, 0), (m - 1, n - 1) }.Concat(Enumerable.Range(0, 254).Select(_ => (random.Next(m), random.Next(n))));
+        foreach (var (i, j) in entries)
+        {
+            double sum = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                double dot = 0;
+                for (int x = b * 128; x < (b + 1) * 128; x++) dot += (double)E4M3.Decode(a[((long)i * k) + x]) * E4M3.Decode(w[((long)j * k) + x]);
+                sum += dot * aScales[((long)i * blocks) + b] * wScales[((long)(j / 128) * blocks) + b];
+            }
+
+            error.Add(Get(c, ((long)i * n) + j, 1)[0], sum);
+        }
+
+        return error.Value;
+    }
 }

@@ -2,10 +2,10 @@
 // sampled rows (‖out − ref‖ / ‖ref‖), each timed with device events around bursts of 10 launches (median of 30 bursts),
 // and printed in one table beside PyTorch's eager and torch.compile times from benchmarks/gpu/torch_ops.py.
 //
-//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--probe] [--rows-probe] [--ptx KERNEL]
+//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--fp8] [--probe] [--rows-probe] [--ptx KERNEL]
 //
 // --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
-// --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them); --probe checks warp-group MMA's
+// --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them), --fp8 only the FP8 GEMM; --probe checks warp-group MMA's
 // shared-memory descriptor conventions on a Hopper GPU; --rows-probe times RMSNorm launch shapes (RowsProbe.cs); --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
 using System.Diagnostics;
 using System.Globalization;
@@ -25,7 +25,7 @@ if (ptxAt >= 0) // the sm_90a PTX of one of DeepSeekV3's CUDA kernels, for ptxas
     return 0;
 }
 
-bool mlaOnly = args.Contains("--mla");
+bool mlaOnly = args.Contains("--mla"), fp8Only = args.Contains("--fp8");
 
 int torchAt = Array.IndexOf(args, "--torch");
 var torch = torchAt >= 0 ? JsonDocument.Parse(File.ReadAllText(args[torchAt + 1])).RootElement : (JsonElement?)null;
@@ -49,7 +49,7 @@ var rows = new List<Row>();
 var v3 = new DeepSeekV3.Kernels.Launcher(device);
 var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
 
-if (!mlaOnly)
+if (!mlaOnly && !fp8Only)
 {
 // ---- RMSNorm, [32768 × 7168] FP32 ------------------------------------------------------------------------------------
 {
@@ -156,7 +156,7 @@ foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kern
 }
 
 // ---- MLA decode, batch 64 × 4096 cached tokens, 128 heads (V3) and 16 heads (V2-Lite) --------------------------------
-foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, "mla_decode_128h"), ("MLA decode, 16 heads (V2-Lite)", 16, "mla_decode_16h") })
+foreach (var (label, heads, key) in fp8Only ? [] : new[] { ("MLA decode, 128 heads (V3)", 128, "mla_decode_128h"), ("MLA decode, 16 heads (V2-Lite)", 16, "mla_decode_16h") })
 {
     int batch = smoke ? 2 : 64, length = smoke ? 100 : 4096, latent = 512, rope = 64;
     using var queryLatent = bench.RandomBf16((long)batch * heads * latent, 1f);
@@ -217,7 +217,7 @@ foreach (var (label, heads, key) in new[] { ("MLA decode, 128 heads (V3)", 128, 
     rows.Add(new Row($"{label}, {bestSplits} split(s)", $"{batch}×{length}×{heads}h bf16", bestMs, Bytes: 2.0 * batch * length * (latent + rope), flops, error, key));
 }
 
-if (!mlaOnly)
+if (!mlaOnly && !fp8Only)
 {
 // ---- cuBLAS 13 bf16 GEMM (the binding for the GEMMs between fused kernels) -------------------------------------------
 if (device.Backend == GpuBackend.Cuda)
@@ -232,6 +232,33 @@ if (device.Backend == GpuBackend.Cuda)
     rows.Add(new Row("cuBLAS 13 GemmEx (binding)", $"{m}×{k}×{n} bf16 → fp32", ms, Bytes: 0, Flops: 2.0 * m * n * k, error, "bf16_gemm"));
 }
 
+}
+
+// ---- FP8 GEMM with 1×128 / 128×128 scaling (V3's linear layers), Hopper's warp-group MMA ------------------------------
+if (!mlaOnly && device.HasWarpGroupMma)
+{
+    var random = new Random(Environment.TickCount);
+    foreach (var (m, k, n) in smoke ? new[] { (200, 384, 256) } : new[] { (4096, 7168, 16384), (200, 384, 256) })
+    {
+        byte[] Codes(long length)
+        {
+            var codes = new byte[length];
+            random.NextBytes(codes);
+            for (long i = 0; i < length; i++) if ((codes[i] & 0x7F) == 0x7F) codes[i] = 0x38; // no NaN codes
+            return codes;
+        }
+
+        var aHost = Codes((long)m * k);
+        var wHost = Codes((long)n * k);
+        using var a = device.Accelerator.Allocate1D(aHost);
+        using var w = device.Accelerator.Allocate1D(wHost);
+        using var aScales = bench.Random((long)m * (k / 128), 0.004f, 0.005f);
+        using var wScales = bench.Random((long)(n / 128) * (k / 128), 0.004f, 0.005f);
+        using var c = device.Accelerator.Allocate1D<float>((long)m * n);
+        double ms = bench.Time(() => v3.Fp8Gemm(a.View, aScales.View, w.View, wScales.View, c.View, m, n, k));
+        double error = Check.Fp8Gemm(aHost, aScales.GetAsArray1D(), wHost, wScales.GetAsArray1D(), c, m, n, k);
+        rows.Add(new Row(m % 128 == 0 ? "FP8 GEMM, 1×128 / 128×128 scales" : "FP8 GEMM, a partial row tile", $"{m}×{k}×{n} e4m3 → fp32", m % 128 == 0 ? ms : double.NaN, Bytes: 0, Flops: 2.0 * m * n * k, error, "fp8_gemm"));
+    }
 }
 
 Table.Print(rows, torch, device.Name);

@@ -31,6 +31,8 @@ internal static class RowsProbe
 
         var shape256 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms256By7));
         var shape448 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms448By4));
+        var persistent = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RmsPersistent));
+        int processors = device.Accelerator.NumMultiprocessors;
         var hinted = device.Load<Action<AcceleratorStream, KernelConfig, long, long, long, int>>(new Action<long, long, long, int>(Rms256By7Hinted));
         long xAddress = x.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64(), wAddress = weight.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64(), yAddress = y.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
         var stream = device.Accelerator.DefaultStream;
@@ -38,6 +40,8 @@ internal static class RowsProbe
         {
             ("256 × 7", () => shape256(stream, new KernelConfig(n, 256), x.View, weight.View, y.View)),
             ("448 × 4", () => shape448(stream, new KernelConfig(n, 448), x.View, weight.View, y.View)),
+            ("448 × 4 persistent, 2 groups per SM, next row loaded before this row's reduction", () => persistent(stream, new KernelConfig(2 * processors, 448), x.View, weight.View, y.View, n)),
+            ("448 × 4 persistent, 3 groups per SM", () => persistent(stream, new KernelConfig(3 * processors, 448), x.View, weight.View, y.View, n)),
             ("256 × 7, raw addresses, no hints", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 0)),
             ("256 × 7, ld.global.nc.L1::no_allocate.L2::256B", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 1)),
             ("256 × 7, st.global.cs", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 2)),
@@ -101,6 +105,39 @@ internal static class RowsProbe
         ys[row + thread + 448] = Scale(v1, inverse, ws[thread + 448]);
         ys[row + thread + 896] = Scale(v2, inverse, ws[thread + 896]);
         ys[row + thread + 1344] = Scale(v3, inverse, ws[thread + 1344]);
+    }
+
+    /// <summary>Groups loop over rows g, g + grid, …; the weight stays in registers and row r + grid is loaded before row r's reduction.</summary>
+    private static void RmsPersistent(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, int rows)
+    {
+        int thread = Group.IdxX;
+        var xs = x.Cast<Float4>();
+        var ws = weight.Cast<Float4>();
+        var ys = y.Cast<Float4>();
+        var warpSums = SharedMemory.Allocate<float>(32); // two sets of 14, by row parity, so one barrier per row suffices
+        Float4 g0 = ws[thread], g1 = ws[thread + 448], g2 = ws[thread + 896], g3 = ws[thread + 1344];
+        int row = Grid.IdxX, parity = 0;
+        long at = (long)Math.Min(row, rows - 1) * Vectors + thread;
+        Float4 v0 = xs[at], v1 = xs[at + 448], v2 = xs[at + 896], v3 = xs[at + 1344];
+        for (; row < rows; row += Grid.DimX)
+        {
+            float sum = Squares(v0) + Squares(v1) + Squares(v2) + Squares(v3);
+            long next = (long)Math.Min(row + Grid.DimX, rows - 1) * Vectors + thread;
+            Float4 n0 = xs[next], n1 = xs[next + 448], n2 = xs[next + 896], n3 = xs[next + 1344];
+            for (int offset = 16; offset >= 1; offset /= 2) sum += Warp.ShuffleXor(sum, offset);
+            if (Warp.LaneIdx == 0) warpSums[(16 * parity) + Warp.WarpIdx] = sum;
+            Group.Barrier();
+            sum = 0f;
+            for (int i = 0; i < 14; i++) sum += warpSums[(16 * parity) + i];
+            float inverse = 1f / MathF.Sqrt((sum * (1f / 7168f)) + DeepSeekV3.Kernels.RmsNormEpsilon);
+            long here = (long)row * Vectors + thread;
+            ys[here] = Scale(v0, inverse, g0);
+            ys[here + 448] = Scale(v1, inverse, g1);
+            ys[here + 896] = Scale(v2, inverse, g2);
+            ys[here + 1344] = Scale(v3, inverse, g3);
+            v0 = n0; v1 = n1; v2 = n2; v3 = n3;
+            parity ^= 1;
+        }
     }
 
     private static Float4 LoadStreaming(long address)

@@ -1,7 +1,12 @@
 """PyTorch's side of the kernel benchmark: the operations ModelCompiler generates kernels for, at the same shapes,
 written two ways: eager, as DeepSeek's official inference code (DeepSeek-V3 inference/model.py, kernel.py) writes them,
 and under torch.compile, which fuses them into Triton kernels specialised to these shapes. Prints one JSON object:
-{op: {"eager_ms": ..., "compile_ms": ...}, "copy_tbps": ..., "bf16_tflops": ...}.
+{op: {"eager_ms": ..., "compile_ms": ...}, "copy_tbps": ..., "bf16_tflops": ..., "fp8_tflops": ...}.
+
+The FP8 GEMM with 1x128 / 128x128 scales has no torch op (torch._scaled_mm takes per-tensor or per-row scales): its "eager"
+time is DeepSeek's way, a Triton kernel that multiplies 128-deep k-blocks with tl.dot and adds each block's product times
+both scales in FP32 (the algorithm of DeepSeek-V3's inference/kernel.py fp8_gemm, written here), and the FP8 ceiling is
+torch._scaled_mm with per-tensor scales (cuBLAS) at the same shape.
 
 Timing: CUDA events around bursts of 10 calls (the same bursts the C# side times), median over 30 bursts after warm-up.
 Inputs are fresh random tensors (never zeros)."""
@@ -84,6 +89,48 @@ def v3_gate(logits, bias, n_groups=8, topk_groups=4, topk=8, route_scale=2.5):
     return weights, indices
 
 
+def fp8_gemm_triton():
+    """DeepSeek's block-scaled FP8 GEMM as a Triton kernel (see the module docstring); None when Triton is missing."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_stages=st, num_warps=8)
+               for bm in (64, 128) for bn in (128, 256) for st in (3, 4)]
+
+    @triton.autotune(configs=configs, key=["N", "K"])
+    @triton.jit
+    def kernel(a, b, c, a_s, b_s, M, N: tl.constexpr, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+        pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+        blocks = K // 128
+        rows = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
+        cols = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
+        ks = tl.arange(0, 128)
+        a_ptr = a + rows[:, None] * K + ks[None, :]
+        b_ptr = b + cols[None, :] * K + ks[:, None]
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for i in range(blocks):
+            sa = tl.load(a_s + rows * blocks + i)
+            sb = tl.load(b_s + (cols // 128) * blocks + i)
+            acc += tl.dot(tl.load(a_ptr), tl.load(b_ptr)) * sa[:, None] * sb[None, :]
+            a_ptr += 128
+            b_ptr += 128
+        out_rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        out_cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        tl.store(c + out_rows[:, None] * N + out_cols[None, :], acc, mask=(out_rows[:, None] < M) & (out_cols[None, :] < N))
+
+    def run(a, b, a_s, b_s, out):
+        m, k = a.shape
+        n = b.shape[0]
+        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+        kernel[grid](a, b, out, a_s, b_s, m, n, k)
+        return out
+
+    return run
+
+
 def mla_decode(q_latent, q_pe, kv_cache, pe_cache, softmax_scale):
     # model.py's MLA.forward, attn_impl == "absorb", one new token per sequence (s = 1), all sequences full length.
     scores = (torch.einsum("bshc,btc->bsht", q_latent, kv_cache) + torch.einsum("bshr,btr->bsht", q_pe, pe_cache)) * softmax_scale
@@ -105,6 +152,19 @@ def main():
     results["bf16_gemm"] = {"eager_ms": gemm_ms, "compile_ms": None}
     results["bf16_tflops"] = 2 * 4096 * 7168 * 16384 / (gemm_ms * 1e-3) / 1e12
     del a, b
+
+    a8 = torch.randn(4096, 7168, device=dev).to(torch.float8_e4m3fn)
+    b8 = torch.randn(16384, 7168, device=dev).to(torch.float8_e4m3fn)
+    one = torch.ones((), device=dev)
+    scaled_ms = bench(lambda: torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one, out_dtype=torch.float32))
+    results["fp8_tflops"] = 2 * 4096 * 7168 * 16384 / (scaled_ms * 1e-3) / 1e12
+    triton_gemm = fp8_gemm_triton()
+    if triton_gemm is not None:
+        a_s = torch.rand(4096, 56, device=dev) + 0.5
+        b_s = torch.rand(128, 56, device=dev) + 0.5
+        out = torch.empty(4096, 16384, device=dev)
+        results["fp8_gemm"] = {"eager_ms": bench(lambda: triton_gemm(a8, b8, a_s, b_s, out)), "compile_ms": None}
+    del a8, b8
 
     x = torch.randn(32768, 7168, device=dev) * 3
     w = torch.rand(7168, device=dev) + 0.5

@@ -61,6 +61,22 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
     }
 
     [Fact]
+    public void The_FP8_GEMM_checks_its_shapes_then_asks_for_Hopper()
+    {
+        var kernels = new DeepSeekV3.Kernels.Launcher(_device);
+        int m = 3, n = 256, k = 384;
+        using var a = _device.Accelerator.Allocate1D<byte>(m * k);
+        using var scales = _device.Accelerator.Allocate1D<float>(m * (k / 128));
+        using var w = _device.Accelerator.Allocate1D<byte>(n * k);
+        using var weightScales = _device.Accelerator.Allocate1D<float>((n / 128) * (k / 128));
+        using var c = _device.Accelerator.Allocate1D<float>(m * n);
+        Assert.Equal("k", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, n, 320)).ParamName);
+        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, 200, k)).ParamName);
+        Assert.Contains("weightScales", Assert.Throws<ArgumentException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, scales.View, c.View, m, n, k)).Message, StringComparison.Ordinal);
+        Assert.Contains("compute capability 9.0", Assert.Throws<NotSupportedException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, n, k)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Act_quant_matches_the_reference_on_bf16_rows()
     {
         var (generator, seed) = Data.Fresh();

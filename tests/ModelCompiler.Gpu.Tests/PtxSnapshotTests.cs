@@ -69,6 +69,17 @@ public sealed class PtxSnapshotTests
     }
 
     [Fact]
+    public void The_FP8_GEMM_targets_sm_90a_and_promotes_every_128_values_of_k()
+    {
+        string gemm = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("Fp8Gemm")!);
+        Assert.Contains(".target sm_90a", gemm, StringComparison.Ordinal);
+        Assert.Equal(4, CountOf(gemm, "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3")); // one k-block of 128: 4 steps of 32, then one promotion
+        Assert.Equal(64, CountOf(gemm, "fma.rn.f32 mc_c")); // the promotion: every accumulator, once per k-block
+        Assert.Equal(4, CountOf(gemm, "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes")); // a's rows and w's, before the loop and in it
+        Assert.Null(typeof(TinySeek.Kernels.Cuda).GetMethod("Fp8Gemm")); // TinySeek computes in FP32
+    }
+
+    [Fact]
     public void Only_a_plain_sm_target_is_raised_to_sm_90a()
     {
         Assert.Equal(".version 8.8\n.target sm_90a\n", Ptx.TargetHopperSpecific(".version 8.8\n.target sm_90\n"));

@@ -21,6 +21,8 @@ namespace ModelCompiler.Generators.Emit
                 if (!cuda || _mla.Unsupported is not null) WriteMlaPortable(w);
                 else WriteMlaCuda(w);
                 if (cuda && _warpGroup.Unsupported is null) WriteMlaWarpGroup(w);
+                if (cuda && _gemm.Unsupported is null) WriteFp8Gemm(w);
+                if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteDescriptors(w);
             }
 
             public void WriteLauncher(IndentedWriter w)
@@ -180,6 +182,59 @@ namespace ModelCompiler.Generators.Emit
                     }
 
                     WriteMlaLauncher(w);
+                    if (_gemm.Unsupported is null) WriteFp8GemmLauncher(w);
+                }
+            }
+
+            private void WriteFp8GemmLauncher(IndentedWriter w)
+            {
+                const int T = Fp8GemmShape.Tile;
+                w.WriteLine();
+                w.WriteLine("/// <summary>");
+                w.WriteLine($"/// The FP8 GEMM with fine-grained scaling (see Cuda.Fp8Gemm): output [m, n] = a [m, k] · weightᵀ, a and weight E4M3 codes scaled");
+                w.WriteLine($"/// per 1 × {T} tile of a (activationScales [m, k / {T}]) and per {T} × {T} block of weight (weightScales [n / {T}, k / {T}]), FP32 out.");
+                w.WriteLine("/// Hopper only (warp-group MMA); n and k multiples of 128.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine("public void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("if (m < 0) throw new System.ArgumentOutOfRangeException(nameof(m), m, \"Fp8Gemm: m must not be negative.\");");
+                    w.WriteLine($"if (n <= 0 || n % {T} != 0) throw new System.ArgumentOutOfRangeException(nameof(n), n, \"Fp8Gemm: n must be a positive multiple of {T} (one weight block).\");");
+                    w.WriteLine($"if (k <= 0 || k % {T} != 0 || k > {T * Fp8GemmShape.MaxBlocks}) throw new System.ArgumentOutOfRangeException(nameof(k), k, \"Fp8Gemm: k must be a positive multiple of {T} (one activation tile), at most {T * Fp8GemmShape.MaxBlocks}.\");");
+                    w.WriteLine("BufferChecks.Length(activations.Length, (long)m * k, \"Fp8Gemm\", nameof(activations));");
+                    w.WriteLine($"BufferChecks.Length(activationScales.Length, (long)m * (k / {T}), \"Fp8Gemm\", nameof(activationScales));");
+                    w.WriteLine("BufferChecks.Length(weight.Length, (long)n * k, \"Fp8Gemm\", nameof(weight));");
+                    w.WriteLine($"BufferChecks.Length(weightScales.Length, (long)(n / {T}) * (k / {T}), \"Fp8Gemm\", nameof(weightScales));");
+                    w.WriteLine("BufferChecks.Length(output.Length, (long)m * n, \"Fp8Gemm\", nameof(output));");
+                    w.WriteLine("if (!_device.HasWarpGroupMma) throw new System.NotSupportedException($\"Fp8Gemm needs Hopper's warp-group MMA (compute capability 9.0); {_device.Name} has none.\");");
+                    w.WriteLine("if (m == 0) return;");
+                    w.WriteLine("long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);");
+                    w.WriteLine("var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(");
+                    w.WriteLine($"    new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: {Fp8GemmShape.SharedBytes}, hopperSpecific: true);");
+                    w.WriteLine($"gemm(Stream, new KernelConfig(checked(((m + {T - 1}) / {T}) * (n / {T})), {Fp8GemmShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({Fp8GemmShape.SharedBytes / 16})), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);");
+                }
+
+                w.WriteLine();
+                w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _gemmMaps;");
+                w.WriteLine("private (long, long, long, long, long) _gemmMapsOf;");
+                w.WriteLine();
+                w.WriteSummary($"The device address of Fp8Gemm's two tensor maps (a, weight: bytes, {T} × {T} boxes, 128-byte swizzle), encoded again only when a buffer or a shape changes.");
+                w.WriteLine("private long GemmMaps(long activations, long m, long weight, long n, long k)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("if (_gemmMaps is null || _gemmMapsOf != (activations, m, weight, n, k))");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("var bytes = new byte[2 * TensorMap.Bytes];");
+                        w.WriteLine($"TensorMap.Tiled2D(activations, k, m, k, {T}, {T}, swizzle128: true, elementBytes: 1).CopyTo(bytes, 0);");
+                        w.WriteLine($"TensorMap.Tiled2D(weight, k, n, k, {T}, {T}, swizzle128: true, elementBytes: 1).CopyTo(bytes, TensorMap.Bytes);");
+                        w.WriteLine("_gemmMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);");
+                        w.WriteLine("_gemmMaps.View.CopyFromCPU(Stream, bytes);");
+                        w.WriteLine("_gemmMapsOf = (activations, m, weight, n, k);");
+                    }
+
+                    w.WriteLine();
+                    w.WriteLine("return _gemmMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
                 }
             }
 

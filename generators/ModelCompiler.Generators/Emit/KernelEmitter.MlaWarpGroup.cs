@@ -300,12 +300,17 @@ namespace ModelCompiler.Generators.Emit
                 }
 
                 w.WriteLine();
+            }
+
+            /// <summary>The shared-memory descriptors of warp-group MMA, for the kernels that use it (MLA decoding, the FP8 GEMM).</summary>
+            private static void WriteDescriptors(IndentedWriter w)
+            {
                 w.WriteSummary("A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.");
                 w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
                 w.WriteLine("private static ulong Descriptor(uint address, uint leading, uint stride) =>");
                 w.WriteLine("    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);");
                 w.WriteLine();
-                w.WriteSummary("A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for 64-wide tiles).");
+                w.WriteSummary("A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for tiles one swizzle span wide).");
                 w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
                 w.WriteLine("private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);");
                 w.WriteLine();

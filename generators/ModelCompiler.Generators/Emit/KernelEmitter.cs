@@ -76,6 +76,7 @@ namespace ModelCompiler.Generators.Emit
             private readonly int _expertWidth;
             private readonly MlaShape _mla;
             private readonly WarpGroupMlaShape _warpGroup;
+            private readonly Fp8GemmShape _gemm;
 
             public KernelSet(ModelSpec spec)
             {
@@ -93,6 +94,7 @@ namespace ModelCompiler.Generators.Emit
                 _expertWidth = spec.Moe?.ExpertIntermediateSize ?? spec.DenseIntermediateSize;
                 _mla = new MlaShape(spec.Attention);
                 _warpGroup = new WarpGroupMlaShape(spec.Attention);
+                _gemm = new Fp8GemmShape(spec.Precision);
             }
 
             private AttentionSpec Attention => _spec.Attention;
@@ -133,6 +135,9 @@ namespace ModelCompiler.Generators.Emit
                 yield return _warpGroup.Unsupported is { } wg
                     ? $"MlaDecodeWarpGroup (Hopper): not generated because {wg}."
                     : $"MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.";
+                yield return _gemm.Unsupported is { } gemm
+                    ? $"Fp8Gemm (Hopper): not generated because {gemm}."
+                    : $"Fp8Gemm: the FP8 GEMM with 1×{_tile} activation and {_block}×{_block} weight scales on Hopper's warp-group MMA (wgmma e4m3, sm_90a), promoted to FP32 every {_spec.Precision.PromotionInterval} values of k.";
             }
 
             public void WriteConstants(IndentedWriter w)

@@ -219,4 +219,44 @@ namespace ModelCompiler.Generators.Emit
             : SharedBytes > MaxSharedBytes ? $"the query tile, two chunk stages and p need {SharedBytes} bytes of shared memory, more than sm_90's {MaxSharedBytes}"
             : null;
     }
+    /// <summary>
+    /// Hopper's FP8 GEMM with DeepSeek-V3's fine-grained scaling (wgmma e4m3, sm_90a): one 256-thread group per 128 × 128
+    /// output tile, each warp group 64 of its rows; the k axis in blocks of 128 (one activation tile and one weight block),
+    /// each staged by two bulk tensor copies (128 rows × 128 bytes of A and of B, 128-byte swizzled) into one of four stages.
+    /// </summary>
+    internal readonly struct Fp8GemmShape
+    {
+        public const int Tile = 128;
+
+        public const int Threads = 256;
+
+        public const int Stages = 4;
+
+        /// <summary>One stage: the 128 × 128 codes of A, then those of B.</summary>
+        public const int StageBytes = 2 * Tile * Tile;
+
+        /// <summary>k-blocks whose weight scales the kernel caches in shared memory: k up to 131072.</summary>
+        public const int MaxBlocks = 1024;
+
+        /// <summary>The stages, the weight scales of the tile's column block, then one mbarrier per stage.</summary>
+        public const int SharedBytes = (Stages * StageBytes) + (4 * MaxBlocks) + (8 * Stages);
+
+        public Fp8GemmShape(PrecisionSpec precision)
+        {
+            Precision = precision;
+        }
+
+        public PrecisionSpec Precision { get; }
+
+        /// <summary>wgmma k-steps (32 deep for e4m3) between promotions of the product into the FP32 sum.</summary>
+        public int StepsPerPromotion => Precision.PromotionInterval / 32;
+
+        /// <summary>Why the FP8 GEMM cannot be generated, or null when it can.</summary>
+        public string? Unsupported =>
+            Precision.Compute != NumericFormat.Fp8E4M3 ? $"the declaration computes in {Precision.Compute}, not FP8 E4M3"
+            : Precision.ActivationTile != Tile || Precision.WeightBlock != Tile
+                ? $"its k-blocks are {Tile} wide, so ActivationTile and WeightBlock must be {Tile} (they are {Precision.ActivationTile} and {Precision.WeightBlock})"
+            : Tile % Precision.PromotionInterval != 0 ? $"PromotionInterval {Precision.PromotionInterval} does not divide the {Tile}-wide k-block"
+            : null;
+    }
 }

@@ -28,6 +28,7 @@ namespace Samples.DeepSeekV3
         /// <item>Route: the whole MoE gate after its GEMM in one warp per token.</item>
         /// <item>MlaDecode: absorbed MLA decoding over the latent cache, tensor-core mma on CUDA (32 heads per group), split over the sequence, MlaCombine merging the splits.</item>
         /// <item>MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.</item>
+        /// <item>Fp8Gemm: the FP8 GEMM with 1×128 activation and 128×128 weight scales on Hopper's warp-group MMA (wgmma e4m3, sm_90a), promoted to FP32 every 128 values of k.</item>
         /// </list>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
@@ -1331,12 +1332,120 @@ namespace Samples.DeepSeekV3
                     if (lane < 9) CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target + (uint)(lane * 8192), (ulong)maps + (lane < 8 ? 0ul : 128ul), (lane < 8 ? lane : lane - 8) * 64, row, barrier);
                 }
 
+                // FP8 GEMM (wgmma.mma_async m64n128k32, e4m3 × e4m3 → FP32) as inline PTX. Per thread, mc_t holds one promotion
+                // interval's product of its warp group's 64 × 128 share of the tile (16 column tiles × rows g, g + 8 of its warp's 16) and
+                // mc_c the scaled FP32 sum, both PTX registers declared once, so they never pass through ILGPU's operand slots.
+                private const string DeclareGemmAccumulators = ".reg .f32 mc_t<64>;\n.reg .f32 mc_c<64>;\n"
+                    + "mov.f32 mc_c0, 0f00000000; mov.f32 mc_c1, 0f00000000; mov.f32 mc_c2, 0f00000000; mov.f32 mc_c3, 0f00000000; mov.f32 mc_c4, 0f00000000; mov.f32 mc_c5, 0f00000000; mov.f32 mc_c6, 0f00000000; mov.f32 mc_c7, 0f00000000; mov.f32 mc_c8, 0f00000000; mov.f32 mc_c9, 0f00000000; mov.f32 mc_c10, 0f00000000; mov.f32 mc_c11, 0f00000000; mov.f32 mc_c12, 0f00000000; mov.f32 mc_c13, 0f00000000; mov.f32 mc_c14, 0f00000000; mov.f32 mc_c15, 0f00000000; \n"
+                    + "mov.f32 mc_c16, 0f00000000; mov.f32 mc_c17, 0f00000000; mov.f32 mc_c18, 0f00000000; mov.f32 mc_c19, 0f00000000; mov.f32 mc_c20, 0f00000000; mov.f32 mc_c21, 0f00000000; mov.f32 mc_c22, 0f00000000; mov.f32 mc_c23, 0f00000000; mov.f32 mc_c24, 0f00000000; mov.f32 mc_c25, 0f00000000; mov.f32 mc_c26, 0f00000000; mov.f32 mc_c27, 0f00000000; mov.f32 mc_c28, 0f00000000; mov.f32 mc_c29, 0f00000000; mov.f32 mc_c30, 0f00000000; mov.f32 mc_c31, 0f00000000; \n"
+                    + "mov.f32 mc_c32, 0f00000000; mov.f32 mc_c33, 0f00000000; mov.f32 mc_c34, 0f00000000; mov.f32 mc_c35, 0f00000000; mov.f32 mc_c36, 0f00000000; mov.f32 mc_c37, 0f00000000; mov.f32 mc_c38, 0f00000000; mov.f32 mc_c39, 0f00000000; mov.f32 mc_c40, 0f00000000; mov.f32 mc_c41, 0f00000000; mov.f32 mc_c42, 0f00000000; mov.f32 mc_c43, 0f00000000; mov.f32 mc_c44, 0f00000000; mov.f32 mc_c45, 0f00000000; mov.f32 mc_c46, 0f00000000; mov.f32 mc_c47, 0f00000000; \n"
+                    + "mov.f32 mc_c48, 0f00000000; mov.f32 mc_c49, 0f00000000; mov.f32 mc_c50, 0f00000000; mov.f32 mc_c51, 0f00000000; mov.f32 mc_c52, 0f00000000; mov.f32 mc_c53, 0f00000000; mov.f32 mc_c54, 0f00000000; mov.f32 mc_c55, 0f00000000; mov.f32 mc_c56, 0f00000000; mov.f32 mc_c57, 0f00000000; mov.f32 mc_c58, 0f00000000; mov.f32 mc_c59, 0f00000000; mov.f32 mc_c60, 0f00000000; mov.f32 mc_c61, 0f00000000; mov.f32 mc_c62, 0f00000000; mov.f32 mc_c63, 0f00000000; \n"
+                    ;
+
+                /// <summary>mc_t = A · Bᵀ over one promotion interval (128 values of k, 4 k-steps of 32): %0, %1 = the 128-byte-swizzled descriptors of A's 64 rows and B's 128; a k-step moves 32 bytes along the rows.</summary>
+                private const string GemmInterval = "{\n.reg .b64 a, b;\n.reg .pred p;\nmov.b64 a, %0;\nmov.b64 b, %1;\nsetp.ne.b64 p, a, 0;\n"
+                    + "mov.f32 mc_t0, 0f00000000; mov.f32 mc_t1, 0f00000000; mov.f32 mc_t2, 0f00000000; mov.f32 mc_t3, 0f00000000; mov.f32 mc_t4, 0f00000000; mov.f32 mc_t5, 0f00000000; mov.f32 mc_t6, 0f00000000; mov.f32 mc_t7, 0f00000000; mov.f32 mc_t8, 0f00000000; mov.f32 mc_t9, 0f00000000; mov.f32 mc_t10, 0f00000000; mov.f32 mc_t11, 0f00000000; mov.f32 mc_t12, 0f00000000; mov.f32 mc_t13, 0f00000000; mov.f32 mc_t14, 0f00000000; mov.f32 mc_t15, 0f00000000; mov.f32 mc_t16, 0f00000000; mov.f32 mc_t17, 0f00000000; mov.f32 mc_t18, 0f00000000; mov.f32 mc_t19, 0f00000000; mov.f32 mc_t20, 0f00000000; mov.f32 mc_t21, 0f00000000; mov.f32 mc_t22, 0f00000000; mov.f32 mc_t23, 0f00000000; mov.f32 mc_t24, 0f00000000; mov.f32 mc_t25, 0f00000000; mov.f32 mc_t26, 0f00000000; mov.f32 mc_t27, 0f00000000; mov.f32 mc_t28, 0f00000000; mov.f32 mc_t29, 0f00000000; mov.f32 mc_t30, 0f00000000; mov.f32 mc_t31, 0f00000000; mov.f32 mc_t32, 0f00000000; mov.f32 mc_t33, 0f00000000; mov.f32 mc_t34, 0f00000000; mov.f32 mc_t35, 0f00000000; mov.f32 mc_t36, 0f00000000; mov.f32 mc_t37, 0f00000000; mov.f32 mc_t38, 0f00000000; mov.f32 mc_t39, 0f00000000; mov.f32 mc_t40, 0f00000000; mov.f32 mc_t41, 0f00000000; mov.f32 mc_t42, 0f00000000; mov.f32 mc_t43, 0f00000000; mov.f32 mc_t44, 0f00000000; mov.f32 mc_t45, 0f00000000; mov.f32 mc_t46, 0f00000000; mov.f32 mc_t47, 0f00000000; mov.f32 mc_t48, 0f00000000; mov.f32 mc_t49, 0f00000000; mov.f32 mc_t50, 0f00000000; mov.f32 mc_t51, 0f00000000; mov.f32 mc_t52, 0f00000000; mov.f32 mc_t53, 0f00000000; mov.f32 mc_t54, 0f00000000; mov.f32 mc_t55, 0f00000000; mov.f32 mc_t56, 0f00000000; mov.f32 mc_t57, 0f00000000; mov.f32 mc_t58, 0f00000000; mov.f32 mc_t59, 0f00000000; mov.f32 mc_t60, 0f00000000; mov.f32 mc_t61, 0f00000000; mov.f32 mc_t62, 0f00000000; mov.f32 mc_t63, 0f00000000; \nwgmma.fence.sync.aligned;\n"
+                    + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {mc_t0, mc_t1, mc_t2, mc_t3, mc_t4, mc_t5, mc_t6, mc_t7, mc_t8, mc_t9, mc_t10, mc_t11, mc_t12, mc_t13, mc_t14, mc_t15, mc_t16, mc_t17, mc_t18, mc_t19, mc_t20, mc_t21, mc_t22, mc_t23, mc_t24, mc_t25, mc_t26, mc_t27, mc_t28, mc_t29, mc_t30, mc_t31, mc_t32, mc_t33, mc_t34, mc_t35, mc_t36, mc_t37, mc_t38, mc_t39, mc_t40, mc_t41, mc_t42, mc_t43, mc_t44, mc_t45, mc_t46, mc_t47, mc_t48, mc_t49, mc_t50, mc_t51, mc_t52, mc_t53, mc_t54, mc_t55, mc_t56, mc_t57, mc_t58, mc_t59, mc_t60, mc_t61, mc_t62, mc_t63}, a, b, p, 1, 1;\nadd.s64 a, a, 2;\nadd.s64 b, b, 2;\n"
+                    + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {mc_t0, mc_t1, mc_t2, mc_t3, mc_t4, mc_t5, mc_t6, mc_t7, mc_t8, mc_t9, mc_t10, mc_t11, mc_t12, mc_t13, mc_t14, mc_t15, mc_t16, mc_t17, mc_t18, mc_t19, mc_t20, mc_t21, mc_t22, mc_t23, mc_t24, mc_t25, mc_t26, mc_t27, mc_t28, mc_t29, mc_t30, mc_t31, mc_t32, mc_t33, mc_t34, mc_t35, mc_t36, mc_t37, mc_t38, mc_t39, mc_t40, mc_t41, mc_t42, mc_t43, mc_t44, mc_t45, mc_t46, mc_t47, mc_t48, mc_t49, mc_t50, mc_t51, mc_t52, mc_t53, mc_t54, mc_t55, mc_t56, mc_t57, mc_t58, mc_t59, mc_t60, mc_t61, mc_t62, mc_t63}, a, b, p, 1, 1;\nadd.s64 a, a, 2;\nadd.s64 b, b, 2;\n"
+                    + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {mc_t0, mc_t1, mc_t2, mc_t3, mc_t4, mc_t5, mc_t6, mc_t7, mc_t8, mc_t9, mc_t10, mc_t11, mc_t12, mc_t13, mc_t14, mc_t15, mc_t16, mc_t17, mc_t18, mc_t19, mc_t20, mc_t21, mc_t22, mc_t23, mc_t24, mc_t25, mc_t26, mc_t27, mc_t28, mc_t29, mc_t30, mc_t31, mc_t32, mc_t33, mc_t34, mc_t35, mc_t36, mc_t37, mc_t38, mc_t39, mc_t40, mc_t41, mc_t42, mc_t43, mc_t44, mc_t45, mc_t46, mc_t47, mc_t48, mc_t49, mc_t50, mc_t51, mc_t52, mc_t53, mc_t54, mc_t55, mc_t56, mc_t57, mc_t58, mc_t59, mc_t60, mc_t61, mc_t62, mc_t63}, a, b, p, 1, 1;\nadd.s64 a, a, 2;\nadd.s64 b, b, 2;\n"
+                    + "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {mc_t0, mc_t1, mc_t2, mc_t3, mc_t4, mc_t5, mc_t6, mc_t7, mc_t8, mc_t9, mc_t10, mc_t11, mc_t12, mc_t13, mc_t14, mc_t15, mc_t16, mc_t17, mc_t18, mc_t19, mc_t20, mc_t21, mc_t22, mc_t23, mc_t24, mc_t25, mc_t26, mc_t27, mc_t28, mc_t29, mc_t30, mc_t31, mc_t32, mc_t33, mc_t34, mc_t35, mc_t36, mc_t37, mc_t38, mc_t39, mc_t40, mc_t41, mc_t42, mc_t43, mc_t44, mc_t45, mc_t46, mc_t47, mc_t48, mc_t49, mc_t50, mc_t51, mc_t52, mc_t53, mc_t54, mc_t55, mc_t56, mc_t57, mc_t58, mc_t59, mc_t60, mc_t61, mc_t62, mc_t63}, a, b, p, 1, 1;\n"
+                    + "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}";
+
+                /// <summary>Promotion: mc_c += mc_t · scale, %0 the scale of rows g (activation tile scale × weight block scale), %1 that of rows g + 8.</summary>
+                private const string GemmPromote =
+                    "fma.rn.f32 mc_c0, mc_t0, %0, mc_c0; fma.rn.f32 mc_c1, mc_t1, %0, mc_c1; fma.rn.f32 mc_c2, mc_t2, %1, mc_c2; fma.rn.f32 mc_c3, mc_t3, %1, mc_c3; fma.rn.f32 mc_c4, mc_t4, %0, mc_c4; fma.rn.f32 mc_c5, mc_t5, %0, mc_c5; fma.rn.f32 mc_c6, mc_t6, %1, mc_c6; fma.rn.f32 mc_c7, mc_t7, %1, mc_c7; fma.rn.f32 mc_c8, mc_t8, %0, mc_c8; fma.rn.f32 mc_c9, mc_t9, %0, mc_c9; fma.rn.f32 mc_c10, mc_t10, %1, mc_c10; fma.rn.f32 mc_c11, mc_t11, %1, mc_c11; fma.rn.f32 mc_c12, mc_t12, %0, mc_c12; fma.rn.f32 mc_c13, mc_t13, %0, mc_c13; fma.rn.f32 mc_c14, mc_t14, %1, mc_c14; fma.rn.f32 mc_c15, mc_t15, %1, mc_c15; \n"
+                    + "fma.rn.f32 mc_c16, mc_t16, %0, mc_c16; fma.rn.f32 mc_c17, mc_t17, %0, mc_c17; fma.rn.f32 mc_c18, mc_t18, %1, mc_c18; fma.rn.f32 mc_c19, mc_t19, %1, mc_c19; fma.rn.f32 mc_c20, mc_t20, %0, mc_c20; fma.rn.f32 mc_c21, mc_t21, %0, mc_c21; fma.rn.f32 mc_c22, mc_t22, %1, mc_c22; fma.rn.f32 mc_c23, mc_t23, %1, mc_c23; fma.rn.f32 mc_c24, mc_t24, %0, mc_c24; fma.rn.f32 mc_c25, mc_t25, %0, mc_c25; fma.rn.f32 mc_c26, mc_t26, %1, mc_c26; fma.rn.f32 mc_c27, mc_t27, %1, mc_c27; fma.rn.f32 mc_c28, mc_t28, %0, mc_c28; fma.rn.f32 mc_c29, mc_t29, %0, mc_c29; fma.rn.f32 mc_c30, mc_t30, %1, mc_c30; fma.rn.f32 mc_c31, mc_t31, %1, mc_c31; \n"
+                    + "fma.rn.f32 mc_c32, mc_t32, %0, mc_c32; fma.rn.f32 mc_c33, mc_t33, %0, mc_c33; fma.rn.f32 mc_c34, mc_t34, %1, mc_c34; fma.rn.f32 mc_c35, mc_t35, %1, mc_c35; fma.rn.f32 mc_c36, mc_t36, %0, mc_c36; fma.rn.f32 mc_c37, mc_t37, %0, mc_c37; fma.rn.f32 mc_c38, mc_t38, %1, mc_c38; fma.rn.f32 mc_c39, mc_t39, %1, mc_c39; fma.rn.f32 mc_c40, mc_t40, %0, mc_c40; fma.rn.f32 mc_c41, mc_t41, %0, mc_c41; fma.rn.f32 mc_c42, mc_t42, %1, mc_c42; fma.rn.f32 mc_c43, mc_t43, %1, mc_c43; fma.rn.f32 mc_c44, mc_t44, %0, mc_c44; fma.rn.f32 mc_c45, mc_t45, %0, mc_c45; fma.rn.f32 mc_c46, mc_t46, %1, mc_c46; fma.rn.f32 mc_c47, mc_t47, %1, mc_c47; \n"
+                    + "fma.rn.f32 mc_c48, mc_t48, %0, mc_c48; fma.rn.f32 mc_c49, mc_t49, %0, mc_c49; fma.rn.f32 mc_c50, mc_t50, %1, mc_c50; fma.rn.f32 mc_c51, mc_t51, %1, mc_c51; fma.rn.f32 mc_c52, mc_t52, %0, mc_c52; fma.rn.f32 mc_c53, mc_t53, %0, mc_c53; fma.rn.f32 mc_c54, mc_t54, %1, mc_c54; fma.rn.f32 mc_c55, mc_t55, %1, mc_c55; fma.rn.f32 mc_c56, mc_t56, %0, mc_c56; fma.rn.f32 mc_c57, mc_t57, %0, mc_c57; fma.rn.f32 mc_c58, mc_t58, %1, mc_c58; fma.rn.f32 mc_c59, mc_t59, %1, mc_c59; fma.rn.f32 mc_c60, mc_t60, %0, mc_c60; fma.rn.f32 mc_c61, mc_t61, %0, mc_c61; fma.rn.f32 mc_c62, mc_t62, %1, mc_c62; fma.rn.f32 mc_c63, mc_t63, %1, mc_c63; \n"
+                    ;
+
+                /// <summary>mc_c to global memory: %0, %1 = the addresses of this thread's first pair in rows g and g + 8, stored where %2, %3 (the rows exist) are non-zero.</summary>
+                private const string StoreGemmTile = "{\n.reg .pred lo, hi;\nsetp.ne.s32 lo, %2, 0;\nsetp.ne.s32 hi, %3, 0;\n"
+                    + "@lo st.global.v2.f32 [%0+0], {mc_c0, mc_c1}; @hi st.global.v2.f32 [%1+0], {mc_c2, mc_c3}; @lo st.global.v2.f32 [%0+32], {mc_c4, mc_c5}; @hi st.global.v2.f32 [%1+32], {mc_c6, mc_c7}; @lo st.global.v2.f32 [%0+64], {mc_c8, mc_c9}; @hi st.global.v2.f32 [%1+64], {mc_c10, mc_c11}; @lo st.global.v2.f32 [%0+96], {mc_c12, mc_c13}; @hi st.global.v2.f32 [%1+96], {mc_c14, mc_c15}; \n"
+                    + "@lo st.global.v2.f32 [%0+128], {mc_c16, mc_c17}; @hi st.global.v2.f32 [%1+128], {mc_c18, mc_c19}; @lo st.global.v2.f32 [%0+160], {mc_c20, mc_c21}; @hi st.global.v2.f32 [%1+160], {mc_c22, mc_c23}; @lo st.global.v2.f32 [%0+192], {mc_c24, mc_c25}; @hi st.global.v2.f32 [%1+192], {mc_c26, mc_c27}; @lo st.global.v2.f32 [%0+224], {mc_c28, mc_c29}; @hi st.global.v2.f32 [%1+224], {mc_c30, mc_c31}; \n"
+                    + "@lo st.global.v2.f32 [%0+256], {mc_c32, mc_c33}; @hi st.global.v2.f32 [%1+256], {mc_c34, mc_c35}; @lo st.global.v2.f32 [%0+288], {mc_c36, mc_c37}; @hi st.global.v2.f32 [%1+288], {mc_c38, mc_c39}; @lo st.global.v2.f32 [%0+320], {mc_c40, mc_c41}; @hi st.global.v2.f32 [%1+320], {mc_c42, mc_c43}; @lo st.global.v2.f32 [%0+352], {mc_c44, mc_c45}; @hi st.global.v2.f32 [%1+352], {mc_c46, mc_c47}; \n"
+                    + "@lo st.global.v2.f32 [%0+384], {mc_c48, mc_c49}; @hi st.global.v2.f32 [%1+384], {mc_c50, mc_c51}; @lo st.global.v2.f32 [%0+416], {mc_c52, mc_c53}; @hi st.global.v2.f32 [%1+416], {mc_c54, mc_c55}; @lo st.global.v2.f32 [%0+448], {mc_c56, mc_c57}; @hi st.global.v2.f32 [%1+448], {mc_c58, mc_c59}; @lo st.global.v2.f32 [%0+480], {mc_c60, mc_c61}; @hi st.global.v2.f32 [%1+480], {mc_c62, mc_c63}; \n"
+                    + "}";
+
+                /// <summary>Waits until the stage's mbarrier (%0) completes the phase of parity %1: its k-block's bulk copies have landed.</summary>
+                private const string WaitForStage = "{\n.reg .pred done;\nWAIT_FOR_STAGE:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT_FOR_STAGE;\n}";
+
+                /// <summary>
+                /// FP8 GEMM with DeepSeek-V3's fine-grained scaling, on Hopper's warp-group MMA: output[i, j] = Σ over k-blocks b of
+                /// (Σ_{k in b} a[i, k] · w[j, k]) · activationScales[i, b] · weightScales[j / 128, b], a and w E4M3 codes, each k-block 128 wide
+                /// (one activation tile, one weight block). The E4M3 products accumulate in the tensor cores for 128 values of k, then
+                /// are promoted: scaled and added to FP32 registers (DeepSeek-V3 §3.3.2: Hopper's FP8 accumulation keeps about 14 bits).
+                /// Launch: one group of 256 threads (two warp groups) per 128 × 128 output tile, ⌈m / 128⌉ · n / 128 groups, tiles of one
+                /// column block consecutive (the groups in flight share w's tile; a is re-read from L2), 135200 bytes of dynamic
+                /// shared memory, PTX target sm_90a. Each k-block's 128 rows of a and of w (128 bytes each) arrive by two bulk tensor copies
+                /// (128-byte swizzled, as wgmma reads them) into one of 4 stages, 4 k-blocks ahead; warp group h multiplies rows
+                /// 64h … 64h + 63 of the tile by all 128 columns with wgmma.m64n128k32 (4 per promotion), 128 FP32 registers per thread.
+                /// Rows past m arrive as zeros and are not stored.
+                /// </summary>
+                /// <param name="maps">Device address of two tensor maps (TensorMap.Tiled2D, bytes, 128 × 128 boxes, 128-byte swizzle): a [m, k], then 128 bytes on w [n, k].</param>
+                /// <param name="activationScales">FP32 scale of each 1 × 128 tile of a [m, k / 128] (act_quant's).</param>
+                /// <param name="weightScales">FP32 scale of each 128 × 128 block of w [n / 128, k / 128] (the checkpoint's weight_scale_inv).</param>
+                /// <param name="output">Device address of the FP32 result [m, n].</param>
+                /// <param name="m">Rows of a (tokens).</param>
+                /// <param name="n">Rows of w (output features), a multiple of 128.</param>
+                /// <param name="k">Inner dimension, a multiple of 128, at most 131072 (the column block's 1024 weight scales are cached in shared memory).</param>
+                public static void Fp8Gemm(long maps, ArrayView<float> activationScales, ArrayView<float> weightScales, long output, int m, int n, int k)
+                {
+                    int thread = Group.IdxX, warpGroup = thread >> 7, warp = (thread >> 5) & 3, lane = thread & 31;
+                    int g = lane >> 2, t = lane & 3; // accumulator fragment coordinates: rows 16·warp + g and + 8, columns 8j + 2t, + 1
+                    int rowTiles = (m + 127) / 128;
+                    int rowTile = Grid.IdxX % rowTiles, columnTile = Grid.IdxX / rowTiles;
+                    int blocks = k / 128;
+
+                    // Shared memory: 4 stages of 32768 bytes (a's 128 rows, then w's), the weight scales of this column block, one mbarrier per stage.
+                    var shared = SharedMemory.GetDynamic<Float4>();
+                    var blockScales = shared.SubView(8192, 256).Cast<float>();
+                    CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out uint sharedBase); // the same memory as a 32-bit shared-window address
+                    uint barriers = sharedBase + 135168u;
+                    CudaAsm.Emit(DeclareGemmAccumulators);
+                    if (thread == 0)
+                    {
+                        CudaAsm.Emit("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\nmbarrier.init.shared::cta.b64 [%2], 1;\nmbarrier.init.shared::cta.b64 [%3], 1;\nfence.mbarrier_init.release.cluster;", barriers, barriers + 8u, barriers + 16u, barriers + 24u);
+                    }
+                    for (int block = thread; block < blocks; block += 256) blockScales[block] = weightScales[((long)columnTile * blocks) + block];
+                    Group.Barrier(); // the barriers are initialised and the scales cached before anyone uses them
+                    if (thread == 0) for (int block = 0; block < Math.Min(4, blocks); block++) IssueGemmStage(maps, sharedBase + (uint)(block * 32768), barriers + (uint)(block * 8), rowTile * 128, columnTile * 128, block * 128);
+
+                    int row = (rowTile * 128) + (64 * warpGroup) + (16 * warp) + g; // and row + 8
+                    long scalesLow = (long)Math.Min(row, m - 1) * blocks, scalesHigh = (long)Math.Min(row + 8, m - 1) * blocks;
+                    for (int block = 0; block < blocks; block++)
+                    {
+                        int stage = block % 4;
+                        uint stageBase = sharedBase + (uint)(stage * 32768);
+                        float weightScale = blockScales[block];
+                        float scaleLow = activationScales[scalesLow + block] * weightScale, scaleHigh = activationScales[scalesHigh + block] * weightScale;
+                        CudaAsm.Emit(WaitForStage, barriers + (uint)(stage * 8), (uint)((block / 4) & 1)); // the stage's parity flips with each use
+                        ulong a = Swizzled(stageBase + (uint)(warpGroup * 8192)), b = Swizzled(stageBase + 16384u);
+                        CudaAsm.Emit(GemmInterval, a, b);
+                        CudaAsm.Emit(GemmPromote, scaleLow, scaleHigh);
+                        CudaAsm.Emit("bar.sync 1, 256;"); // both warp groups are done with the stage
+                        if (thread == 0 && block + 4 < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * 128, columnTile * 128, (block + 4) * 128);
+                    }
+
+                    ulong outLow = (ulong)output + (((ulong)row * (ulong)n) + (ulong)((columnTile * 128) + (2 * t))) * 4;
+                    CudaAsm.Emit(StoreGemmTile, outLow, outLow + ((ulong)n * 32), row < m ? 1 : 0, row + 8 < m ? 1 : 0);
+                }
+
+                /// <summary>Arms barrier for a stage's 32768 bytes and copies the k-block at column k of a's rows row … row + 127 and of w's rows column … column + 127.</summary>
+                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+                private static void IssueGemmStage(long maps, uint target, uint barrier, int row, int column, int k)
+                {
+                    CudaAsm.Emit("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], 32768;", barrier);
+                    CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target, (ulong)maps, k, row, barrier);
+                    CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target + 16384u, (ulong)maps + 128ul, k, column, barrier);
+                }
+
                 /// <summary>A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.</summary>
                 [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
                 private static ulong Descriptor(uint address, uint leading, uint stride) =>
                     ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
 
-                /// <summary>A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for 64-wide tiles).</summary>
+                /// <summary>A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for tiles one swizzle span wide).</summary>
                 [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
                 private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);
 
@@ -2088,6 +2197,48 @@ namespace Samples.DeepSeekV3
                         buffer = _device.Accelerator.Allocate1D<float>(length);
                     }
                     return buffer.View.SubView(0, length);
+                }
+
+                /// <summary>
+                /// The FP8 GEMM with fine-grained scaling (see Cuda.Fp8Gemm): output [m, n] = a [m, k] · weightᵀ, a and weight E4M3 codes scaled
+                /// per 1 × 128 tile of a (activationScales [m, k / 128]) and per 128 × 128 block of weight (weightScales [n / 128, k / 128]), FP32 out.
+                /// Hopper only (warp-group MMA); n and k multiples of 128.
+                /// </summary>
+                public void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)
+                {
+                    if (m < 0) throw new System.ArgumentOutOfRangeException(nameof(m), m, "Fp8Gemm: m must not be negative.");
+                    if (n <= 0 || n % 128 != 0) throw new System.ArgumentOutOfRangeException(nameof(n), n, "Fp8Gemm: n must be a positive multiple of 128 (one weight block).");
+                    if (k <= 0 || k % 128 != 0 || k > 131072) throw new System.ArgumentOutOfRangeException(nameof(k), k, "Fp8Gemm: k must be a positive multiple of 128 (one activation tile), at most 131072.");
+                    BufferChecks.Length(activations.Length, (long)m * k, "Fp8Gemm", nameof(activations));
+                    BufferChecks.Length(activationScales.Length, (long)m * (k / 128), "Fp8Gemm", nameof(activationScales));
+                    BufferChecks.Length(weight.Length, (long)n * k, "Fp8Gemm", nameof(weight));
+                    BufferChecks.Length(weightScales.Length, (long)(n / 128) * (k / 128), "Fp8Gemm", nameof(weightScales));
+                    BufferChecks.Length(output.Length, (long)m * n, "Fp8Gemm", nameof(output));
+                    if (!_device.HasWarpGroupMma) throw new System.NotSupportedException($"Fp8Gemm needs Hopper's warp-group MMA (compute capability 9.0); {_device.Name} has none.");
+                    if (m == 0) return;
+                    long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);
+                    var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(
+                        new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135200, hopperSpecific: true);
+                    gemm(Stream, new KernelConfig(checked(((m + 127) / 128) * (n / 128)), 256, SharedMemoryConfig.RequestDynamic<Float4>(8450)), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);
+                }
+
+                private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _gemmMaps;
+                private (long, long, long, long, long) _gemmMapsOf;
+
+                /// <summary>The device address of Fp8Gemm's two tensor maps (a, weight: bytes, 128 × 128 boxes, 128-byte swizzle), encoded again only when a buffer or a shape changes.</summary>
+                private long GemmMaps(long activations, long m, long weight, long n, long k)
+                {
+                    if (_gemmMaps is null || _gemmMapsOf != (activations, m, weight, n, k))
+                    {
+                        var bytes = new byte[2 * TensorMap.Bytes];
+                        TensorMap.Tiled2D(activations, k, m, k, 128, 128, swizzle128: true, elementBytes: 1).CopyTo(bytes, 0);
+                        TensorMap.Tiled2D(weight, k, n, k, 128, 128, swizzle128: true, elementBytes: 1).CopyTo(bytes, TensorMap.Bytes);
+                        _gemmMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);
+                        _gemmMaps.View.CopyFromCPU(Stream, bytes);
+                        _gemmMapsOf = (activations, m, weight, n, k);
+                    }
+
+                    return _gemmMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
                 }
             }
         }

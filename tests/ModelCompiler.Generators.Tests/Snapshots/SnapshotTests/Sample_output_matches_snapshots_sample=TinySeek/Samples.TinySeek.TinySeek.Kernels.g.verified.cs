@@ -28,6 +28,7 @@ namespace Samples.TinySeek
         /// <item>Route: the whole MoE gate after its GEMM in one warp per token.</item>
         /// <item>MlaDecode (CUDA): the tensor-core kernel was not generated because 4 heads are not a multiple of the 16 rows of an mma tile; CUDA runs the shared-memory kernel.</item>
         /// <item>MlaDecodeWarpGroup (Hopper): not generated because 4 heads are not a multiple of the 64 rows of a warp-group MMA.</item>
+        /// <item>Fp8Gemm (Hopper): not generated because the declaration computes in Fp32, not FP8 E4M3.</item>
         /// </list>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
