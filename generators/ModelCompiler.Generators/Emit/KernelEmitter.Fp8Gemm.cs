@@ -68,7 +68,9 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine($"/// column block consecutive (the groups in flight share w's tile; a is re-read from L2), {Fp8GemmShape.SharedBytes} bytes of dynamic");
                 w.WriteLine($"/// shared memory, PTX target sm_90a. Each k-block's {T} rows of a and of w ({T} bytes each) arrive by two bulk tensor copies");
                 w.WriteLine($"/// (128-byte swizzled, as wgmma reads them) into one of {Fp8GemmShape.Stages} stages, {Fp8GemmShape.Stages} k-blocks ahead; warp group h multiplies rows");
-                w.WriteLine($"/// 64h … 64h + 63 of the tile by all {T} columns with wgmma.m64n128k32 ({steps} per promotion), 128 FP32 registers per thread.");
+                w.WriteLine($"/// 64h … 64h + 63 of the tile by all {T} columns with wgmma.m64n128k32 ({steps} per promotion), 128 FP32 registers per thread. The");
+                w.WriteLine("/// warp groups never wait for each other: the second to finish with a stage refills it (a counter per stage), so one promotes");
+                w.WriteLine("/// while the other's products run in the tensor cores.");
                 w.WriteLine("/// Rows past m arrive as zeros and are not stored.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine($"/// <param name=\"maps\">Device address of two tensor maps (TensorMap.Tiled2D, bytes, {T} × {T} boxes, 128-byte swizzle): a [m, k], then {TensorMapBytes} bytes on w [n, k].</param>");
@@ -87,11 +89,13 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("int rowTile = Grid.IdxX % rowTiles, columnTile = Grid.IdxX / rowTiles;");
                     w.WriteLine($"int blocks = k / {T};");
                     w.WriteLine();
-                    w.WriteLine($"// Shared memory: {Fp8GemmShape.Stages} stages of {Fp8GemmShape.StageBytes} bytes (a's {T} rows, then w's), the weight scales of this column block, one mbarrier per stage.");
+                    w.WriteLine($"// Shared memory: {Fp8GemmShape.Stages} stages of {Fp8GemmShape.StageBytes} bytes (a's {T} rows, then w's), the weight scales of this column block,");
+                    w.WriteLine("// one mbarrier per stage (its copies have landed), one counter per stage (warp groups done with it, ever).");
                     w.WriteLine("var shared = SharedMemory.GetDynamic<Float4>();");
                     w.WriteLine($"var blockScales = shared.SubView({Fp8GemmShape.Stages * Fp8GemmShape.StageBytes / 16}, {Fp8GemmShape.MaxBlocks / 4}).Cast<float>();");
+                    w.WriteLine($"var released = shared.SubView({Fp8GemmShape.CounterOffset / 16}, {(4 * Fp8GemmShape.Stages + 15) / 16}).Cast<uint>();");
                     w.WriteLine("CudaAsm.Emit(\"mov.u32 %0, __dyn_shared_alloca;\", out uint sharedBase); // the same memory as a 32-bit shared-window address");
-                    w.WriteLine($"uint barriers = sharedBase + {(Fp8GemmShape.Stages * Fp8GemmShape.StageBytes) + (4 * Fp8GemmShape.MaxBlocks)}u;");
+                    w.WriteLine($"uint barriers = sharedBase + {Fp8GemmShape.BarrierOffset}u, counters = sharedBase + {Fp8GemmShape.CounterOffset}u;");
                     w.WriteLine("CudaAsm.Emit(DeclareGemmAccumulators);");
                     w.WriteLine("if (thread == 0)");
                     using (w.WriteBraces())
@@ -101,6 +105,7 @@ namespace ModelCompiler.Generators.Emit
                     }
 
 
+                    w.WriteLine($"if (thread < {Fp8GemmShape.Stages}) released[thread] = 0;");
                     w.WriteLine($"for (int block = thread; block < blocks; block += {Fp8GemmShape.Threads}) blockScales[block] = weightScales[((long)columnTile * blocks) + block];");
                     w.WriteLine("Group.Barrier(); // the barriers are initialised and the scales cached before anyone uses them");
                     w.WriteLine($"if (thread == 0) for (int block = 0; block < Math.Min({Fp8GemmShape.Stages}, blocks); block++) IssueGemmStage(maps, sharedBase + (uint)(block * {Fp8GemmShape.StageBytes}), barriers + (uint)(block * 8), rowTile * {T}, columnTile * {T}, block * {T});");
@@ -120,11 +125,20 @@ namespace ModelCompiler.Generators.Emit
                         {
                             string offset = i == 0 ? string.Empty : $" + {i * g.Precision.PromotionInterval / 16}ul";
                             w.WriteLine($"CudaAsm.Emit(GemmInterval, a{offset}, b{offset});");
+                            if (i == intervals - 1)
+                            {
+                                w.WriteLine("if (warpGroup == 0) CudaAsm.Emit(\"bar.sync 2, 128;\"); // this warp group's four warps are done with the stage");
+                                w.WriteLine("else CudaAsm.Emit(\"bar.sync 3, 128;\");");
+                                w.WriteLine("if ((thread & 127) == 0)");
+                                using (w.WriteBraces())
+                                {
+                                    w.WriteLine("CudaAsm.Emit(\"atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\", out uint before, counters + (uint)(stage * 4));");
+                                    w.WriteLine($"if ((before & 1) == 1 && block + {Fp8GemmShape.Stages} < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * {T}, columnTile * {T}, (block + {Fp8GemmShape.Stages}) * {T}); // the second to finish refills it");
+                                }
+                            }
+
                             w.WriteLine("CudaAsm.Emit(GemmPromote, scaleLow, scaleHigh);");
                         }
-
-                        w.WriteLine($"CudaAsm.Emit(\"bar.sync 1, {Fp8GemmShape.Threads};\"); // both warp groups are done with the stage");
-                        w.WriteLine($"if (thread == 0 && block + {Fp8GemmShape.Stages} < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * {T}, columnTile * {T}, (block + {Fp8GemmShape.Stages}) * {T});");
                     }
 
                     w.WriteLine();

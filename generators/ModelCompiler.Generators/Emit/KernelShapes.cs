@@ -238,8 +238,13 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>k-blocks whose weight scales the kernel caches in shared memory: k up to 131072.</summary>
         public const int MaxBlocks = 1024;
 
-        /// <summary>The stages, the weight scales of the tile's column block, then one mbarrier per stage.</summary>
-        public const int SharedBytes = (Stages * StageBytes) + (4 * MaxBlocks) + (8 * Stages);
+        /// <summary>Where the mbarriers (one per stage) start: after the stages and the weight scales of the tile's column block.</summary>
+        public const int BarrierOffset = (Stages * StageBytes) + (4 * MaxBlocks);
+
+        /// <summary>Where the release counters (one per stage: how many warp groups are done with it) start.</summary>
+        public const int CounterOffset = BarrierOffset + (8 * Stages);
+
+        public const int SharedBytes = CounterOffset + (4 * Stages);
 
         public Fp8GemmShape(PrecisionSpec precision)
         {

@@ -1376,10 +1376,12 @@ namespace Samples.DeepSeekV3
                 /// (one activation tile, one weight block). The E4M3 products accumulate in the tensor cores for 128 values of k, then
                 /// are promoted: scaled and added to FP32 registers (DeepSeek-V3 §3.3.2: Hopper's FP8 accumulation keeps about 14 bits).
                 /// Launch: one group of 256 threads (two warp groups) per 128 × 128 output tile, ⌈m / 128⌉ · n / 128 groups, tiles of one
-                /// column block consecutive (the groups in flight share w's tile; a is re-read from L2), 135200 bytes of dynamic
+                /// column block consecutive (the groups in flight share w's tile; a is re-read from L2), 135216 bytes of dynamic
                 /// shared memory, PTX target sm_90a. Each k-block's 128 rows of a and of w (128 bytes each) arrive by two bulk tensor copies
                 /// (128-byte swizzled, as wgmma reads them) into one of 4 stages, 4 k-blocks ahead; warp group h multiplies rows
-                /// 64h … 64h + 63 of the tile by all 128 columns with wgmma.m64n128k32 (4 per promotion), 128 FP32 registers per thread.
+                /// 64h … 64h + 63 of the tile by all 128 columns with wgmma.m64n128k32 (4 per promotion), 128 FP32 registers per thread. The
+                /// warp groups never wait for each other: the second to finish with a stage refills it (a counter per stage), so one promotes
+                /// while the other's products run in the tensor cores.
                 /// Rows past m arrive as zeros and are not stored.
                 /// </summary>
                 /// <param name="maps">Device address of two tensor maps (TensorMap.Tiled2D, bytes, 128 × 128 boxes, 128-byte swizzle): a [m, k], then 128 bytes on w [n, k].</param>
@@ -1397,16 +1399,19 @@ namespace Samples.DeepSeekV3
                     int rowTile = Grid.IdxX % rowTiles, columnTile = Grid.IdxX / rowTiles;
                     int blocks = k / 128;
 
-                    // Shared memory: 4 stages of 32768 bytes (a's 128 rows, then w's), the weight scales of this column block, one mbarrier per stage.
+                    // Shared memory: 4 stages of 32768 bytes (a's 128 rows, then w's), the weight scales of this column block,
+                    // one mbarrier per stage (its copies have landed), one counter per stage (warp groups done with it, ever).
                     var shared = SharedMemory.GetDynamic<Float4>();
                     var blockScales = shared.SubView(8192, 256).Cast<float>();
+                    var released = shared.SubView(8450, 1).Cast<uint>();
                     CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out uint sharedBase); // the same memory as a 32-bit shared-window address
-                    uint barriers = sharedBase + 135168u;
+                    uint barriers = sharedBase + 135168u, counters = sharedBase + 135200u;
                     CudaAsm.Emit(DeclareGemmAccumulators);
                     if (thread == 0)
                     {
                         CudaAsm.Emit("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\nmbarrier.init.shared::cta.b64 [%2], 1;\nmbarrier.init.shared::cta.b64 [%3], 1;\nfence.mbarrier_init.release.cluster;", barriers, barriers + 8u, barriers + 16u, barriers + 24u);
                     }
+                    if (thread < 4) released[thread] = 0;
                     for (int block = thread; block < blocks; block += 256) blockScales[block] = weightScales[((long)columnTile * blocks) + block];
                     Group.Barrier(); // the barriers are initialised and the scales cached before anyone uses them
                     if (thread == 0) for (int block = 0; block < Math.Min(4, blocks); block++) IssueGemmStage(maps, sharedBase + (uint)(block * 32768), barriers + (uint)(block * 8), rowTile * 128, columnTile * 128, block * 128);
@@ -1422,9 +1427,14 @@ namespace Samples.DeepSeekV3
                         CudaAsm.Emit(WaitForStage, barriers + (uint)(stage * 8), (uint)((block / 4) & 1)); // the stage's parity flips with each use
                         ulong a = Swizzled(stageBase + (uint)(warpGroup * 8192)), b = Swizzled(stageBase + 16384u);
                         CudaAsm.Emit(GemmInterval, a, b);
+                        if (warpGroup == 0) CudaAsm.Emit("bar.sync 2, 128;"); // this warp group's four warps are done with the stage
+                        else CudaAsm.Emit("bar.sync 3, 128;");
+                        if ((thread & 127) == 0)
+                        {
+                            CudaAsm.Emit("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;", out uint before, counters + (uint)(stage * 4));
+                            if ((before & 1) == 1 && block + 4 < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * 128, columnTile * 128, (block + 4) * 128); // the second to finish refills it
+                        }
                         CudaAsm.Emit(GemmPromote, scaleLow, scaleHigh);
-                        CudaAsm.Emit("bar.sync 1, 256;"); // both warp groups are done with the stage
-                        if (thread == 0 && block + 4 < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * 128, columnTile * 128, (block + 4) * 128);
                     }
 
                     ulong outLow = (ulong)output + (((ulong)row * (ulong)n) + (ulong)((columnTile * 128) + (2 * t))) * 4;
@@ -2218,8 +2228,8 @@ namespace Samples.DeepSeekV3
                     if (m == 0) return;
                     long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);
                     var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(
-                        new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135200, hopperSpecific: true);
-                    gemm(Stream, new KernelConfig(checked(((m + 127) / 128) * (n / 128)), 256, SharedMemoryConfig.RequestDynamic<Float4>(8450)), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);
+                        new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135216, hopperSpecific: true);
+                    gemm(Stream, new KernelConfig(checked(((m + 127) / 128) * (n / 128)), 256, SharedMemoryConfig.RequestDynamic<Float4>(8451)), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);
                 }
 
                 private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _gemmMaps;
