@@ -55,9 +55,6 @@ namespace ModelCompiler.Generators.Emit
 
                 w.WriteLine("    + \"}\";");
                 w.WriteLine();
-                w.WriteSummary("Waits until the stage's mbarrier (%0) completes the phase of parity %1: its k-block's bulk copies have landed.");
-                w.WriteLine("private const string WaitForStage = \"{\\n.reg .pred done;\\nWAIT_FOR_STAGE:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT_FOR_STAGE;\\n}\";");
-                w.WriteLine();
 
                 w.WriteLine("/// <summary>");
                 w.WriteLine("/// FP8 GEMM with DeepSeek-V3's fine-grained scaling, on Hopper's warp-group MMA: output[i, j] = Σ over k-blocks b of");
@@ -119,7 +116,7 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"uint stageBase = sharedBase + (uint)(stage * {Fp8GemmShape.StageBytes});");
                         w.WriteLine("float weightScale = blockScales[block];");
                         w.WriteLine("float scaleLow = activationScales[scalesLow + block] * weightScale, scaleHigh = activationScales[scalesHigh + block] * weightScale;");
-                        w.WriteLine($"CudaAsm.Emit(WaitForStage, barriers + (uint)(stage * 8), (uint)((block / {Fp8GemmShape.Stages}) & 1)); // the stage's parity flips with each use");
+                        w.WriteLine($"CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)((block / {Fp8GemmShape.Stages}) & 1)); // the stage's parity flips with each use");
                         w.WriteLine($"ulong a = Swizzled(stageBase + (uint)(warpGroup * {64 * T})), b = Swizzled(stageBase + {T * T}u);");
                         for (int i = 0; i < intervals; i++)
                         {

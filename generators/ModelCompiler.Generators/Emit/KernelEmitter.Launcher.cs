@@ -22,7 +22,7 @@ namespace ModelCompiler.Generators.Emit
                 else WriteMlaCuda(w);
                 if (cuda && _warpGroup.Unsupported is null) WriteMlaWarpGroup(w);
                 if (cuda && _gemm.Unsupported is null) WriteFp8Gemm(w);
-                if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteDescriptors(w);
+                if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteWarpGroupHelpers(w);
             }
 
             public void WriteLauncher(IndentedWriter w)

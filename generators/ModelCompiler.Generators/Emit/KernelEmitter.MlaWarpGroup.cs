@@ -128,10 +128,6 @@ namespace ModelCompiler.Generators.Emit
                 }
 
                 w.WriteLine();
-                w.WriteSummary("Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.");
-                w.WriteLine("private const string WaitForChunk = \"{\\n.reg .pred done;\\nWAIT_FOR_CHUNK:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT_FOR_CHUNK;\\n}\";");
-                w.WriteLine("private const string WaitForQuery = \"{\\n.reg .pred done;\\nWAIT_FOR_QUERY:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\\n@!done bra WAIT_FOR_QUERY;\\n}\"; // once, so its own label");
-                w.WriteLine();
                 w.WriteSummary("ō ← ō · α per row: %0 for rows g, %1 for rows g + 8 (warp group 0's blocks, then warp group 1's).");
                 for (int group = 0; group < 2; group++)
                 {
@@ -203,7 +199,7 @@ namespace ModelCompiler.Generators.Emit
                             w.WriteLine($"if (firstChunk + 1 < endChunk) IssueTile(cacheMaps, sharedBase + {m.StageOffset(1)}u, barriers + 8u, sequence * capacity + ((firstChunk + 1) * {WarpGroupMlaShape.Chunk}), lane);");
                         }
 
-                        w.WriteLine("CudaAsm.Emit(WaitForQuery, barriers + 16u);");
+                        w.WriteLine("CudaAsm.Emit(WaitForPhase, barriers + 16u, 0u); // the query tile");
                     }
 
                     w.WriteLine();
@@ -216,7 +212,7 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("int stage = (chunk - firstChunk) & 1;");
                         w.WriteLine($"uint stageBase = sharedBase + {m.StageOffset(0)}u + (uint)(stage * {stageBytes});");
                         w.WriteLine($"uint valueBase = stageBase + (uint)(warpGroup * {m.BlocksOfGroup0 * WarpGroupMlaShape.Chunk * 128}); // this warp group's first column block (64 values each)");
-                        w.WriteLine("CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
+                        w.WriteLine("CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use");
                         w.WriteLine("if (warpGroup == 0)");
                         using (w.WriteBraces())
                         {
@@ -302,9 +298,12 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
             }
 
-            /// <summary>The shared-memory descriptors of warp-group MMA, for the kernels that use it (MLA decoding, the FP8 GEMM).</summary>
-            private static void WriteDescriptors(IndentedWriter w)
+            /// <summary>What the kernels on warp-group MMA share (MLA decoding, the FP8 GEMM): the mbarrier wait, the shared-memory descriptors.</summary>
+            private static void WriteWarpGroupHelpers(IndentedWriter w)
             {
+                w.WriteSummary("Waits until the mbarrier at %0 completes the phase of parity %1: the bulk copies it counts have landed. (A label inside braces is local to them, so a kernel may wait in several places.)");
+                w.WriteLine("private const string WaitForPhase = \"{\\n.reg .pred done;\\nWAIT:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT;\\n}\";");
+                w.WriteLine();
                 w.WriteSummary("A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.");
                 w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
                 w.WriteLine("private static ulong Descriptor(uint address, uint leading, uint stride) =>");

@@ -1169,10 +1169,6 @@ namespace Samples.DeepSeekV3
                     + "mul.f32 a, mc_o128, %2; mul.f32 b, mc_o129, %2; st.global.v2.f32 [%0+1024], {a, b}; mul.f32 a, mc_o130, %3; mul.f32 b, mc_o131, %3; st.global.v2.f32 [%1+1024], {a, b}; mul.f32 a, mc_o132, %2; mul.f32 b, mc_o133, %2; st.global.v2.f32 [%0+1056], {a, b}; mul.f32 a, mc_o134, %3; mul.f32 b, mc_o135, %3; st.global.v2.f32 [%1+1056], {a, b}; mul.f32 a, mc_o136, %2; mul.f32 b, mc_o137, %2; st.global.v2.f32 [%0+1088], {a, b}; mul.f32 a, mc_o138, %3; mul.f32 b, mc_o139, %3; st.global.v2.f32 [%1+1088], {a, b}; mul.f32 a, mc_o140, %2; mul.f32 b, mc_o141, %2; st.global.v2.f32 [%0+1120], {a, b}; mul.f32 a, mc_o142, %3; mul.f32 b, mc_o143, %3; st.global.v2.f32 [%1+1120], {a, b}; mul.f32 a, mc_o144, %2; mul.f32 b, mc_o145, %2; st.global.v2.f32 [%0+1152], {a, b}; mul.f32 a, mc_o146, %3; mul.f32 b, mc_o147, %3; st.global.v2.f32 [%1+1152], {a, b}; mul.f32 a, mc_o148, %2; mul.f32 b, mc_o149, %2; st.global.v2.f32 [%0+1184], {a, b}; mul.f32 a, mc_o150, %3; mul.f32 b, mc_o151, %3; st.global.v2.f32 [%1+1184], {a, b}; mul.f32 a, mc_o152, %2; mul.f32 b, mc_o153, %2; st.global.v2.f32 [%0+1216], {a, b}; mul.f32 a, mc_o154, %3; mul.f32 b, mc_o155, %3; st.global.v2.f32 [%1+1216], {a, b}; mul.f32 a, mc_o156, %2; mul.f32 b, mc_o157, %2; st.global.v2.f32 [%0+1248], {a, b}; mul.f32 a, mc_o158, %3; mul.f32 b, mc_o159, %3; st.global.v2.f32 [%1+1248], {a, b}; \n"
                     + "}";
 
-                /// <summary>Waits until the stage's mbarrier (%0) completes the phase of parity %1: its chunk's bulk copies have landed.</summary>
-                private const string WaitForChunk = "{\n.reg .pred done;\nWAIT_FOR_CHUNK:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT_FOR_CHUNK;\n}";
-                private const string WaitForQuery = "{\n.reg .pred done;\nWAIT_FOR_QUERY:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n@!done bra WAIT_FOR_QUERY;\n}"; // once, so its own label
-
                 /// <summary>ō ← ō · α per row: %0 for rows g, %1 for rows g + 8 (warp group 0's blocks, then warp group 1's).</summary>
                 private const string RescaleOutput0 =
                     "mul.f32 mc_o0, mc_o0, %0; mul.f32 mc_o1, mc_o1, %0; mul.f32 mc_o2, mc_o2, %1; mul.f32 mc_o3, mc_o3, %1; mul.f32 mc_o4, mc_o4, %0; mul.f32 mc_o5, mc_o5, %0; mul.f32 mc_o6, mc_o6, %1; mul.f32 mc_o7, mc_o7, %1; mul.f32 mc_o8, mc_o8, %0; mul.f32 mc_o9, mc_o9, %0; mul.f32 mc_o10, mc_o10, %1; mul.f32 mc_o11, mc_o11, %1; mul.f32 mc_o12, mc_o12, %0; mul.f32 mc_o13, mc_o13, %0; mul.f32 mc_o14, mc_o14, %1; mul.f32 mc_o15, mc_o15, %1; mul.f32 mc_o16, mc_o16, %0; mul.f32 mc_o17, mc_o17, %0; mul.f32 mc_o18, mc_o18, %1; mul.f32 mc_o19, mc_o19, %1; mul.f32 mc_o20, mc_o20, %0; mul.f32 mc_o21, mc_o21, %0; mul.f32 mc_o22, mc_o22, %1; mul.f32 mc_o23, mc_o23, %1; mul.f32 mc_o24, mc_o24, %0; mul.f32 mc_o25, mc_o25, %0; mul.f32 mc_o26, mc_o26, %1; mul.f32 mc_o27, mc_o27, %1; mul.f32 mc_o28, mc_o28, %0; mul.f32 mc_o29, mc_o29, %0; mul.f32 mc_o30, mc_o30, %1; mul.f32 mc_o31, mc_o31, %1; \n"
@@ -1249,7 +1245,7 @@ namespace Samples.DeepSeekV3
                             IssueTile(cacheMaps, sharedBase + 73728u, barriers, sequence * capacity + (firstChunk * 64), lane);
                             if (firstChunk + 1 < endChunk) IssueTile(cacheMaps, sharedBase + 147456u, barriers + 8u, sequence * capacity + ((firstChunk + 1) * 64), lane);
                         }
-                        CudaAsm.Emit(WaitForQuery, barriers + 16u);
+                        CudaAsm.Emit(WaitForPhase, barriers + 16u, 0u); // the query tile
                     }
 
                     // Warp group 0 scores chunk c and writes its p while warp group 1 still adds chunk c − 1 into its blocks of ō. Named
@@ -1260,7 +1256,7 @@ namespace Samples.DeepSeekV3
                         int stage = (chunk - firstChunk) & 1;
                         uint stageBase = sharedBase + 73728u + (uint)(stage * 73728);
                         uint valueBase = stageBase + (uint)(warpGroup * 24576); // this warp group's first column block (64 values each)
-                        CudaAsm.Emit(WaitForChunk, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use
+                        CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)(((chunk - firstChunk) >> 1) & 1)); // the stage's parity flips with each use
                         if (warpGroup == 0)
                         {
                             int validRows = length - (chunk * 64);
@@ -1367,9 +1363,6 @@ namespace Samples.DeepSeekV3
                     + "@lo st.global.v2.f32 [%0+384], {mc_c48, mc_c49}; @hi st.global.v2.f32 [%1+384], {mc_c50, mc_c51}; @lo st.global.v2.f32 [%0+416], {mc_c52, mc_c53}; @hi st.global.v2.f32 [%1+416], {mc_c54, mc_c55}; @lo st.global.v2.f32 [%0+448], {mc_c56, mc_c57}; @hi st.global.v2.f32 [%1+448], {mc_c58, mc_c59}; @lo st.global.v2.f32 [%0+480], {mc_c60, mc_c61}; @hi st.global.v2.f32 [%1+480], {mc_c62, mc_c63}; \n"
                     + "}";
 
-                /// <summary>Waits until the stage's mbarrier (%0) completes the phase of parity %1: its k-block's bulk copies have landed.</summary>
-                private const string WaitForStage = "{\n.reg .pred done;\nWAIT_FOR_STAGE:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT_FOR_STAGE;\n}";
-
                 /// <summary>
                 /// FP8 GEMM with DeepSeek-V3's fine-grained scaling, on Hopper's warp-group MMA: output[i, j] = Σ over k-blocks b of
                 /// (Σ_{k in b} a[i, k] · w[j, k]) · activationScales[i, b] · weightScales[j / 128, b], a and w E4M3 codes, each k-block 128 wide
@@ -1424,7 +1417,7 @@ namespace Samples.DeepSeekV3
                         uint stageBase = sharedBase + (uint)(stage * 32768);
                         float weightScale = blockScales[block];
                         float scaleLow = activationScales[scalesLow + block] * weightScale, scaleHigh = activationScales[scalesHigh + block] * weightScale;
-                        CudaAsm.Emit(WaitForStage, barriers + (uint)(stage * 8), (uint)((block / 4) & 1)); // the stage's parity flips with each use
+                        CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)((block / 4) & 1)); // the stage's parity flips with each use
                         ulong a = Swizzled(stageBase + (uint)(warpGroup * 8192)), b = Swizzled(stageBase + 16384u);
                         CudaAsm.Emit(GemmInterval, a, b);
                         if (warpGroup == 0) CudaAsm.Emit("bar.sync 2, 128;"); // this warp group's four warps are done with the stage
@@ -1449,6 +1442,9 @@ namespace Samples.DeepSeekV3
                     CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target, (ulong)maps, k, row, barrier);
                     CudaAsm.Emit("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];", target + 16384u, (ulong)maps + 128ul, k, column, barrier);
                 }
+
+                /// <summary>Waits until the mbarrier at %0 completes the phase of parity %1: the bulk copies it counts have landed. (A label inside braces is local to them, so a kernel may wait in several places.)</summary>
+                private const string WaitForPhase = "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}";
 
                 /// <summary>A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.</summary>
                 [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
