@@ -61,19 +61,33 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
     }
 
     [Fact]
-    public void The_FP8_GEMM_checks_its_shapes_then_asks_for_Hopper()
+    public void The_FP8_GEMM_matches_block_scaled_dequantisation_and_checks_its_shapes()
     {
+        var (generator, seed) = Data.Fresh();
+        int m = 200, n = 256, k = 384; // a partial row tile, two weight blocks along n, three k-blocks
+        var aCodes = randint(0, 256, [m, k], generator: generator, dtype: ScalarType.Byte);
+        aCodes = aCodes.masked_fill((aCodes & 0x7F) == 0x7F, 0x38); // no NaN codes
+        var wCodes = randint(0, 256, [n, k], generator: generator, dtype: ScalarType.Byte);
+        wCodes = wCodes.masked_fill((wCodes & 0x7F) == 0x7F, 0x38);
+        var aScales = rand([m, k / 128], generator: generator) * 0.01 + 1e-4;
+        var wScales = rand([n / 128, k / 128], generator: generator) * 0.01 + 1e-4;
+        var a = ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(aCodes) * aScales.repeat_interleave(128, 1);
+        var w = ModelCompiler.Torch.Checkpoints.Fp8.Dequantize(ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(wCodes), wScales, 128, "test.weight");
+        var expected = a.to(ScalarType.Float64).matmul(w.to(ScalarType.Float64).t());
+
         var kernels = new DeepSeekV3.Kernels.Launcher(_device);
-        int m = 3, n = 256, k = 384;
-        using var a = _device.Accelerator.Allocate1D<byte>(m * k);
-        using var scales = _device.Accelerator.Allocate1D<float>(m * (k / 128));
-        using var w = _device.Accelerator.Allocate1D<byte>(n * k);
-        using var weightScales = _device.Accelerator.Allocate1D<float>((n / 128) * (k / 128));
-        using var c = _device.Accelerator.Allocate1D<float>(m * n);
-        Assert.Equal("k", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, n, 320)).ParamName);
-        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, 200, k)).ParamName);
-        Assert.Contains("weightScales", Assert.Throws<ArgumentException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, scales.View, c.View, m, n, k)).Message, StringComparison.Ordinal);
-        Assert.Contains("compute capability 9.0", Assert.Throws<NotSupportedException>(() => kernels.Fp8Gemm(a.View, scales.View, w.View, weightScales.View, c.View, m, n, k)).Message, StringComparison.Ordinal);
+        using var aBuffer = _device.Accelerator.Allocate1D(aCodes.contiguous().data<byte>().ToArray());
+        using var wBuffer = _device.Accelerator.Allocate1D(wCodes.contiguous().data<byte>().ToArray());
+        using var aScaleBuffer = Data.Upload(_device, aScales);
+        using var wScaleBuffer = Data.Upload(_device, wScales);
+        using var c = Data.Poisoned(_device, m * n);
+        kernels.Fp8Gemm(aBuffer.View, aScaleBuffer.View, wBuffer.View, wScaleBuffer.View, c.View, m, n, k);
+        double error = Data.RelativeError(Data.Download(c, m, n), expected);
+        Assert.True(error < 1e-5, $"relative error {error:E2} (seed {seed})");
+
+        Assert.Equal("k", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(aBuffer.View, aScaleBuffer.View, wBuffer.View, wScaleBuffer.View, c.View, m, n, 320)).ParamName);
+        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Fp8Gemm(aBuffer.View, aScaleBuffer.View, wBuffer.View, wScaleBuffer.View, c.View, m, 200, k)).ParamName);
+        Assert.Contains("weightScales", Assert.Throws<ArgumentException>(() => kernels.Fp8Gemm(aBuffer.View, aScaleBuffer.View, wBuffer.View, aScaleBuffer.View, c.View, m, n, k)).Message, StringComparison.Ordinal);
     }
 
     [Fact]

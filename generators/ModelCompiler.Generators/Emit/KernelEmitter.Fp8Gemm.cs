@@ -156,6 +156,38 @@ namespace ModelCompiler.Generators.Emit
 
                 w.WriteLine();
             }
+
+            /// <summary>The same product in plain arithmetic, for devices without warp-group MMA (and CI, on PoCL).</summary>
+            private void WriteFp8GemmPortable(IndentedWriter w)
+            {
+                const int T = Fp8GemmShape.Tile;
+                w.WriteLine("/// <summary>");
+                w.WriteLine($"/// Cuda.Fp8Gemm's product in plain arithmetic, for devices without warp-group MMA: output[i, j] = Σ over k-blocks b of");
+                w.WriteLine($"/// (Σ_{{k in b}} a[i, k] · w[j, k]) · activationScales[i, b] · weightScales[j / {T}, b], the E4M3 codes decoded to FP32.");
+                w.WriteLine("/// Launch: 1-D, groups of 256, one thread per output element, j fastest. FP32 throughout.");
+                w.WriteLine("/// </summary>");
+                w.WriteLine("public static void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)");
+                using (w.WriteBraces())
+                {
+                    w.WriteLine("long index = ((long)Grid.IdxX * Group.DimX) + Group.IdxX;");
+                    w.WriteLine("if (index >= (long)m * n) return; // the grid is rounded up to whole groups");
+                    w.WriteLine($"int i = (int)(index / n), j = (int)(index % n), blocks = k / {T};");
+                    w.WriteLine("long aRow = (long)i * k, wRow = (long)j * k;");
+                    w.WriteLine("float sum = 0f;");
+                    w.WriteLine("for (int b = 0; b < blocks; b++)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("float dot = 0f;");
+                        w.WriteLine($"for (int x = b * {T}; x < (b + 1) * {T}; x++) dot += E4M3.Decode(activations[aRow + x]) * E4M3.Decode(weight[wRow + x]);");
+                        w.WriteLine($"sum += dot * activationScales[((long)i * blocks) + b] * weightScales[((long)(j / {T}) * blocks) + b];");
+                    }
+
+                    w.WriteLine();
+                    w.WriteLine("output[index] = sum;");
+                }
+
+                w.WriteLine();
+            }
         }
     }
 }

@@ -21,7 +21,12 @@ namespace ModelCompiler.Generators.Emit
                 if (!cuda || _mla.Unsupported is not null) WriteMlaPortable(w);
                 else WriteMlaCuda(w);
                 if (cuda && _warpGroup.Unsupported is null) WriteMlaWarpGroup(w);
-                if (cuda && _gemm.Unsupported is null) WriteFp8Gemm(w);
+                if (_gemm.Unsupported is null)
+                {
+                    if (cuda) WriteFp8Gemm(w);
+                    else WriteFp8GemmPortable(w);
+                }
+
                 if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteWarpGroupHelpers(w);
             }
 
@@ -193,7 +198,7 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// <summary>");
                 w.WriteLine($"/// The FP8 GEMM with fine-grained scaling (see Cuda.Fp8Gemm): output [m, n] = a [m, k] · weightᵀ, a and weight E4M3 codes scaled");
                 w.WriteLine($"/// per 1 × {T} tile of a (activationScales [m, k / {T}]) and per {T} × {T} block of weight (weightScales [n / {T}, k / {T}]), FP32 out.");
-                w.WriteLine("/// Hopper only (warp-group MMA); n and k multiples of 128.");
+                w.WriteLine("/// n and k multiples of 128. On Hopper the warp-group MMA kernel; elsewhere OpenCL.Fp8Gemm, the same sums in plain loops.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine("public void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)");
                 using (w.WriteBraces())
@@ -206,8 +211,17 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("BufferChecks.Length(weight.Length, (long)n * k, \"Fp8Gemm\", nameof(weight));");
                     w.WriteLine($"BufferChecks.Length(weightScales.Length, (long)(n / {T}) * (k / {T}), \"Fp8Gemm\", nameof(weightScales));");
                     w.WriteLine("BufferChecks.Length(output.Length, (long)m * n, \"Fp8Gemm\", nameof(output));");
-                    w.WriteLine("if (!_device.HasWarpGroupMma) throw new System.NotSupportedException($\"Fp8Gemm needs Hopper's warp-group MMA (compute capability 9.0); {_device.Name} has none.\");");
                     w.WriteLine("if (m == 0) return;");
+                    w.WriteLine("if (!_device.HasWarpGroupMma)");
+                    using (w.WriteBraces())
+                    {
+                        w.WriteLine("var portable = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>>(");
+                        w.WriteLine("    new System.Action<ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>(OpenCL.Fp8Gemm));");
+                        w.WriteLine("portable(Stream, new KernelConfig(BufferChecks.Groups((long)m * n, 256), 256), activations, activationScales, weight, weightScales, output, m, n, k);");
+                        w.WriteLine("return;");
+                    }
+
+
                     w.WriteLine("long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);");
                     w.WriteLine("var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(");
                     w.WriteLine($"    new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: {Fp8GemmShape.SharedBytes}, hopperSpecific: true);");

@@ -1973,6 +1973,28 @@ namespace Samples.DeepSeekV3
                     if (thread == 0) logSumExp[((long)sequence * splits + split) * 128 + head] = runningSum > 0f ? runningMax + MathF.Log(runningSum) : float.NegativeInfinity;
                 }
 
+                /// <summary>
+                /// Cuda.Fp8Gemm's product in plain arithmetic, for devices without warp-group MMA: output[i, j] = Σ over k-blocks b of
+                /// (Σ_{k in b} a[i, k] · w[j, k]) · activationScales[i, b] · weightScales[j / 128, b], the E4M3 codes decoded to FP32.
+                /// Launch: 1-D, groups of 256, one thread per output element, j fastest. FP32 throughout.
+                /// </summary>
+                public static void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)
+                {
+                    long index = ((long)Grid.IdxX * Group.DimX) + Group.IdxX;
+                    if (index >= (long)m * n) return; // the grid is rounded up to whole groups
+                    int i = (int)(index / n), j = (int)(index % n), blocks = k / 128;
+                    long aRow = (long)i * k, wRow = (long)j * k;
+                    float sum = 0f;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        float dot = 0f;
+                        for (int x = b * 128; x < (b + 1) * 128; x++) dot += E4M3.Decode(activations[aRow + x]) * E4M3.Decode(weight[wRow + x]);
+                        sum += dot * activationScales[((long)i * blocks) + b] * weightScales[((long)(j / 128) * blocks) + b];
+                    }
+
+                    output[index] = sum;
+                }
+
             }
 
             /// <summary>
@@ -2208,7 +2230,7 @@ namespace Samples.DeepSeekV3
                 /// <summary>
                 /// The FP8 GEMM with fine-grained scaling (see Cuda.Fp8Gemm): output [m, n] = a [m, k] · weightᵀ, a and weight E4M3 codes scaled
                 /// per 1 × 128 tile of a (activationScales [m, k / 128]) and per 128 × 128 block of weight (weightScales [n / 128, k / 128]), FP32 out.
-                /// Hopper only (warp-group MMA); n and k multiples of 128.
+                /// n and k multiples of 128. On Hopper the warp-group MMA kernel; elsewhere OpenCL.Fp8Gemm, the same sums in plain loops.
                 /// </summary>
                 public void Fp8Gemm(ArrayView<byte> activations, ArrayView<float> activationScales, ArrayView<byte> weight, ArrayView<float> weightScales, ArrayView<float> output, int m, int n, int k)
                 {
@@ -2220,8 +2242,14 @@ namespace Samples.DeepSeekV3
                     BufferChecks.Length(weight.Length, (long)n * k, "Fp8Gemm", nameof(weight));
                     BufferChecks.Length(weightScales.Length, (long)(n / 128) * (k / 128), "Fp8Gemm", nameof(weightScales));
                     BufferChecks.Length(output.Length, (long)m * n, "Fp8Gemm", nameof(output));
-                    if (!_device.HasWarpGroupMma) throw new System.NotSupportedException($"Fp8Gemm needs Hopper's warp-group MMA (compute capability 9.0); {_device.Name} has none.");
                     if (m == 0) return;
+                    if (!_device.HasWarpGroupMma)
+                    {
+                        var portable = _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>>(
+                            new System.Action<ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int, int>(OpenCL.Fp8Gemm));
+                        portable(Stream, new KernelConfig(BufferChecks.Groups((long)m * n, 256), 256), activations, activationScales, weight, weightScales, output, m, n, k);
+                        return;
+                    }
                     long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);
                     var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(
                         new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135216, hopperSpecific: true);
