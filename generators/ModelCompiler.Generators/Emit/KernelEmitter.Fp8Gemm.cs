@@ -101,7 +101,7 @@ namespace ModelCompiler.Generators.Emit
                             + string.Join(", ", Enumerable.Range(0, Fp8GemmShape.Stages).Select(s => s == 0 ? "barriers" : $"barriers + {8 * s}u")) + ");");
                     }
 
-
+                    w.WriteLine();
                     w.WriteLine($"if (thread < {Fp8GemmShape.Stages}) released[thread] = 0;");
                     w.WriteLine($"for (int block = thread; block < blocks; block += {Fp8GemmShape.Threads}) blockScales[block] = weightScales[((long)columnTile * blocks) + block];");
                     w.WriteLine("Group.Barrier(); // the barriers are initialised and the scales cached before anyone uses them");
@@ -132,6 +132,8 @@ namespace ModelCompiler.Generators.Emit
                                     w.WriteLine("CudaAsm.Emit(\"atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\", out uint before, counters + (uint)(stage * 4));");
                                     w.WriteLine($"if ((before & 1) == 1 && block + {Fp8GemmShape.Stages} < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * {T}, columnTile * {T}, (block + {Fp8GemmShape.Stages}) * {T}); // the second to finish refills it");
                                 }
+
+                                w.WriteLine();
                             }
 
                             w.WriteLine("CudaAsm.Emit(GemmPromote, scaleLow, scaleHigh);");

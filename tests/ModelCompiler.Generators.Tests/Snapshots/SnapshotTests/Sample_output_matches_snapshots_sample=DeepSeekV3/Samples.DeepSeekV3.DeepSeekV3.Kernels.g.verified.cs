@@ -1404,6 +1404,7 @@ namespace Samples.DeepSeekV3
                     {
                         CudaAsm.Emit("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\nmbarrier.init.shared::cta.b64 [%2], 1;\nmbarrier.init.shared::cta.b64 [%3], 1;\nfence.mbarrier_init.release.cluster;", barriers, barriers + 8u, barriers + 16u, barriers + 24u);
                     }
+
                     if (thread < 4) released[thread] = 0;
                     for (int block = thread; block < blocks; block += 256) blockScales[block] = weightScales[((long)columnTile * blocks) + block];
                     Group.Barrier(); // the barriers are initialised and the scales cached before anyone uses them
@@ -1427,6 +1428,7 @@ namespace Samples.DeepSeekV3
                             CudaAsm.Emit("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;", out uint before, counters + (uint)(stage * 4));
                             if ((before & 1) == 1 && block + 4 < blocks) IssueGemmStage(maps, stageBase, barriers + (uint)(stage * 8), rowTile * 128, columnTile * 128, (block + 4) * 128); // the second to finish refills it
                         }
+
                         CudaAsm.Emit(GemmPromote, scaleLow, scaleHigh);
                     }
 
