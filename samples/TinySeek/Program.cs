@@ -28,6 +28,8 @@ var output = new Option<string>("--out") { Description = "Run folder (metrics.js
 var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint." };
 var seed = new Option<long>("--seed") { Description = "Seed of initialisation and data.", DefaultValueFactory = _ => defaults.Seed };
 var gamma = new Option<double?>("--bias-update-speed") { Description = $"γ of auxiliary-loss-free balancing (declared: {TinySeek.Config.BiasUpdateSpeed})." };
+var learningRate = new Option<double>("--learning-rate") { Description = "Peak learning rate (after warm-up; cosine decay to a tenth).", DefaultValueFactory = _ => defaults.LearningRate };
+learningRate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--learning-rate must be a positive number."); });
 var noise = new Option<double>("--noise") { Description = "Share of training answers that are systematically wrong.", DefaultValueFactory = _ => defaults.Noise };
 var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 50 };
 var precision = new Option<string?>("--precision") { Description = "GEMM input precision: fp32, bf16 or fp8 (E4M3, 1×128 / 128×128 scaling); default: the declaration's." };
@@ -36,7 +38,7 @@ var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after thi
 var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1, dualpipe or dualpipev." };
 pipeline.AcceptOnlyFromAmong([.. ModelCompiler.Pipeline.Schedules.Names]);
 var microBatches = new Option<int>("--micro-batches") { Description = "Pipeline micro-batches per step (with --pipeline).", DefaultValueFactory = _ => 4 };
-var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, noise, every, stopAfter, precision, pipeline, microBatches };
+var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, learningRate, noise, every, stopAfter, precision, pipeline, microBatches };
 pretrain.SetAction(result =>
 {
     if (result.GetValue(pipeline) is { } schedule)
@@ -46,6 +48,7 @@ pretrain.SetAction(result =>
             Steps = result.GetValue(steps),
             Seed = result.GetValue(seed),
             BiasUpdateSpeed = result.GetValue(gamma),
+            LearningRate = result.GetValue(learningRate),
             Noise = result.GetValue(noise),
         }, result.GetValue(output)!);
     }
@@ -55,6 +58,7 @@ pretrain.SetAction(result =>
         Steps = result.GetValue(steps),
         Seed = result.GetValue(seed),
         BiasUpdateSpeed = result.GetValue(gamma),
+        LearningRate = result.GetValue(learningRate),
         Noise = result.GetValue(noise),
         StopAfter = result.GetValue(stopAfter),
         Precision = result.GetValue(precision) switch { "fp32" => NumericFormat.Fp32, "bf16" => NumericFormat.Bf16, "fp8" => NumericFormat.Fp8E4M3, _ => null },
