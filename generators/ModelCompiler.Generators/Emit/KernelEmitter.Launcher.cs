@@ -221,7 +221,7 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("return;");
                     }
 
-
+                    w.WriteLine();
                     w.WriteLine("long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);");
                     w.WriteLine("var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(");
                     w.WriteLine($"    new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: {Fp8GemmShape.SharedBytes}, hopperSpecific: true);");

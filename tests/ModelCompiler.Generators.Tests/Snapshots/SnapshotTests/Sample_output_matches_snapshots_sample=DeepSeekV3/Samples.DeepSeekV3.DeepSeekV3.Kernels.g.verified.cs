@@ -2252,6 +2252,7 @@ namespace Samples.DeepSeekV3
                         portable(Stream, new KernelConfig(BufferChecks.Groups((long)m * n, 256), 256), activations, activationScales, weight, weightScales, output, m, n, k);
                         return;
                     }
+
                     long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);
                     var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(
                         new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135216, hopperSpecific: true);
