@@ -57,20 +57,35 @@ public sealed class GpuDevice : IDisposable
     /// <summary>The device's name, as the driver reports it.</summary>
     public string Name => Accelerator.Name;
 
+    /// <summary>
+    /// Serialises creating contexts and opening devices: when two threads enumerated devices at once (two test classes'
+    /// fixtures), the OpenCL ICD loader and PoCL reported no device to one of them.
+    /// </summary>
+    private static readonly object s_enumeration = new();
+
     /// <summary>The first backend that has a device, in the order CUDA, OpenCL, CPU simulator.</summary>
     public static GpuDevice CreateDefault()
     {
-        var context = CreateContext();
-        var backend = context.GetCudaDevices().Count > 0 ? GpuBackend.Cuda
-            : context.GetCLDevices().Count > 0 ? GpuBackend.OpenCL
-            : GpuBackend.Cpu;
-        return Open(context, backend);
+        lock (s_enumeration)
+        {
+            var context = CreateContext();
+            var backend = context.GetCudaDevices().Count > 0 ? GpuBackend.Cuda
+                : context.GetCLDevices().Count > 0 ? GpuBackend.OpenCL
+                : GpuBackend.Cpu;
+            return Open(context, backend);
+        }
     }
 
     /// <summary>A device of the given backend; throws <see cref="InvalidOperationException"/> naming what is missing when there is none.</summary>
     /// <param name="backend">The backend.</param>
     /// <param name="profiling">Enables stream profiling markers (device-side timing for benchmarks).</param>
-    public static GpuDevice Create(GpuBackend backend, bool profiling = false) => Open(CreateContext(profiling), backend);
+    public static GpuDevice Create(GpuBackend backend, bool profiling = false)
+    {
+        lock (s_enumeration)
+        {
+            return Open(CreateContext(profiling), backend);
+        }
+    }
 
     /// <summary>The first device of <paramref name="backend"/> in <paramref name="context"/>, which it then owns (disposed on failure).</summary>
     private static GpuDevice Open(Context context, GpuBackend backend)
