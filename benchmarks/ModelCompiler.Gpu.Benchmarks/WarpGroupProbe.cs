@@ -53,7 +53,7 @@ internal static class WarpGroupProbe
 
         CudaAsm.Emit("fence.proxy.async.shared::cta;");
         Group.Barrier();
-        ulong descA = Descriptor(sharedBase, lboA, sboA), descB = Descriptor(sharedBase + 4096u, lboB, sboB);
+        ulong descA = WarpGroupMma.Descriptor(sharedBase, (uint)lboA, (uint)sboA), descB = WarpGroupMma.Descriptor(sharedBase + 4096u, (uint)lboB, (uint)sboB);
         Input<ulong> da = descA, db = descB;
         Input<int> accumulate = 1;
         Ref<float> d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f;
@@ -76,9 +76,6 @@ internal static class WarpGroupProbe
         d[(row * 64) + 48 + (2 * t)] = d24.Value; d[(row * 64) + 48 + (2 * t) + 1] = d25.Value; d[((row + 8) * 64) + 48 + (2 * t)] = d26.Value; d[((row + 8) * 64) + 48 + (2 * t) + 1] = d27.Value;
         d[(row * 64) + 56 + (2 * t)] = d28.Value; d[(row * 64) + 56 + (2 * t) + 1] = d29.Value; d[((row + 8) * 64) + 56 + (2 * t)] = d30.Value; d[((row + 8) * 64) + 56 + (2 * t) + 1] = d31.Value;
     }
-
-    private static ulong Descriptor(uint address, int leading, int stride) =>
-        ((ulong)((address & 0x3FFFF) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
 
     public static void Run(GpuDevice device)
     {

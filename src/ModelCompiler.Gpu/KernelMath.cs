@@ -184,6 +184,26 @@ public static class TensorCore
     }
 }
 
+/// <summary>Shared-memory descriptors of Hopper's warp-group MMA (<c>wgmma</c>), as its operands name their tiles.</summary>
+public static class WarpGroupMma
+{
+    /// <summary>
+    /// The descriptor of a no-swizzle operand at shared-memory <paramref name="address"/>: <paramref name="leading"/> and
+    /// <paramref name="stride"/> are the byte offsets between core matrices along k and along the rows (as measured by the
+    /// benchmark's <c>--probe</c>, for K-major and transposed operands alike).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Descriptor(uint address, uint leading, uint stride) =>
+        ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
+
+    /// <summary>
+    /// The descriptor of a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart
+    /// (K-major and transposed alike; the other offset is unused for tiles one swizzle span wide).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);
+}
+
 /// <summary>Fast base-2 exponent and logarithm (<c>ex2.approx</c>, <c>lg2.approx</c> on CUDA; MathF elsewhere).</summary>
 public static class FastMath
 {

@@ -117,7 +117,7 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("float weightScale = blockScales[block];");
                         w.WriteLine("float scaleLow = activationScales[scalesLow + block] * weightScale, scaleHigh = activationScales[scalesHigh + block] * weightScale;");
                         w.WriteLine($"CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)((block / {Fp8GemmShape.Stages}) & 1)); // the stage's parity flips with each use");
-                        w.WriteLine($"ulong a = Swizzled(stageBase + (uint)(warpGroup * {64 * T})), b = Swizzled(stageBase + {T * T}u);");
+                        w.WriteLine($"ulong a = WarpGroupMma.Swizzled(stageBase + (uint)(warpGroup * {64 * T})), b = WarpGroupMma.Swizzled(stageBase + {T * T}u);");
                         for (int i = 0; i < intervals; i++)
                         {
                             string offset = i == 0 ? string.Empty : $" + {i * g.Precision.PromotionInterval / 16}ul";

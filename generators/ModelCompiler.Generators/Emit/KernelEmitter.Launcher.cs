@@ -27,7 +27,7 @@ namespace ModelCompiler.Generators.Emit
                     else WriteFp8GemmPortable(w);
                 }
 
-                if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteWarpGroupHelpers(w);
+                if (cuda && (_warpGroup.Unsupported is null || _gemm.Unsupported is null)) WriteWaitForPhase(w);
             }
 
             public void WriteLauncher(IndentedWriter w)

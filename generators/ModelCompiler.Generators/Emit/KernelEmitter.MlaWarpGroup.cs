@@ -18,7 +18,7 @@ namespace ModelCompiler.Generators.Emit
             {
                 w.WriteLine("float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];");
                 w.WriteLine($"CudaAsm.Emit(RescaleOutput{group}, scaleLow, scaleHigh);");
-                w.WriteLine($"CudaAsm.Emit(ValuesMma{group}, probabilityDescriptor, Swizzled(valueBase));");
+                w.WriteLine($"CudaAsm.Emit(ValuesMma{group}, probabilityDescriptor, WarpGroupMma.Swizzled(valueBase));");
             }
 
             private void WriteMlaWarpGroup(IndentedWriter w)
@@ -183,7 +183,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteLine($"// Output accumulators: ō rows 16·warp + g, + 8 × this warp group's column blocks ({m.BlocksOfGroup0} for group 0, {m.BlocksOfGroup1} for group 1, of 64 each).");
                     w.WriteLine("CudaAsm.Emit(DeclareAccumulators);");
-                    w.WriteLine($"ulong queryDescriptor = Swizzled(sharedBase), probabilityDescriptor = Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
+                    w.WriteLine($"ulong queryDescriptor = WarpGroupMma.Swizzled(sharedBase), probabilityDescriptor = WarpGroupMma.Descriptor(sharedBase + {m.ProbabilityOffset}u, 1024, 128);");
                     w.WriteLine();
                     w.WriteLine("if (firstChunk < endChunk)");
                     using (w.WriteBraces())
@@ -233,7 +233,7 @@ namespace ModelCompiler.Generators.Emit
 
                             w.WriteLine();
                             w.WriteLine("// Scores of the group's 64 heads × this chunk's 64 tokens.");
-                            w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));");
+                            w.WriteLine("CudaAsm.Emit(ScoresMma, queryDescriptor, WarpGroupMma.Swizzled(stageBase));");
                             w.WriteLine("if (chunk > firstChunk) CudaAsm.Emit(\"bar.sync 2, 256;\"); // warp group 1 has added the previous p");
                             string scaleLog2 = Float(RopeMath.SoftmaxScale(_spec) * 1.4426950408889634);
                             w.WriteLine($"// Online softmax in base 2 ({ScaleLog2Comment}); columns past the length are −∞; p (bf16) into core");
@@ -298,20 +298,11 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
             }
 
-            /// <summary>What the kernels on warp-group MMA share (MLA decoding, the FP8 GEMM): the mbarrier wait, the shared-memory descriptors.</summary>
-            private static void WriteWarpGroupHelpers(IndentedWriter w)
+            /// <summary>The mbarrier wait the kernels on warp-group MMA share (MLA decoding, the FP8 GEMM); their descriptors come from WarpGroupMma.</summary>
+            private static void WriteWaitForPhase(IndentedWriter w)
             {
                 w.WriteSummary("Waits until the mbarrier at %0 completes the phase of parity %1: the bulk copies it counts have landed. (A label inside braces is local to them, so a kernel may wait in several places.)");
                 w.WriteLine("private const string WaitForPhase = \"{\\n.reg .pred done;\\nWAIT:\\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\\n@!done bra WAIT;\\n}\";");
-                w.WriteLine();
-                w.WriteSummary("A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.");
-                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                w.WriteLine("private static ulong Descriptor(uint address, uint leading, uint stride) =>");
-                w.WriteLine("    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);");
-                w.WriteLine();
-                w.WriteSummary("A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for tiles one swizzle span wide).");
-                w.WriteLine("[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                w.WriteLine("private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);");
                 w.WriteLine();
             }
         }

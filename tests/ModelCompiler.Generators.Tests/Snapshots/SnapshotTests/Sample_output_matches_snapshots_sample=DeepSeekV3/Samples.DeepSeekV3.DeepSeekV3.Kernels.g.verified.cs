@@ -1232,7 +1232,7 @@ namespace Samples.DeepSeekV3
 
                     // Output accumulators: ō rows 16·warp + g, + 8 × this warp group's column blocks (3 for group 0, 5 for group 1, of 64 each).
                     CudaAsm.Emit(DeclareAccumulators);
-                    ulong queryDescriptor = Swizzled(sharedBase), probabilityDescriptor = Descriptor(sharedBase + 221184u, 1024, 128);
+                    ulong queryDescriptor = WarpGroupMma.Swizzled(sharedBase), probabilityDescriptor = WarpGroupMma.Descriptor(sharedBase + 221184u, 1024, 128);
 
                     if (firstChunk < endChunk)
                     {
@@ -1272,7 +1272,7 @@ namespace Samples.DeepSeekV3
                             }
 
                             // Scores of the group's 64 heads × this chunk's 64 tokens.
-                            CudaAsm.Emit(ScoresMma, queryDescriptor, Swizzled(stageBase));
+                            CudaAsm.Emit(ScoresMma, queryDescriptor, WarpGroupMma.Swizzled(stageBase));
                             if (chunk > firstChunk) CudaAsm.Emit("bar.sync 2, 256;"); // warp group 1 has added the previous p
                             // Online softmax in base 2 (softmax scale · log2(e): scores in base 2, so exp is one ex2); columns past the length are −∞; p (bf16) into core
                             // (token block j, head group 2·warp (+ 1)), row g, tokens 2t and 2t + 1; each row's α into the statistics.
@@ -1281,7 +1281,7 @@ namespace Samples.DeepSeekV3
                             CudaAsm.Emit("fence.proxy.async.shared::cta;\nbar.arrive 1, 256;"); // p is ready for the tensor cores and warp group 1
                             float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
                             CudaAsm.Emit(RescaleOutput0, scaleLow, scaleHigh);
-                            CudaAsm.Emit(ValuesMma0, probabilityDescriptor, Swizzled(valueBase));
+                            CudaAsm.Emit(ValuesMma0, probabilityDescriptor, WarpGroupMma.Swizzled(valueBase));
                             CudaAsm.Emit("bar.arrive %0, 256;", 3 + stage); // warp group 0 is done with this stage
                         }
                         else
@@ -1289,7 +1289,7 @@ namespace Samples.DeepSeekV3
                             CudaAsm.Emit("bar.sync 1, 256;"); // p of this chunk
                             float scaleLow = statistics[(16 * warp) + g], scaleHigh = statistics[(16 * warp) + g + 8];
                             CudaAsm.Emit(RescaleOutput1, scaleLow, scaleHigh);
-                            CudaAsm.Emit(ValuesMma1, probabilityDescriptor, Swizzled(valueBase));
+                            CudaAsm.Emit(ValuesMma1, probabilityDescriptor, WarpGroupMma.Swizzled(valueBase));
                             if (chunk + 1 < endChunk) CudaAsm.Emit("bar.arrive 2, 256;"); // p may be overwritten
                             CudaAsm.Emit("bar.sync %0, 256;", 3 + stage); // warp group 0 is done with this stage too: refill it
                             if (warp == 0 && chunk + 2 < endChunk) IssueTile(cacheMaps, stageBase, barriers + (uint)(stage * 8), sequence * capacity + ((chunk + 2) * 64), lane);
@@ -1419,7 +1419,7 @@ namespace Samples.DeepSeekV3
                         float weightScale = blockScales[block];
                         float scaleLow = activationScales[scalesLow + block] * weightScale, scaleHigh = activationScales[scalesHigh + block] * weightScale;
                         CudaAsm.Emit(WaitForPhase, barriers + (uint)(stage * 8), (uint)((block / 4) & 1)); // the stage's parity flips with each use
-                        ulong a = Swizzled(stageBase + (uint)(warpGroup * 8192)), b = Swizzled(stageBase + 16384u);
+                        ulong a = WarpGroupMma.Swizzled(stageBase + (uint)(warpGroup * 8192)), b = WarpGroupMma.Swizzled(stageBase + 16384u);
                         CudaAsm.Emit(GemmInterval, a, b);
                         if (warpGroup == 0) CudaAsm.Emit("bar.sync 2, 128;"); // this warp group's four warps are done with the stage
                         else CudaAsm.Emit("bar.sync 3, 128;");
@@ -1447,15 +1447,6 @@ namespace Samples.DeepSeekV3
 
                 /// <summary>Waits until the mbarrier at %0 completes the phase of parity %1: the bulk copies it counts have landed. (A label inside braces is local to them, so a kernel may wait in several places.)</summary>
                 private const string WaitForPhase = "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}";
-
-                /// <summary>A wgmma shared-memory descriptor for a no-swizzle operand at address: leading (k-direction) and stride (row-direction) byte offsets between core matrices.</summary>
-                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                private static ulong Descriptor(uint address, uint leading, uint stride) =>
-                    ((ulong)((address & 0x3FFFFu) >> 4)) | ((ulong)(leading >> 4) << 16) | ((ulong)(stride >> 4) << 32);
-
-                /// <summary>A wgmma descriptor for a 128-byte-swizzled operand (TMA's SWIZZLE_128B): rows of 128 bytes, 8-row groups 1024 bytes apart (K-major and transposed alike; the other offset is unused for tiles one swizzle span wide).</summary>
-                [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                private static ulong Swizzled(uint address) => Descriptor(address, 1024, 1024) | (1ul << 62);
 
             }
 
