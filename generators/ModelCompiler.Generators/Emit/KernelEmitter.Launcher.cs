@@ -222,34 +222,17 @@ namespace ModelCompiler.Generators.Emit
                     }
 
                     w.WriteLine();
-                    w.WriteLine("long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);");
+                    w.WriteLine("long maps = (_gemmMaps ??= new TensorMapCache(_device.Accelerator)).Address(Stream,");
+                    w.WriteLine($"    new TiledMap(activations.LoadEffectiveAddressAsPtr().ToInt64(), k, m, k, {T}, {T}, Swizzle128: true, ElementBytes: 1),");
+                    w.WriteLine($"    new TiledMap(weight.LoadEffectiveAddressAsPtr().ToInt64(), k, n, k, {T}, {T}, Swizzle128: true, ElementBytes: 1));");
                     w.WriteLine("var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(");
                     w.WriteLine($"    new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: {Fp8GemmShape.SharedBytes}, hopperSpecific: true);");
                     w.WriteLine($"gemm(Stream, new KernelConfig(checked(((m + {T - 1}) / {T}) * (n / {T})), {Fp8GemmShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({Fp8GemmShape.SharedBytes / 16})), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);");
                 }
 
                 w.WriteLine();
-                w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _gemmMaps;");
-                w.WriteLine("private (long, long, long, long, long) _gemmMapsOf;");
-                w.WriteLine();
-                w.WriteSummary($"The device address of Fp8Gemm's two tensor maps (a, weight: bytes, {T} × {T} boxes, 128-byte swizzle), encoded again only when a buffer or a shape changes.");
-                w.WriteLine("private long GemmMaps(long activations, long m, long weight, long n, long k)");
-                using (w.WriteBraces())
-                {
-                    w.WriteLine("if (_gemmMaps is null || _gemmMapsOf != (activations, m, weight, n, k))");
-                    using (w.WriteBraces())
-                    {
-                        w.WriteLine("var bytes = new byte[2 * TensorMap.Bytes];");
-                        w.WriteLine($"TensorMap.Tiled2D(activations, k, m, k, {T}, {T}, swizzle128: true, elementBytes: 1).CopyTo(bytes, 0);");
-                        w.WriteLine($"TensorMap.Tiled2D(weight, k, n, k, {T}, {T}, swizzle128: true, elementBytes: 1).CopyTo(bytes, TensorMap.Bytes);");
-                        w.WriteLine("_gemmMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);");
-                        w.WriteLine("_gemmMaps.View.CopyFromCPU(Stream, bytes);");
-                        w.WriteLine("_gemmMapsOf = (activations, m, weight, n, k);");
-                    }
-
-                    w.WriteLine();
-                    w.WriteLine("return _gemmMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
-                }
+                w.WriteSummary($"Fp8Gemm's two tensor maps (a, weight: bytes, {T} × {T} boxes, 128-byte swizzle).");
+                w.WriteLine("private TensorMapCache? _gemmMaps;");
             }
 
             private void WriteMlaLauncher(IndentedWriter w)
@@ -285,7 +268,11 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0) && (long)batch * capacity <= int.MaxValue) // 16-byte copies; 32-bit copy coordinates");
                         using (w.WriteBraces())
                         {
-                            w.WriteLine("long maps = TensorMaps(addresses[0], addresses[1], (long)batch * Heads, addresses[2], addresses[3], (long)batch * capacity);");
+                            w.WriteLine("long maps = (_mlaMaps ??= new TensorMapCache(_device.Accelerator)).Address(Stream,");
+                            w.WriteLine("    new TiledMap(addresses[0], KeyValueLatent, (long)batch * Heads, KeyValueLatent * 2, 64, 64, Swizzle128: true),");
+                            w.WriteLine("    new TiledMap(addresses[1], RopeHeadDim, (long)batch * Heads, RopeHeadDim * 2, 64, 64, Swizzle128: true),");
+                            w.WriteLine("    new TiledMap(addresses[2], KeyValueLatent, (long)batch * capacity, KeyValueLatent * 2, 64, 64, Swizzle128: true),");
+                            w.WriteLine("    new TiledMap(addresses[3], RopeHeadDim, (long)batch * capacity, RopeHeadDim * 2, 64, 64, Swizzle128: true));");
                             w.WriteLine("var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(");
                             w.WriteLine($"    new System.Action<long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: {_warpGroup.SharedBytes}, hopperSpecific: true);");
                             w.WriteLine($"decode(Stream, new KernelConfig(batch * splits * {a.Heads / WarpGroupMlaShape.HeadsPerGroup}, {WarpGroupMlaShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({_warpGroup.SharedBytes / 16})), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);");
@@ -323,29 +310,8 @@ namespace ModelCompiler.Generators.Emit
                 if (_warpGroup.Unsupported is null)
                 {
                     w.WriteLine();
-                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _tensorMaps;");
-                    w.WriteLine("private (long, long, long, long, long, long) _tensorMapsOf;");
-                    w.WriteLine();
-                    w.WriteSummary("The device address of the four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle), encoded again only when a buffer moves or changes size.");
-                    w.WriteLine("private long TensorMaps(long queryLatent, long queryRope, long queryRows, long latent, long rope, long cacheRows)");
-                    using (w.WriteBraces())
-                    {
-                        w.WriteLine("if (_tensorMaps is null || _tensorMapsOf != (queryLatent, queryRope, queryRows, latent, rope, cacheRows))");
-                        using (w.WriteBraces())
-                        {
-                            w.WriteLine("var bytes = new byte[4 * TensorMap.Bytes];");
-                            w.WriteLine("TensorMap.Tiled2D(queryLatent, KeyValueLatent, queryRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 0);");
-                            w.WriteLine("TensorMap.Tiled2D(queryRope, RopeHeadDim, queryRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, TensorMap.Bytes);");
-                            w.WriteLine("TensorMap.Tiled2D(latent, KeyValueLatent, cacheRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 2 * TensorMap.Bytes);");
-                            w.WriteLine("TensorMap.Tiled2D(rope, RopeHeadDim, cacheRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, 3 * TensorMap.Bytes);");
-                            w.WriteLine("_tensorMaps ??= _device.Accelerator.Allocate1D<byte>(4 * TensorMap.Bytes);");
-                            w.WriteLine("_tensorMaps.View.CopyFromCPU(Stream, bytes);");
-                            w.WriteLine("_tensorMapsOf = (queryLatent, queryRope, queryRows, latent, rope, cacheRows);");
-                        }
-
-                        w.WriteLine();
-                        w.WriteLine("return _tensorMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();");
-                    }
+                    w.WriteSummary("The four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle).");
+                    w.WriteLine("private TensorMapCache? _mlaMaps;");
                 }
 
                 w.WriteLine();

@@ -2163,7 +2163,11 @@ namespace Samples.DeepSeekV3
                     long[] addresses = _warpGroups ? new[] { queryLatent.LoadEffectiveAddressAsPtr().ToInt64(), queryRope.LoadEffectiveAddressAsPtr().ToInt64(), latentCache.LoadEffectiveAddressAsPtr().ToInt64(), ropeCache.LoadEffectiveAddressAsPtr().ToInt64(), partial.LoadEffectiveAddressAsPtr().ToInt64() } : System.Array.Empty<long>();
                     if (_warpGroups && System.Array.TrueForAll(addresses, address => address % 16 == 0) && (long)batch * capacity <= int.MaxValue) // 16-byte copies; 32-bit copy coordinates
                     {
-                        long maps = TensorMaps(addresses[0], addresses[1], (long)batch * Heads, addresses[2], addresses[3], (long)batch * capacity);
+                        long maps = (_mlaMaps ??= new TensorMapCache(_device.Accelerator)).Address(Stream,
+                            new TiledMap(addresses[0], KeyValueLatent, (long)batch * Heads, KeyValueLatent * 2, 64, 64, Swizzle128: true),
+                            new TiledMap(addresses[1], RopeHeadDim, (long)batch * Heads, RopeHeadDim * 2, 64, 64, Swizzle128: true),
+                            new TiledMap(addresses[2], KeyValueLatent, (long)batch * capacity, KeyValueLatent * 2, 64, 64, Swizzle128: true),
+                            new TiledMap(addresses[3], RopeHeadDim, (long)batch * capacity, RopeHeadDim * 2, 64, 64, Swizzle128: true));
                         var decode = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, long, ArrayView<int>, long, ArrayView<float>, int, int>>(
                             new System.Action<long, long, ArrayView<int>, long, ArrayView<float>, int, int>(Cuda.MlaDecodeWarpGroup), dynamicSharedBytes: 229912, hopperSpecific: true);
                         decode(Stream, new KernelConfig(batch * splits * 2, 256, SharedMemoryConfig.RequestDynamic<Float4>(14369)), maps, maps + (2 * TensorMap.Bytes), lengths, addresses[4], logSumExp, capacity, splits);
@@ -2186,26 +2190,8 @@ namespace Samples.DeepSeekV3
                     combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * 16384, 256), 256), partial, logSumExp, output, batch, splits);
                 }
 
-                private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _tensorMaps;
-                private (long, long, long, long, long, long) _tensorMapsOf;
-
-                /// <summary>The device address of the four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle), encoded again only when a buffer moves or changes size.</summary>
-                private long TensorMaps(long queryLatent, long queryRope, long queryRows, long latent, long rope, long cacheRows)
-                {
-                    if (_tensorMaps is null || _tensorMapsOf != (queryLatent, queryRope, queryRows, latent, rope, cacheRows))
-                    {
-                        var bytes = new byte[4 * TensorMap.Bytes];
-                        TensorMap.Tiled2D(queryLatent, KeyValueLatent, queryRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 0);
-                        TensorMap.Tiled2D(queryRope, RopeHeadDim, queryRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, TensorMap.Bytes);
-                        TensorMap.Tiled2D(latent, KeyValueLatent, cacheRows, KeyValueLatent * 2, 64, 64, swizzle128: true).CopyTo(bytes, 2 * TensorMap.Bytes);
-                        TensorMap.Tiled2D(rope, RopeHeadDim, cacheRows, RopeHeadDim * 2, 64, 64, swizzle128: true).CopyTo(bytes, 3 * TensorMap.Bytes);
-                        _tensorMaps ??= _device.Accelerator.Allocate1D<byte>(4 * TensorMap.Bytes);
-                        _tensorMaps.View.CopyFromCPU(Stream, bytes);
-                        _tensorMapsOf = (queryLatent, queryRope, queryRows, latent, rope, cacheRows);
-                    }
-
-                    return _tensorMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
-                }
+                /// <summary>The four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle).</summary>
+                private TensorMapCache? _mlaMaps;
 
                 private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;
                 private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp;
@@ -2244,30 +2230,16 @@ namespace Samples.DeepSeekV3
                         return;
                     }
 
-                    long maps = GemmMaps(activations.LoadEffectiveAddressAsPtr().ToInt64(), m, weight.LoadEffectiveAddressAsPtr().ToInt64(), n, k);
+                    long maps = (_gemmMaps ??= new TensorMapCache(_device.Accelerator)).Address(Stream,
+                        new TiledMap(activations.LoadEffectiveAddressAsPtr().ToInt64(), k, m, k, 128, 128, Swizzle128: true, ElementBytes: 1),
+                        new TiledMap(weight.LoadEffectiveAddressAsPtr().ToInt64(), k, n, k, 128, 128, Swizzle128: true, ElementBytes: 1));
                     var gemm = _device.Load<System.Action<AcceleratorStream, KernelConfig, long, ArrayView<float>, ArrayView<float>, long, int, int, int>>(
                         new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135216, hopperSpecific: true);
                     gemm(Stream, new KernelConfig(checked(((m + 127) / 128) * (n / 128)), 256, SharedMemoryConfig.RequestDynamic<Float4>(8451)), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);
                 }
 
-                private ILGPU.Runtime.MemoryBuffer1D<byte, Stride1D.Dense>? _gemmMaps;
-                private (long, long, long, long, long) _gemmMapsOf;
-
-                /// <summary>The device address of Fp8Gemm's two tensor maps (a, weight: bytes, 128 × 128 boxes, 128-byte swizzle), encoded again only when a buffer or a shape changes.</summary>
-                private long GemmMaps(long activations, long m, long weight, long n, long k)
-                {
-                    if (_gemmMaps is null || _gemmMapsOf != (activations, m, weight, n, k))
-                    {
-                        var bytes = new byte[2 * TensorMap.Bytes];
-                        TensorMap.Tiled2D(activations, k, m, k, 128, 128, swizzle128: true, elementBytes: 1).CopyTo(bytes, 0);
-                        TensorMap.Tiled2D(weight, k, n, k, 128, 128, swizzle128: true, elementBytes: 1).CopyTo(bytes, TensorMap.Bytes);
-                        _gemmMaps ??= _device.Accelerator.Allocate1D<byte>(2 * TensorMap.Bytes);
-                        _gemmMaps.View.CopyFromCPU(Stream, bytes);
-                        _gemmMapsOf = (activations, m, weight, n, k);
-                    }
-
-                    return _gemmMaps.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
-                }
+                /// <summary>Fp8Gemm's two tensor maps (a, weight: bytes, 128 × 128 boxes, 128-byte swizzle).</summary>
+                private TensorMapCache? _gemmMaps;
             }
         }
     }
