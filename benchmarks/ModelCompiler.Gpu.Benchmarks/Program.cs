@@ -165,15 +165,18 @@ foreach (var (label, heads, key) in fp8Only ? [] : new[] { ("MLA decode, 128 hea
     using var ropeCache = bench.RandomBf16((long)batch * length * rope, 1f);
     using var lengths = device.Accelerator.Allocate1D(Enumerable.Repeat(length, batch).ToArray());
     using var output = device.Accelerator.Allocate1D<float>((long)batch * heads * latent);
-    Action<int> decode = heads == 128
-        ? splits => v3.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits)
-        : splits => lite.MlaDecode(queryLatent.View, queryRope.View, latentCache.View, ropeCache.View, lengths.View, output.View, length, splits);
+    // Decodes the batch over a cache and its lengths with the model's launcher; the timed cases use the full cache.
+    Action<ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, int> decodeOver = heads == 128
+        ? (latents, ropes, cached, splits) => v3.MlaDecode(queryLatent.View, queryRope.View, latents, ropes, cached, output.View, length, splits)
+        : (latents, ropes, cached, splits) => lite.MlaDecode(queryLatent.View, queryRope.View, latents, ropes, cached, output.View, length, splits);
+    Action<int> decode = splits => decodeOver(latentCache.View, ropeCache.View, lengths.View, splits);
+    float softmaxScale = heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale;
     if (heads == 128 && v3.WarpGroupMma)
     {
         // The mma.sync kernel the warp-group one replaces on Hopper, in the same run for comparison.
         v3.WarpGroupMma = false;
         double mmaMs = bench.Time(() => decode(1));
-        double mmaError = Check.Mla(bench, DeepSeekV3.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
+        double mmaError = Check.Mla(bench, softmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
         rows.Add(new Row($"{label}, mma.sync kernel, 1 split", $"{batch}×{length}×{heads}h bf16", mmaMs, Bytes: 2.0 * batch * length * (latent + rope), 2.0 * batch * heads * length * (latent + rope + latent), mmaError, key));
         v3.WarpGroupMma = true;
     }
@@ -203,16 +206,15 @@ foreach (var (label, heads, key) in fp8Only ? [] : new[] { ("MLA decode, 128 hea
         using var raggedLengths = device.Accelerator.Allocate1D(ragged);
         foreach (int splits in new[] { 1, 3 })
         {
-            if (heads == 128) v3.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
-            else lite.MlaDecode(queryLatent.View, queryRope.View, raggedLatent.View, raggedRope.View, raggedLengths.View, output.View, length, splits);
-            double raggedError = Check.Mla(bench, heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, raggedLatent, raggedRope, output, ragged);
+            decodeOver(raggedLatent.View, raggedRope.View, raggedLengths.View, splits);
+            double raggedError = Check.Mla(bench, softmaxScale, heads, length, queryLatent, queryRope, raggedLatent, raggedRope, output, ragged);
             Console.Error.WriteLine($"{label}: ragged lengths {ragged.Min()}–{ragged.Max()}, NaN past each, {splits} split(s): ‖err‖/‖ref‖ {raggedError:E1}");
             rows.Add(new Row($"{label}, ragged lengths + NaN past them, {splits} split(s)", $"{batch}×≤{length}×{heads}h bf16", double.NaN, 0, 0, raggedError, key));
         }
     }
 
     decode(bestSplits);
-    double error = Check.Mla(bench, heads == 128 ? DeepSeekV3.Kernels.SoftmaxScale : DeepSeekV2Lite.Kernels.SoftmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
+    double error = Check.Mla(bench, softmaxScale, heads, length, queryLatent, queryRope, latentCache, ropeCache, output);
     double flops = 2.0 * batch * heads * length * (latent + rope + latent);
     rows.Add(new Row($"{label}, {bestSplits} split(s)", $"{batch}×{length}×{heads}h bf16", bestMs, Bytes: 2.0 * batch * length * (latent + rope), flops, error, key));
 }
