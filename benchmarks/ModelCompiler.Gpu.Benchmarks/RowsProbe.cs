@@ -1,7 +1,8 @@
-// Probe of RMSNorm launch shapes for rows of 7168 FP32 (run with --rows-probe on a GPU): the generated kernel holds a
-// row in 512 threads × 4 float4 loads, the last half idle; would 256 × 7 or 448 × 4 (no idle slot), loads that skip L1
-// and ask L2 for 256-byte sectors, or evict-first stores move more bytes per second? Each variant is timed on the same
-// [32768 × 7168] input and checked against the generated kernel's output.
+// Probe of RMSNorm variants for rows of 7168 FP32 (run with --rows-probe on a GPU): the generated kernel reads a row in
+// 512 threads × 4 float4 loads (the last half idle) twice, with torch.compile's cache hints written into its PTX
+// (CacheHints.ReadTwice). How much do the hints give, and would other shapes, the row held in registers (read once) or
+// other hints move more bytes per second? Each variant is timed on the same [32768 × 7168] input and checked against the
+// generated kernel's output.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -27,35 +28,140 @@ internal static class RowsProbe
         double bytes = 2.0 * n * width * 4;
         Console.WriteLine($"| variant | ms | TB/s | max abs diff to generated |");
         Console.WriteLine($"| --- | ---: | ---: | ---: |");
-        Console.WriteLine($"| generated (512 × 4, last slot half idle) | {generated:F4} | {bytes / generated / 1e9:F2} | 0 |");
+        Console.WriteLine($"| generated (512 × 4, read twice, hinted) | {generated:F4} | {bytes / generated / 1e9:F2} | 0 |");
 
-        var shape256 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms256By7));
         var shape448 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms448By4));
-        var persistent = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RmsPersistent));
-        int processors = device.Accelerator.NumMultiprocessors;
-        var hinted = device.Load<Action<AcceleratorStream, KernelConfig, long, long, long, int>>(new Action<long, long, long, int>(Rms256By7Hinted));
-        long xAddress = x.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64(), wAddress = weight.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64(), yAddress = y.View.BaseView.LoadEffectiveAddressAsPtr().ToInt64();
+        var twoPass256 = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass256By7).Method;
+        var twoPass512 = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass512By4).Method;
+        var twoPass = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass).Method;
         var stream = device.Accelerator.DefaultStream;
-        foreach (var (label, launch) in new (string, Action)[]
+        var method = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(DeepSeekV3.Kernels.Cuda.RmsNormHidden).Method;
+        Action Rewritten(Func<string, string> rewrite) => RewrittenKernel(method, 512, rewrite);
+        Action RewrittenKernel(System.Reflection.MethodInfo kernel, int threads, Func<string, string> rewrite)
         {
-            ("256 × 7", () => shape256(stream, new KernelConfig(n, 256), x.View, weight.View, y.View)),
-            ("448 × 4", () => shape448(stream, new KernelConfig(n, 448), x.View, weight.View, y.View)),
-            ("448 × 4 persistent, 2 groups per SM, next row loaded before this row's reduction", () => persistent(stream, new KernelConfig(2 * processors, 448), x.View, weight.View, y.View, n)),
-            ("448 × 4 persistent, 3 groups per SM", () => persistent(stream, new KernelConfig(3 * processors, 448), x.View, weight.View, y.View, n)),
-            ("256 × 7, raw addresses, no hints", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 0)),
-            ("256 × 7, ld.global.nc.L1::no_allocate.L2::256B", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 1)),
-            ("256 × 7, st.global.cs", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 2)),
-            ("256 × 7, both", () => hinted(stream, new KernelConfig(n, 256), xAddress, wAddress, yAddress, 3)),
+            try
+            {
+                var launch = device.LoadRewritten(kernel, ptx =>
+                {
+                    string rewritten = rewrite(ptx);
+                    int loads = System.Text.RegularExpressions.Regex.Count(rewritten, @"ld\.global[.\w:]*\.v4"), stores = System.Text.RegularExpressions.Regex.Count(rewritten, @"st\.global[.\w:]*\.v4");
+                    Console.WriteLine($"<!-- {kernel.Name}: {loads} vector loads, {stores} vector stores in the loaded PTX -->");
+                    return rewritten;
+                }).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>();
+                return () => launch(stream, new KernelConfig(n, threads), x.View, weight.View, y.View);
+            }
+            catch (Exception e)
+            {
+                return () => throw new InvalidOperationException("the rewritten PTX did not load: " + e.Message, e);
+            }
+        }
+
+        var variants = new (string Label, Action Launch)[]
+        {
+            ("448 × 4, read once (the row in registers)", () => shape448(stream, new KernelConfig(n, 448), x.View, weight.View, y.View)),
+            ("448 × 4 two passes (x read again from L2)", RewrittenKernel(twoPass, 448, ptx => ptx)),
+            ("448 × 4 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
+            ("448 × 4 two passes, L2 policies only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first", l1: false), ".cs"))),
+            ("448 × 4 two passes, evict_last then evict_first, y stores .L1::no_allocate", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".L1::no_allocate"))),
+            ("448 × 4 two passes, evict_last then evict_first, y stores L2 evict_first", RewrittenKernel(twoPass, 448, ptx => PolicyStores(PolicyLoads(ptx, "evict_last", "evict_first")))),
+            ("448 × 4 two passes, pass 2 evict_first only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, null, "evict_first"), ".cs"))),
+            ("256 × 7 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass256, 256, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
+            ("512 × 4 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass512, 512, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
+            ("generated, without its cache hints (ILGPU's PTX as it is)", Rewritten(ptx => ptx)),
             ("generated again", () => v3.RmsNormHidden(x.View, weight.View, y.View)),
-        })
+        };
+
+        // Two passes, so that a difference can be told from the drift between passes.
+        foreach (var (label, launch) in variants.Concat(variants))
         {
             y.MemSetToZero();
-            double ms = bench.Time(launch);
+            double ms;
+            try
+            {
+                ms = bench.Time(launch);
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.WriteLine($"| {label} | {e.Message.ReplaceLineEndings(" ")} | | |");
+                continue;
+            }
+
             var actual = y.GetAsArray1D();
             double diff = 0;
             for (long i = 0; i < actual.LongLength; i += 997) diff = Math.Max(diff, Math.Abs(actual[i] - expected[i]));
             Console.WriteLine($"| {label} | {ms:F4} | {bytes / ms / 1e9:F2} | {diff:E1} |");
         }
+    }
+
+    private const string VectorLoad = "ld.global.v4.f32", VectorStore = "st.global.v4.f32";
+
+    private static string HintStores(string ptx, string hint)
+    {
+        if (!ptx.Contains(VectorStore, StringComparison.Ordinal)) throw new InvalidOperationException("No vector stores found.");
+        return ptx.Replace(VectorStore, "st.global" + hint + ".v4.f32", StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Triton's <c>eviction_policy</c>: L2 policies made once and passed to the vector loads before the block's barrier
+    /// (<paramref name="beforeBarrier"/>) and after it (<paramref name="afterBarrier"/>); null leaves those loads alone.
+    /// </summary>
+    private static string PolicyLoads(string ptx, string? beforeBarrier, string? afterBarrier, bool l1 = true)
+    {
+        const string Load = @"ld\.global\.v4\.f32(\s+\{[^}]*\}, \[[^\]]*\]);";
+        int barrier = ptx.IndexOf("bar.sync", StringComparison.Ordinal);
+        string before = ptx[..barrier], after = ptx[barrier..];
+        if (beforeBarrier is not null) before = System.Text.RegularExpressions.Regex.Replace(before, Load, (l1 ? $"ld.global.L1::{beforeBarrier}" : "ld.global") + ".L2::cache_hint.v4.f32$1, %rdbefore;");
+        if (afterBarrier is not null) after = System.Text.RegularExpressions.Regex.Replace(after, Load, (l1 ? $"ld.global.L1::{afterBarrier}" : "ld.global") + ".L2::cache_hint.v4.f32$1, %rdafter;");
+        int firstLoad = before.IndexOf("ld.param", StringComparison.Ordinal);
+        string policies = ".reg .b64 %rdbefore, %rdafter;\n\t"
+            + $"createpolicy.fractional.L2::{beforeBarrier ?? "evict_normal"}.b64 %rdbefore, 1.0;\n\t"
+            + $"createpolicy.fractional.L2::{afterBarrier ?? "evict_normal"}.b64 %rdafter, 1.0;\n\t";
+        return before[..firstLoad] + policies + before[firstLoad..] + after;
+    }
+
+    /// <summary>Stores with the after-barrier L2 policy of <see cref="PolicyLoads"/> (apply that first).</summary>
+    private static string PolicyStores(string ptx) =>
+        System.Text.RegularExpressions.Regex.Replace(ptx, @"st\.global\.v4\.f32(\s+\[[^\]]*\], \{[^}]*\});", "st.global.L2::cache_hint.v4.f32$1, %rdafter;");
+
+    /// <summary>Torch.compile's RMSNorm: x read once for the sums, then again (from L2) for the output; nothing held across the barrier.</summary>
+    private static void RmsTwoPass(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
+    {
+        int thread = Group.IdxX;
+        var xs = x.Cast<Float4>();
+        var ws = weight.Cast<Float4>();
+        var ys = y.Cast<Float4>();
+        long row = (long)Grid.IdxX * Vectors;
+        float inverse = RowSum(Squares(xs[row + thread]) + Squares(xs[row + thread + 448]) + Squares(xs[row + thread + 896]) + Squares(xs[row + thread + 1344]), 14);
+        ys[row + thread] = Scale(xs[row + thread], inverse, ws[thread]);
+        ys[row + thread + 448] = Scale(xs[row + thread + 448], inverse, ws[thread + 448]);
+        ys[row + thread + 896] = Scale(xs[row + thread + 896], inverse, ws[thread + 896]);
+        ys[row + thread + 1344] = Scale(xs[row + thread + 1344], inverse, ws[thread + 1344]);
+    }
+
+    private static void RmsTwoPass256By7(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
+    {
+        int thread = Group.IdxX;
+        var xs = x.Cast<Float4>();
+        var ws = weight.Cast<Float4>();
+        var ys = y.Cast<Float4>();
+        long row = (long)Grid.IdxX * Vectors + thread;
+        float inverse = RowSum(Squares(xs[row]) + Squares(xs[row + 256]) + Squares(xs[row + 512]) + Squares(xs[row + 768]) + Squares(xs[row + 1024]) + Squares(xs[row + 1280]) + Squares(xs[row + 1536]), 8);
+        for (int slot = 0; slot < 7; slot++) ys[row + (256 * slot)] = Scale(xs[row + (256 * slot)], inverse, ws[thread + (256 * slot)]);
+    }
+
+    private static void RmsTwoPass512By4(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
+    {
+        int thread = Group.IdxX;
+        var xs = x.Cast<Float4>();
+        var ws = weight.Cast<Float4>();
+        var ys = y.Cast<Float4>();
+        long row = (long)Grid.IdxX * Vectors + thread;
+        bool tail = thread + 1536 < Vectors;
+        float inverse = RowSum(Squares(xs[row]) + Squares(xs[row + 512]) + Squares(xs[row + 1024]) + (tail ? Squares(xs[row + 1536]) : 0f), 16);
+        ys[row] = Scale(xs[row], inverse, ws[thread]);
+        ys[row + 512] = Scale(xs[row + 512], inverse, ws[thread + 512]);
+        ys[row + 1024] = Scale(xs[row + 1024], inverse, ws[thread + 1024]);
+        if (tail) ys[row + 1536] = Scale(xs[row + 1536], inverse, ws[thread + 1536]);
     }
 
     private static float Squares(Float4 v) => (v.X * v.X) + (v.Y * v.Y) + (v.Z * v.Z) + (v.W * v.W);
@@ -73,25 +179,6 @@ internal static class RowsProbe
         return 1f / MathF.Sqrt((sum * (1f / 7168f)) + DeepSeekV3.Kernels.RmsNormEpsilon);
     }
 
-    private static void Rms256By7(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
-    {
-        int thread = Group.IdxX;
-        var xs = x.Cast<Float4>();
-        var ws = weight.Cast<Float4>();
-        var ys = y.Cast<Float4>();
-        long row = (long)Grid.IdxX * Vectors;
-        Float4 v0 = xs[row + thread], v1 = xs[row + thread + 256], v2 = xs[row + thread + 512], v3 = xs[row + thread + 768];
-        Float4 v4 = xs[row + thread + 1024], v5 = xs[row + thread + 1280], v6 = xs[row + thread + 1536];
-        float inverse = RowSum(Squares(v0) + Squares(v1) + Squares(v2) + Squares(v3) + Squares(v4) + Squares(v5) + Squares(v6), 8);
-        ys[row + thread] = Scale(v0, inverse, ws[thread]);
-        ys[row + thread + 256] = Scale(v1, inverse, ws[thread + 256]);
-        ys[row + thread + 512] = Scale(v2, inverse, ws[thread + 512]);
-        ys[row + thread + 768] = Scale(v3, inverse, ws[thread + 768]);
-        ys[row + thread + 1024] = Scale(v4, inverse, ws[thread + 1024]);
-        ys[row + thread + 1280] = Scale(v5, inverse, ws[thread + 1280]);
-        ys[row + thread + 1536] = Scale(v6, inverse, ws[thread + 1536]);
-    }
-
     private static void Rms448By4(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
     {
         int thread = Group.IdxX;
@@ -107,88 +194,4 @@ internal static class RowsProbe
         ys[row + thread + 1344] = Scale(v3, inverse, ws[thread + 1344]);
     }
 
-    /// <summary>Groups loop over rows g, g + grid, …; the weight stays in registers and row r + grid is loaded before row r's reduction.</summary>
-    private static void RmsPersistent(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, int rows)
-    {
-        int thread = Group.IdxX;
-        var xs = x.Cast<Float4>();
-        var ws = weight.Cast<Float4>();
-        var ys = y.Cast<Float4>();
-        var warpSums = SharedMemory.Allocate<float>(32); // two sets of 14, by row parity, so one barrier per row suffices
-        Float4 g0 = ws[thread], g1 = ws[thread + 448], g2 = ws[thread + 896], g3 = ws[thread + 1344];
-        int row = Grid.IdxX, parity = 0;
-        long at = (long)Math.Min(row, rows - 1) * Vectors + thread;
-        Float4 v0 = xs[at], v1 = xs[at + 448], v2 = xs[at + 896], v3 = xs[at + 1344];
-        for (; row < rows; row += Grid.DimX)
-        {
-            float sum = Squares(v0) + Squares(v1) + Squares(v2) + Squares(v3);
-            long next = (long)Math.Min(row + Grid.DimX, rows - 1) * Vectors + thread;
-            Float4 n0 = xs[next], n1 = xs[next + 448], n2 = xs[next + 896], n3 = xs[next + 1344];
-            for (int offset = 16; offset >= 1; offset /= 2) sum += Warp.ShuffleXor(sum, offset);
-            if (Warp.LaneIdx == 0) warpSums[(16 * parity) + Warp.WarpIdx] = sum;
-            Group.Barrier();
-            sum = 0f;
-            for (int i = 0; i < 14; i++) sum += warpSums[(16 * parity) + i];
-            float inverse = 1f / MathF.Sqrt((sum * (1f / 7168f)) + DeepSeekV3.Kernels.RmsNormEpsilon);
-            long here = (long)row * Vectors + thread;
-            ys[here] = Scale(v0, inverse, g0);
-            ys[here + 448] = Scale(v1, inverse, g1);
-            ys[here + 896] = Scale(v2, inverse, g2);
-            ys[here + 1344] = Scale(v3, inverse, g3);
-            v0 = n0; v1 = n1; v2 = n2; v3 = n3;
-            parity ^= 1;
-        }
-    }
-
-    private static Float4 LoadStreaming(long address)
-    {
-        Output<float> a = default, b = default, c = default, d = default;
-        Input<long> at = address;
-        CudaAsm.EmitRef("ld.global.nc.L1::no_allocate.L2::256B.v4.f32 {%0, %1, %2, %3}, [%4];", ref a, ref b, ref c, ref d, ref at);
-        return new Float4(a.Value, b.Value, c.Value, d.Value);
-    }
-
-    private static Float4 LoadPlain(long address)
-    {
-        Output<float> a = default, b = default, c = default, d = default;
-        Input<long> at = address;
-        CudaAsm.EmitRef("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];", ref a, ref b, ref c, ref d, ref at);
-        return new Float4(a.Value, b.Value, c.Value, d.Value);
-    }
-
-    private static void StoreStreaming(long address, Float4 v) =>
-        CudaAsm.Emit("st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};", address, v.X, v.Y, v.Z, v.W);
-
-    private static void StorePlain(long address, Float4 v) =>
-        CudaAsm.Emit("st.global.v4.f32 [%0], {%1, %2, %3, %4};", address, v.X, v.Y, v.Z, v.W);
-
-    /// <summary>256 × 7 through raw addresses; hints: bit 0 = L2::256B loads that skip L1, bit 1 = evict-first (.cs) stores.</summary>
-    private static void Rms256By7Hinted(long x, long weight, long y, int hints)
-    {
-        int thread = Group.IdxX;
-        long row = ((long)Grid.IdxX * Vectors + thread) * 16;
-        bool hintLoads = (hints & 1) != 0, hintStores = (hints & 2) != 0;
-        Float4 v0 = hintLoads ? LoadStreaming(x + row) : LoadPlain(x + row);
-        Float4 v1 = hintLoads ? LoadStreaming(x + row + 4096) : LoadPlain(x + row + 4096);
-        Float4 v2 = hintLoads ? LoadStreaming(x + row + 8192) : LoadPlain(x + row + 8192);
-        Float4 v3 = hintLoads ? LoadStreaming(x + row + 12288) : LoadPlain(x + row + 12288);
-        Float4 v4 = hintLoads ? LoadStreaming(x + row + 16384) : LoadPlain(x + row + 16384);
-        Float4 v5 = hintLoads ? LoadStreaming(x + row + 20480) : LoadPlain(x + row + 20480);
-        Float4 v6 = hintLoads ? LoadStreaming(x + row + 24576) : LoadPlain(x + row + 24576);
-        float inverse = RowSum(Squares(v0) + Squares(v1) + Squares(v2) + Squares(v3) + Squares(v4) + Squares(v5) + Squares(v6), 8);
-        long w = weight + (thread * 16L);
-        Float4 y0 = Scale(v0, inverse, LoadPlain(w)), y1 = Scale(v1, inverse, LoadPlain(w + 4096)), y2 = Scale(v2, inverse, LoadPlain(w + 8192));
-        Float4 y3 = Scale(v3, inverse, LoadPlain(w + 12288)), y4 = Scale(v4, inverse, LoadPlain(w + 16384)), y5 = Scale(v5, inverse, LoadPlain(w + 20480));
-        Float4 y6 = Scale(v6, inverse, LoadPlain(w + 24576));
-        if (hintStores)
-        {
-            StoreStreaming(y + row, y0); StoreStreaming(y + row + 4096, y1); StoreStreaming(y + row + 8192, y2); StoreStreaming(y + row + 12288, y3);
-            StoreStreaming(y + row + 16384, y4); StoreStreaming(y + row + 20480, y5); StoreStreaming(y + row + 24576, y6);
-        }
-        else
-        {
-            StorePlain(y + row, y0); StorePlain(y + row + 4096, y1); StorePlain(y + row + 8192, y2); StorePlain(y + row + 12288, y3);
-            StorePlain(y + row + 16384, y4); StorePlain(y + row + 20480, y5); StorePlain(y + row + 24576, y6);
-        }
-    }
 }

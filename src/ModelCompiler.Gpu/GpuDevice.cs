@@ -123,13 +123,17 @@ public sealed class GpuDevice : IDisposable
 
     /// <summary>
     /// Loads an explicitly grouped kernel once and returns its launcher <c>Action&lt;AcceleratorStream, KernelConfig, …&gt;</c>.
-    /// The generated <c>Kernels.Launcher</c> calls this with the backend's variant of each kernel.
+    /// The generated <c>Kernels.Launcher</c> calls this with the backend's variant of each kernel. On CUDA a kernel marked
+    /// with <see cref="CacheHintsAttribute"/> is loaded with those hints in its PTX.
     /// </summary>
     public TLauncher Load<TLauncher>(Delegate kernel, int dynamicSharedBytes = 0, bool hopperSpecific = false)
         where TLauncher : Delegate =>
         (TLauncher)_kernels.GetOrAdd((kernel.Method, typeof(TLauncher)), _ =>
         {
-            var loaded = hopperSpecific ? LoadHopperSpecific(kernel.Method) : Accelerator.LoadKernel(kernel.Method);
+            var hints = Ptx.HintsOf(kernel.Method);
+            var loaded = hopperSpecific ? LoadHopperSpecific(kernel.Method, hints)
+                : hints != CacheHints.None && Accelerator is CudaAccelerator ? LoadRewritten(kernel.Method, ptx => Ptx.WithCacheHints(ptx, hints))
+                : Accelerator.LoadKernel(kernel.Method);
             if (dynamicSharedBytes > 48 * 1024 && loaded is CudaKernel cudaKernel)
             {
                 CudaDriver.AllowDynamicSharedMemory(cudaKernel, dynamicSharedBytes);
@@ -146,13 +150,24 @@ public sealed class GpuDevice : IDisposable
 
     /// <summary>
     /// Compiles <paramref name="kernel"/> and loads its PTX with the target <c>sm_90a</c>, which ILGPU cannot name
-    /// (ilgpu-notes §5): the text is patched and handed to PTXCompiledKernel's internal constructor.
+    /// (ilgpu-notes §5).
     /// </summary>
-    private Kernel LoadHopperSpecific(MethodInfo kernel)
+    private Kernel LoadHopperSpecific(MethodInfo kernel, CacheHints hints)
     {
         if (!HasWarpGroupMma) throw new NotSupportedException($"Kernel {kernel.Name} uses sm_90a instructions; {Name} is not a compute capability 9.0 GPU.");
-        var compiled = (PTXCompiledKernel)((CudaAccelerator)Accelerator).Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
-        string ptx = Ptx.TargetHopperSpecific(compiled.PTXAssembly);
+        return LoadRewritten(kernel, ptx => Ptx.TargetHopperSpecific(Ptx.WithCacheHints(ptx, hints)));
+    }
+
+    /// <summary>
+    /// Compiles the explicitly grouped <paramref name="kernel"/> for CUDA and loads the PTX that <paramref name="rewrite"/>
+    /// makes of ILGPU's text: for what ILGPU cannot express (an architecture-specific target, cache hints on its own loads
+    /// and stores). The text is handed to PTXCompiledKernel's internal constructor; the result is not cached.
+    /// </summary>
+    public Kernel LoadRewritten(MethodInfo kernel, Func<string, string> rewrite)
+    {
+        var cuda = Accelerator as CudaAccelerator ?? throw new NotSupportedException($"Rewriting PTX needs a CUDA device; {Name} is not one.");
+        var compiled = (PTXCompiledKernel)cuda.Backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        string ptx = rewrite(compiled.PTXAssembly);
         var constructor = typeof(PTXCompiledKernel).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance).SingleOrDefault(c => c.GetParameters().Length == 4)
             ?? throw new InvalidOperationException("ILGPU changed: PTXCompiledKernel's internal constructor is gone.");
         var entryPoint = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Instance)!.GetValue(compiled);

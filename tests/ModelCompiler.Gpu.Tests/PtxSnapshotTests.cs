@@ -52,8 +52,33 @@ public sealed class PtxSnapshotTests
         string quant = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("ActQuantHidden")!);
         Assert.Contains("cvt.rn.satfinite.e4m3x2.f32", quant, StringComparison.Ordinal);
         Assert.Contains("shfl.sync.bfly.b32", quant, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RMSNorm_reads_its_row_twice_keeping_it_in_L2_between_the_reads()
+    {
         string norm = Ptx.Compile(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("RmsNormHidden")!);
-        Assert.Contains("ld.global.v4.f32", norm, StringComparison.Ordinal);
+        Assert.Equal(4, CountOf(norm, "ld.global.L1::evict_last.L2::cache_hint.v4.f32")); // pass 1: the row's 4 float4s per thread
+        Assert.Equal(8, CountOf(norm, "ld.global.L1::evict_first.L2::cache_hint.v4.f32")); // pass 2: the row again and the weight
+        Assert.Equal(4, CountOf(norm, "st.global.cs.v4.f32"));
+        Assert.Equal(0, CountOf(norm, "ld.global.v4.f32"));
+        Assert.Contains("createpolicy.fractional.L2::evict_last.b64", norm, StringComparison.Ordinal);
+
+        // The fused RMSNorm + act_quant keeps its row in registers; a one-warp row has no barrier to hint across.
+        Assert.Equal(CacheHints.None, Ptx.HintsOf(typeof(DeepSeekV3.Kernels.Cuda).GetMethod("RmsNormQuantHidden")!));
+        Assert.Equal(CacheHints.None, Ptx.HintsOf(typeof(TinySeek.Kernels.Cuda).GetMethod("RmsNormHidden")!));
+    }
+
+    [Fact]
+    public void Read_twice_hints_are_refused_where_the_kernel_has_no_barrier_or_no_loads_on_a_side()
+    {
+        const string Loads = "ld.param.u64 %rd1, [p];\n\tld.global.v4.f32 {%f1, %f2, %f3, %f4}, [%rd1];\n";
+        Assert.Throws<InvalidOperationException>(() => Ptx.WithCacheHints(Loads, CacheHints.ReadTwice));
+        Assert.Throws<InvalidOperationException>(() => Ptx.WithCacheHints(Loads + "\tbar.sync 0;\n", CacheHints.ReadTwice));
+        string hinted = Ptx.WithCacheHints(Loads + "\tbar.sync 0;\n\tld.global.f32 %f5, [%rd1];\n\tst.global.f32 [%rd1], %f5;\n", CacheHints.ReadTwice);
+        Assert.Contains("ld.global.L1::evict_first.L2::cache_hint.f32 %f5, [%rd1], %rdrelease;", hinted, StringComparison.Ordinal);
+        Assert.Contains("st.global.cs.f32 [%rd1], %f5;", hinted, StringComparison.Ordinal);
+        Assert.Equal(Loads, Ptx.WithCacheHints(Loads, CacheHints.None));
     }
 
     [Fact]

@@ -119,7 +119,8 @@ namespace ModelCompiler.Generators.Emit
             {
                 foreach (var (name, title, shape) in _norms)
                 {
-                    yield return $"RmsNorm{name}: RMSNorm of {title}, {shape.Width} wide, row in registers ({shape.Group} threads × {shape.Slots} loads of {shape.Vector}).";
+                    string reads = shape.Warps > 1 ? "on CUDA the row read twice, kept in L2 between the reads" : "row in registers";
+                    yield return $"RmsNorm{name}: RMSNorm of {title}, {shape.Width} wide, {reads} ({shape.Group} threads × {shape.Slots} loads of {shape.Vector}).";
                 }
 
                 yield return HiddenQuantUnsupported is { } q ? $"RmsNormQuantHidden: not generated because {q}." : $"RmsNormQuantHidden: RMSNorm fused with FP8 E4M3 1×{_tile} quantisation.";

@@ -16,8 +16,8 @@ namespace Samples.DeepSeekV3
         /// <summary>Fused ILGPU kernels specialised to DeepSeekV3: every width below is a constant, every loop unrolled.</summary>
         /// <remarks>
         /// <list type="bullet">
-        /// <item>RmsNormHidden: RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm), 7168 wide, row in registers (512 threads × 4 loads of 4).</item>
-        /// <item>RmsNormQueryLatent: RMSNorm of the query latent (q_a_layernorm), 1536 wide, row in registers (128 threads × 3 loads of 4).</item>
+        /// <item>RmsNormHidden: RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm), 7168 wide, on CUDA the row read twice, kept in L2 between the reads (512 threads × 4 loads of 4).</item>
+        /// <item>RmsNormQueryLatent: RMSNorm of the query latent (q_a_layernorm), 1536 wide, on CUDA the row read twice, kept in L2 between the reads (128 threads × 3 loads of 4).</item>
         /// <item>RmsNormKeyValueLatent: RMSNorm of the key-value latent (kv_a_layernorm), 512 wide, row in registers (32 threads × 4 loads of 4).</item>
         /// <item>RmsNormQuantHidden: RMSNorm fused with FP8 E4M3 1×128 quantisation.</item>
         /// <item>ActQuantHidden: bf16 → FP8 E4M3 with one FP32 scale per 1×128 tile (act_quant).</item>
@@ -196,13 +196,15 @@ namespace Samples.DeepSeekV3
             {
                 /// <summary>
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 7168, in FP32.
-                /// Launch: one group of 512 threads per row (grid = rows); thread i holds float4s i, i + 512, … of the row
-                /// in registers (4 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 512 threads per row (grid = rows); thread i reads float4s i, i + 512, … of the row (4 16-byte loads, the last guarded).
+                /// x is read twice: for the sum of squares, its lines kept in L2 (evict_last), then again from L2 for the output (evict_first),
+                /// with y's stores streaming (.cs); DRAM sees x once and y once (CacheHints.ReadTwice, written into the PTX at load).
                 /// Reduction: warp butterfly (shuffles), then the 16 warp sums added in a fixed order: deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 7168], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [7168].</param>
                 /// <param name="y">Output rows [rows, 7168].</param>
+                [CacheHints(CacheHints.ReadTwice)]
                 public static void RmsNormHidden(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
                 {
                     int row = Grid.IdxX;
@@ -212,7 +214,7 @@ namespace Samples.DeepSeekV3
                     var ys = y.Cast<Float4>();
                     long rowBase = (long)row * 1792;
 
-                    // Load the row into registers.
+                    // Pass 1: read the row.
                     Float4 v0 = xs[rowBase + thread];
                     Float4 v1 = xs[rowBase + thread + 512];
                     Float4 v2 = xs[rowBase + thread + 1024];
@@ -231,15 +233,19 @@ namespace Samples.DeepSeekV3
                     sum = warpSums[0] + warpSums[1] + warpSums[2] + warpSums[3] + warpSums[4] + warpSums[5] + warpSums[6] + warpSums[7] + warpSums[8] + warpSums[9] + warpSums[10] + warpSums[11] + warpSums[12] + warpSums[13] + warpSums[14] + warpSums[15];
                     float inverse = 1f / MathF.Sqrt(sum * (1f / 7168f) + RmsNormEpsilon);
 
-                    // Normalise, scale by the weight and write.
+                    // Pass 2: read the row again (from L2), normalise, scale by the weight and write.
+                    v0 = xs[rowBase + thread];
                     Float4 g0 = weights[thread];
                     ys[rowBase + thread] = new Float4(v0.X * inverse * g0.X, v0.Y * inverse * g0.Y, v0.Z * inverse * g0.Z, v0.W * inverse * g0.W);
+                    v1 = xs[rowBase + thread + 512];
                     Float4 g1 = weights[thread + 512];
                     ys[rowBase + thread + 512] = new Float4(v1.X * inverse * g1.X, v1.Y * inverse * g1.Y, v1.Z * inverse * g1.Z, v1.W * inverse * g1.W);
+                    v2 = xs[rowBase + thread + 1024];
                     Float4 g2 = weights[thread + 1024];
                     ys[rowBase + thread + 1024] = new Float4(v2.X * inverse * g2.X, v2.Y * inverse * g2.Y, v2.Z * inverse * g2.Z, v2.W * inverse * g2.W);
                     if (thread + 1536 < 1792) // tail of the row
                     {
+                        v3 = xs[rowBase + thread + 1536];
                         Float4 g3 = weights[thread + 1536];
                         ys[rowBase + thread + 1536] = new Float4(v3.X * inverse * g3.X, v3.Y * inverse * g3.Y, v3.Z * inverse * g3.Z, v3.W * inverse * g3.W);
                     }
@@ -247,13 +253,15 @@ namespace Samples.DeepSeekV3
 
                 /// <summary>
                 /// RMSNorm of the query latent (q_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 1536, in FP32.
-                /// Launch: one group of 128 threads per row (grid = rows); thread i holds float4s i, i + 128, … of the row
-                /// in registers (3 16-byte loads), so x is read once and y written once.
+                /// Launch: one group of 128 threads per row (grid = rows); thread i reads float4s i, i + 128, … of the row (3 16-byte loads).
+                /// x is read twice: for the sum of squares, its lines kept in L2 (evict_last), then again from L2 for the output (evict_first),
+                /// with y's stores streaming (.cs); DRAM sees x once and y once (CacheHints.ReadTwice, written into the PTX at load).
                 /// Reduction: warp butterfly (shuffles), then the 4 warp sums added in a fixed order: deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 1536], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [1536].</param>
                 /// <param name="y">Output rows [rows, 1536].</param>
+                [CacheHints(CacheHints.ReadTwice)]
                 public static void RmsNormQueryLatent(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
                 {
                     int row = Grid.IdxX;
@@ -263,7 +271,7 @@ namespace Samples.DeepSeekV3
                     var ys = y.Cast<Float4>();
                     long rowBase = (long)row * 384;
 
-                    // Load the row into registers.
+                    // Pass 1: read the row.
                     Float4 v0 = xs[rowBase + thread];
                     Float4 v1 = xs[rowBase + thread + 128];
                     Float4 v2 = xs[rowBase + thread + 256];
@@ -281,20 +289,23 @@ namespace Samples.DeepSeekV3
                     sum = warpSums[0] + warpSums[1] + warpSums[2] + warpSums[3];
                     float inverse = 1f / MathF.Sqrt(sum * (1f / 1536f) + RmsNormEpsilon);
 
-                    // Normalise, scale by the weight and write.
+                    // Pass 2: read the row again (from L2), normalise, scale by the weight and write.
+                    v0 = xs[rowBase + thread];
                     Float4 g0 = weights[thread];
                     ys[rowBase + thread] = new Float4(v0.X * inverse * g0.X, v0.Y * inverse * g0.Y, v0.Z * inverse * g0.Z, v0.W * inverse * g0.W);
+                    v1 = xs[rowBase + thread + 128];
                     Float4 g1 = weights[thread + 128];
                     ys[rowBase + thread + 128] = new Float4(v1.X * inverse * g1.X, v1.Y * inverse * g1.Y, v1.Z * inverse * g1.Z, v1.W * inverse * g1.W);
+                    v2 = xs[rowBase + thread + 256];
                     Float4 g2 = weights[thread + 256];
                     ys[rowBase + thread + 256] = new Float4(v2.X * inverse * g2.X, v2.Y * inverse * g2.Y, v2.Z * inverse * g2.Z, v2.W * inverse * g2.W);
                 }
 
                 /// <summary>
                 /// RMSNorm of the key-value latent (kv_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 512, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (4 16-byte loads), so x is read once and y written once.
-                /// Reduction: warp butterfly (shuffles), then the 1 warp sums added in a fixed order: deterministic.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (4 16-byte loads).
+                /// The row stays in registers, so x is read once and y written once.
+                /// Reduction: warp butterfly (shuffles): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 512], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [512].</param>
@@ -338,8 +349,8 @@ namespace Samples.DeepSeekV3
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 7168, in FP32.
                 /// Fused with FP8 E4M3 quantisation of y (DeepSeek's act_quant): per 1×128 tile, scale = max(amax, 1e-4) / 448 and
                 /// code = e4m3(y / scale), round to nearest even, saturating; the normalised row never goes back to memory.
-                /// Launch: one group of 512 threads per row (grid = rows); thread i holds float4s i, i + 512, … of the row
-                /// in registers (4 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 512 threads per row (grid = rows); thread i reads float4s i, i + 512, … of the row (4 16-byte loads, the last guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: warp butterfly (shuffles), then the 16 warp sums added in a fixed order: deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 7168], row-major FP32.</param>
@@ -1455,8 +1466,8 @@ namespace Samples.DeepSeekV3
             {
                 /// <summary>
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 7168, in FP32.
-                /// Launch: one group of 512 threads per row (grid = rows); thread i holds float4s i, i + 512, … of the row
-                /// in registers (4 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 512 threads per row (grid = rows); thread i reads float4s i, i + 512, … of the row (4 16-byte loads, the last guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 512 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 7168], row-major FP32.</param>
@@ -1519,8 +1530,8 @@ namespace Samples.DeepSeekV3
 
                 /// <summary>
                 /// RMSNorm of the query latent (q_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 1536, in FP32.
-                /// Launch: one group of 128 threads per row (grid = rows); thread i holds float4s i, i + 128, … of the row
-                /// in registers (3 16-byte loads), so x is read once and y written once.
+                /// Launch: one group of 128 threads per row (grid = rows); thread i reads float4s i, i + 128, … of the row (3 16-byte loads).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 128 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 1536], row-major FP32.</param>
@@ -1573,8 +1584,8 @@ namespace Samples.DeepSeekV3
 
                 /// <summary>
                 /// RMSNorm of the key-value latent (kv_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 512, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (4 16-byte loads), so x is read once and y written once.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (4 16-byte loads).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 32 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 512], row-major FP32.</param>
@@ -1628,8 +1639,8 @@ namespace Samples.DeepSeekV3
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 7168, in FP32.
                 /// Fused with FP8 E4M3 quantisation of y (DeepSeek's act_quant): per 1×128 tile, scale = max(amax, 1e-4) / 448 and
                 /// code = e4m3(y / scale), round to nearest even, saturating; the normalised row never goes back to memory.
-                /// Launch: one group of 512 threads per row (grid = rows); thread i holds float4s i, i + 512, … of the row
-                /// in registers (4 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 512 threads per row (grid = rows); thread i reads float4s i, i + 512, … of the row (4 16-byte loads, the last guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 512 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 7168], row-major FP32.</param>

@@ -196,9 +196,9 @@ namespace Samples.TinySeek
             {
                 /// <summary>
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 64, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
-                /// Reduction: warp butterfly (shuffles), then the 1 warp sums added in a fixed order: deterministic.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
+                /// Reduction: warp butterfly (shuffles): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 64], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [64].</param>
@@ -234,9 +234,9 @@ namespace Samples.TinySeek
 
                 /// <summary>
                 /// RMSNorm of the query latent (q_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 48, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
-                /// Reduction: warp butterfly (shuffles), then the 1 warp sums added in a fixed order: deterministic.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
+                /// Reduction: warp butterfly (shuffles): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 48], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [48].</param>
@@ -272,9 +272,9 @@ namespace Samples.TinySeek
 
                 /// <summary>
                 /// RMSNorm of the key-value latent (kv_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 64, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
-                /// Reduction: warp butterfly (shuffles), then the 1 warp sums added in a fixed order: deterministic.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
+                /// Reduction: warp butterfly (shuffles): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 64], row-major FP32.</param>
                 /// <param name="weight">The norm's weight [64].</param>
@@ -511,8 +511,8 @@ namespace Samples.TinySeek
             {
                 /// <summary>
                 /// RMSNorm of the residual stream (input_layernorm, post_attention_layernorm, norm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 64, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 32 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 64], row-major FP32.</param>
@@ -558,8 +558,8 @@ namespace Samples.TinySeek
 
                 /// <summary>
                 /// RMSNorm of the query latent (q_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 48, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 32 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 48], row-major FP32.</param>
@@ -605,8 +605,8 @@ namespace Samples.TinySeek
 
                 /// <summary>
                 /// RMSNorm of the key-value latent (kv_a_layernorm): y = x · rsqrt(mean(x²) + ε) · weight over rows of 64, in FP32.
-                /// Launch: one group of 32 threads per row (grid = rows); thread i holds float4s i, i + 32, … of the row
-                /// in registers (1 16-byte loads, the last guarded), so x is read once and y written once.
+                /// Launch: one group of 32 threads per row (grid = rows); thread i reads float4s i, i + 32, … of the row (1 16-byte load, guarded).
+                /// The row stays in registers, so x is read once and y written once.
                 /// Reduction: a shared-memory tree over the 32 threads (no shuffles on OpenCL): deterministic.
                 /// </summary>
                 /// <param name="x">Input rows [rows, 64], row-major FP32.</param>
