@@ -68,7 +68,8 @@ public static partial class Ptx
             throw new InvalidOperationException("CacheHints.ReadTwice needs global loads before and after the kernel's first barrier.");
         }
 
-        int body = before.IndexOf("ld.param", StringComparison.Ordinal);
+        int body = before.IndexOf("ld.param", StringComparison.Ordinal); // the policies are made before the kernel's first instruction
+        if (body < 0) throw new InvalidOperationException("CacheHints.ReadTwice found no parameter load to put the cache policies before.");
         const string Policies = ".reg .b64 %rdkeep, %rdrelease;\n\t" +
             "createpolicy.fractional.L2::evict_last.b64 %rdkeep, 1.0;\n\t" +
             "createpolicy.fractional.L2::evict_first.b64 %rdrelease, 1.0;\n\t";
