@@ -32,7 +32,6 @@ internal static class RowsProbe
 
         var shape448 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms448By4));
         var twoPass256 = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass256By7).Method;
-        var twoPass512 = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass512By4).Method;
         var twoPass = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass).Method;
         var stream = device.Accelerator.DefaultStream;
         var method = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(DeepSeekV3.Kernels.Cuda.RmsNormHidden).Method;
@@ -66,7 +65,6 @@ internal static class RowsProbe
             ("448 × 4 two passes, evict_last then evict_first, y stores L2 evict_first", RewrittenKernel(twoPass, 448, ptx => PolicyStores(PolicyLoads(ptx, "evict_last", "evict_first")))),
             ("448 × 4 two passes, pass 2 evict_first only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, null, "evict_first"), ".cs"))),
             ("256 × 7 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass256, 256, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
-            ("512 × 4 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass512, 512, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
             ("generated, without its cache hints (ILGPU's PTX as it is)", Rewritten(ptx => ptx)),
             ("generated again", () => v3.RmsNormHidden(x.View, weight.View, y.View)),
         };
@@ -93,7 +91,7 @@ internal static class RowsProbe
         }
     }
 
-    private const string VectorLoad = "ld.global.v4.f32", VectorStore = "st.global.v4.f32";
+    private const string VectorStore = "st.global.v4.f32";
 
     private static string HintStores(string ptx, string hint)
     {
@@ -147,21 +145,6 @@ internal static class RowsProbe
         long row = (long)Grid.IdxX * Vectors + thread;
         float inverse = RowSum(Squares(xs[row]) + Squares(xs[row + 256]) + Squares(xs[row + 512]) + Squares(xs[row + 768]) + Squares(xs[row + 1024]) + Squares(xs[row + 1280]) + Squares(xs[row + 1536]), 8);
         for (int slot = 0; slot < 7; slot++) ys[row + (256 * slot)] = Scale(xs[row + (256 * slot)], inverse, ws[thread + (256 * slot)]);
-    }
-
-    private static void RmsTwoPass512By4(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y)
-    {
-        int thread = Group.IdxX;
-        var xs = x.Cast<Float4>();
-        var ws = weight.Cast<Float4>();
-        var ys = y.Cast<Float4>();
-        long row = (long)Grid.IdxX * Vectors + thread;
-        bool tail = thread + 1536 < Vectors;
-        float inverse = RowSum(Squares(xs[row]) + Squares(xs[row + 512]) + Squares(xs[row + 1024]) + (tail ? Squares(xs[row + 1536]) : 0f), 16);
-        ys[row] = Scale(xs[row], inverse, ws[thread]);
-        ys[row + 512] = Scale(xs[row + 512], inverse, ws[thread + 512]);
-        ys[row + 1024] = Scale(xs[row + 1024], inverse, ws[thread + 1024]);
-        if (tail) ys[row + 1536] = Scale(xs[row + 1536], inverse, ws[thread + 1536]);
     }
 
     private static float Squares(Float4 v) => (v.X * v.X) + (v.Y * v.Y) + (v.Z * v.Z) + (v.W * v.W);
