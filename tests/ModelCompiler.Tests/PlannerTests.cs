@@ -95,6 +95,16 @@ public sealed class PlannerTests
         Assert.Contains("DeepSeekModel.Layers = 0", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(100, "so 64 or 128 would run faster")]
+    [InlineData(16, "so 64 would run faster")] // below one tile: one suggestion, not "64 or 64"
+    public void A_ragged_latent_width_suggests_the_nearest_multiples_of_64(int rank, string suggestion)
+    {
+        var spec = Config("deepseek-v3.json");
+        var issue = Assert.Single(ModelPlanner.Plan(spec with { Attention = spec.Attention with { KeyValueLoraRank = rank } }).Issues, i => i.RuleId == "MC2010");
+        Assert.EndsWith(suggestion, issue.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Attribute_defaults_are_the_spec_defaults()
     {

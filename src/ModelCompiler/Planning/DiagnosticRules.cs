@@ -150,10 +150,10 @@ namespace ModelCompiler.Planning
             "The model is too large to plan: {0}",
             "A parameter or FLOP count exceeds 2^63; check the sizes for a typo.");
 
-        /// <summary>MC2010: "MultiHeadLatentAttention.KeyValueLoraRank = {0} is not a multiple of 64; the latent is tiled in 64s, so {1} or {2} would run faster".</summary>
+        /// <summary>MC2010: "MultiHeadLatentAttention.KeyValueLoraRank = {0} is not a multiple of 64; the latent is tiled in 64s, so {1} would run faster".</summary>
         public static readonly DiagnosticRule KvLoraRankNotMultipleOf64 = new("MC2010", RuleSeverity.Warning, Architecture,
             "KV latent width not a multiple of 64",
-            "MultiHeadLatentAttention.KeyValueLoraRank = {0} is not a multiple of 64; the latent is tiled in 64s, so {1} or {2} would run faster",
+            "MultiHeadLatentAttention.KeyValueLoraRank = {0} is not a multiple of 64; the latent is tiled in 64s, so {1} would run faster",
             "Decode attention reads the latent cache in 64-wide tiles; a ragged tail costs a masked tile per head.");
 
         /// <summary>MC2011: "[MixtureOfExperts] is declared but DenseLayers = Layers = {0}, so no layer uses it".</summary>

@@ -130,7 +130,7 @@ namespace ModelCompiler.Planning
             if (a.KeyValueLoraRank > 0 && a.KeyValueLoraRank <= MaxDimension && a.KeyValueLoraRank % 64 != 0)
             {
                 int below = a.KeyValueLoraRank / 64 * 64;
-                v.Add(DiagnosticRule.KvLoraRankNotMultipleOf64, A, "KeyValueLoraRank", a.KeyValueLoraRank, below == 0 ? 64 : below, below + 64);
+                v.Add(DiagnosticRule.KvLoraRankNotMultipleOf64, A, "KeyValueLoraRank", a.KeyValueLoraRank, below == 0 ? "64" : $"{below} or {below + 64}");
             }
         }
 
