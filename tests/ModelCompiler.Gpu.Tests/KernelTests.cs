@@ -141,11 +141,13 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         Assert.True(Data.Download(weight, rows, columns).eq(expected).all().item<bool>(), $"dequantised weights differ (seed {seed})");
     }
 
-    [Fact]
-    public void Rotary_embedding_matches_the_layer_with_YaRN()
+    [Theory]
+    [InlineData("DeepSeekV3")] // two pairs per thread, 16-byte accesses
+    [InlineData("PairRope")] // rows off 16 bytes: one pair per thread
+    public void Rotary_embedding_matches_the_layer_with_YaRN(string model)
     {
         var (generator, seed) = Data.Fresh();
-        var spec = DeepSeekV3.Spec;
+        var spec = model == "DeepSeekV3" ? DeepSeekV3.Spec : PairRope.Spec;
         var a = spec.Attention;
         const int tokens = 5, start = 3000; // beyond V3's original 4096-token context is not needed: YaRN changes the frequencies everywhere
         var rope = new RotaryEmbedding(a.QkRopeHeadDim, spec.RopeTheta, spec.Yarn);
@@ -157,7 +159,8 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         using var positions = Data.UploadInts(_device, arange(start, start + tokens));
         using var cos = Data.Upload(_device, angles.cos());
         using var sin = Data.Upload(_device, angles.sin());
-        new DeepSeekV3.Kernels.Launcher(_device).RotaryEmbedding(qs.View, ks.View, positions.View, cos.View, sin.View);
+        if (model == "DeepSeekV3") new DeepSeekV3.Kernels.Launcher(_device).RotaryEmbedding(qs.View, ks.View, positions.View, cos.View, sin.View);
+        else new PairRope.Kernels.Launcher(_device).RotaryEmbedding(qs.View, ks.View, positions.View, cos.View, sin.View);
 
         var qPe = q.narrow(2, a.QkNopeHeadDim, a.QkRopeHeadDim).unsqueeze(0);
         var expectedQ = cat([q.narrow(2, 0, a.QkNopeHeadDim), rope.Apply(qPe, start).squeeze(0)], 2);

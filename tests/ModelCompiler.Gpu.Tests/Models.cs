@@ -9,3 +9,8 @@ namespace ModelCompiler.Gpu.Tests;
     SharedExperts = 2, Scoring = ExpertScoring.Softmax, ExpertGroups = 8, GroupsPerToken = 3, RoutedScalingFactor = 16.0,
     NormalizeTopK = false, Balancing = LoadBalancing.AuxiliaryLoss, ExpertBalanceLossWeight = 0.003)]
 public partial class V2Style;
+
+/// <summary>RoPE over 6 values after 6 others: q_pe and k_pe rows that do not start on 16 bytes, so the kernel rotates one pair per thread.</summary>
+[DeepSeekModel(vocabularySize: 64, hiddenSize: 64, layers: 1, DenseIntermediateSize = 128)]
+[MultiHeadLatentAttention(heads: 2, keyValueLoraRank: 64, QueryLoraRank = 0, QkNopeHeadDim = 6, QkRopeHeadDim = 6, ValueHeadDim = 8)]
+public partial class PairRope;

@@ -5,15 +5,32 @@ namespace ModelCompiler.Generators.Emit
         /// <summary>Kernels without reductions, the same on every backend: RoPE, SwiGLU, weight dequantisation, the MLA split combine.</summary>
         private sealed partial class KernelSet
         {
+            /// <summary>Two pairs per RoPE thread, through 16-byte accesses, where every q_pe and k_pe row starts on one.</summary>
+            private bool RopeByQuads => Attention.QkRopeHeadDim % 4 == 0 && Attention.QkNopeHeadDim % 4 == 0 && Attention.QkHeadDim % 4 == 0;
+
+            /// <summary>RoPE threads per q_pe or k_pe row.</summary>
+            private int RopeThreadsPerRow => Attention.QkRopeHeadDim / (RopeByQuads ? 4 : 2);
+
             public void WriteNeutralKernels(IndentedWriter w)
             {
                 var a = Attention;
                 int pairs = a.QkRopeHeadDim / 2;
+                bool quads = RopeByQuads;
+                int perRow = RopeThreadsPerRow;
                 w.WriteLine("/// <summary>");
                 w.WriteLine("/// Interleaved RoPE in place on each head's q_pe (the last RopeHeadDim values of its QueryHeadDim) and the shared k_pe:");
                 w.WriteLine("/// pair i = (x[2i], x[2i+1]) → (x[2i]·cos − x[2i+1]·sin, x[2i]·sin + x[2i+1]·cos) at the token's position, as DeepSeek's");
                 w.WriteLine("/// apply_rotary_emb multiplies by freqs_cis (the YaRN-corrected angles are in the tables).");
-                w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, pair): tokens × {a.Heads + 1} × {pairs} threads.");
+                if (quads)
+                {
+                    w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, two pairs): tokens × {a.Heads + 1} × {perRow} threads, each");
+                    w.WriteLine("/// reading and writing its 4 values in one 16-byte access and its two angles' cos and sin in 8-byte ones.");
+                }
+                else
+                {
+                    w.WriteLine($"/// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, pair): tokens × {a.Heads + 1} × {perRow} threads.");
+                }
+
                 w.WriteLine("/// </summary>");
                 w.WriteLine($"/// <param name=\"q\">Queries [tokens, {a.Heads}, {a.QkHeadDim}] FP32, rotated in place.</param>");
                 w.WriteLine($"/// <param name=\"keyRope\">k_pe [tokens, {a.QkRopeHeadDim}] FP32, rotated in place.</param>");
@@ -24,29 +41,30 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("public static void RotaryEmbedding(ArrayView<float> q, ArrayView<float> keyRope, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin, int tokens)");
                 using (w.WriteBraces())
                 {
+                    string unit = quads ? "quad" : "pair";
                     w.WriteLine("int index = Grid.IdxX * Group.DimX + Group.IdxX;");
-                    w.WriteLine($"if (index >= tokens * {(a.Heads + 1) * pairs}) return; // the grid is rounded up to whole groups");
-                    w.WriteLine($"int pair = index % {pairs};");
-                    w.WriteLine($"int row = index / {pairs} % {a.Heads + 1}; // heads 0..{a.Heads - 1}, then k_pe");
-                    w.WriteLine($"int token = index / {(a.Heads + 1) * pairs};");
-                    w.WriteLine($"int angle = positions[token] * {pairs} + pair;");
-                    w.WriteLine("float c = cos[angle], s = sin[angle];");
-                    w.WriteLine($"if (row < {a.Heads})");
-                    using (w.WriteBraces())
+                    w.WriteLine($"if (index >= tokens * {(a.Heads + 1) * perRow}) return; // the grid is rounded up to whole groups");
+                    w.WriteLine($"int {unit} = index % {perRow};");
+                    w.WriteLine($"int row = index / {perRow} % {a.Heads + 1}; // heads 0..{a.Heads - 1}, then k_pe");
+                    w.WriteLine($"int token = index / {(a.Heads + 1) * perRow};");
+                    if (quads)
                     {
-                        w.WriteLine($"long at = ((long)token * {a.Heads} + row) * {a.QkHeadDim} + {a.QkNopeHeadDim} + 2 * pair;");
-                        w.WriteLine("float x0 = q[at], x1 = q[at + 1];");
-                        w.WriteLine("q[at] = x0 * c - x1 * s;");
-                        w.WriteLine("q[at + 1] = x0 * s + x1 * c;");
+                        w.WriteLine($"int angles = positions[token] * {perRow} + quad; // this thread's two angles, as one Float2 of each table");
+                        w.WriteLine("Float2 c = cos.Cast<Float2>()[angles], s = sin.Cast<Float2>()[angles];");
+                        w.WriteLine($"var values = row < {a.Heads} ? q.Cast<Float4>() : keyRope.Cast<Float4>();");
+                        w.WriteLine($"long at = row < {a.Heads} ? ((long)token * {a.Heads} + row) * {a.QkHeadDim / 4} + {a.QkNopeHeadDim / 4} + quad : (long)token * {a.QkRopeHeadDim / 4} + quad;");
+                        w.WriteLine("Float4 x = values[at];");
+                        w.WriteLine("values[at] = new Float4(x.X * c.X - x.Y * s.X, x.X * s.X + x.Y * c.X, x.Z * c.Y - x.W * s.Y, x.Z * s.Y + x.W * c.Y);");
                     }
-
-                    w.WriteLine("else");
-                    using (w.WriteBraces())
+                    else
                     {
-                        w.WriteLine($"long at = (long)token * {a.QkRopeHeadDim} + 2 * pair;");
-                        w.WriteLine("float x0 = keyRope[at], x1 = keyRope[at + 1];");
-                        w.WriteLine("keyRope[at] = x0 * c - x1 * s;");
-                        w.WriteLine("keyRope[at + 1] = x0 * s + x1 * c;");
+                        w.WriteLine($"int angle = positions[token] * {pairs} + pair;");
+                        w.WriteLine("float c = cos[angle], s = sin[angle];");
+                        w.WriteLine($"var values = row < {a.Heads} ? q : keyRope;");
+                        w.WriteLine($"long at = row < {a.Heads} ? ((long)token * {a.Heads} + row) * {a.QkHeadDim} + {a.QkNopeHeadDim} + 2 * pair : (long)token * {a.QkRopeHeadDim} + 2 * pair;");
+                        w.WriteLine("float x0 = values[at], x1 = values[at + 1];");
+                        w.WriteLine("values[at] = x0 * c - x1 * s;");
+                        w.WriteLine("values[at + 1] = x0 * s + x1 * c;");
                     }
                 }
 

@@ -145,7 +145,7 @@ namespace ModelCompiler.Generators.Emit
                             "BufferChecks.Rows(cos.Length, RopeHeadDim / 2, \"RotaryEmbedding\", nameof(cos));",
                             "if (tokens == 0) return;",
                         },
-                        $"new KernelConfig(BufferChecks.Groups((long)tokens * {(a.Heads + 1) * (a.QkRopeHeadDim / 2)}, 256), 256)", "tokens");
+                        $"new KernelConfig(BufferChecks.Groups((long)tokens * {(a.Heads + 1) * RopeThreadsPerRow}, 256), 256)", "tokens");
 
                     Method(w, "SwiGlu", "silu(a)·b (see Kernels.SwiGlu).", false,
                         new[] { ("float", "a"), ("float", "b"), ("float", "y") },

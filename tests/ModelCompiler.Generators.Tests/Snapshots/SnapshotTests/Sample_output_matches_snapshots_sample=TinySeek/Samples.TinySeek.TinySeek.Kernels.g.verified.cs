@@ -86,7 +86,8 @@ namespace Samples.TinySeek
             /// Interleaved RoPE in place on each head's q_pe (the last RopeHeadDim values of its QueryHeadDim) and the shared k_pe:
             /// pair i = (x[2i], x[2i+1]) → (x[2i]·cos − x[2i+1]·sin, x[2i]·sin + x[2i+1]·cos) at the token's position, as DeepSeek's
             /// apply_rotary_emb multiplies by freqs_cis (the YaRN-corrected angles are in the tables).
-            /// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, pair): tokens × 5 × 4 threads.
+            /// Launch: 1-D, groups of 256, one thread per (token, head or k_pe, two pairs): tokens × 5 × 2 threads, each
+            /// reading and writing its 4 values in one 16-byte access and its two angles' cos and sin in 8-byte ones.
             /// </summary>
             /// <param name="q">Queries [tokens, 4, 24] FP32, rotated in place.</param>
             /// <param name="keyRope">k_pe [tokens, 8] FP32, rotated in place.</param>
@@ -97,26 +98,16 @@ namespace Samples.TinySeek
             public static void RotaryEmbedding(ArrayView<float> q, ArrayView<float> keyRope, ArrayView<int> positions, ArrayView<float> cos, ArrayView<float> sin, int tokens)
             {
                 int index = Grid.IdxX * Group.DimX + Group.IdxX;
-                if (index >= tokens * 20) return; // the grid is rounded up to whole groups
-                int pair = index % 4;
-                int row = index / 4 % 5; // heads 0..3, then k_pe
-                int token = index / 20;
-                int angle = positions[token] * 4 + pair;
-                float c = cos[angle], s = sin[angle];
-                if (row < 4)
-                {
-                    long at = ((long)token * 4 + row) * 24 + 16 + 2 * pair;
-                    float x0 = q[at], x1 = q[at + 1];
-                    q[at] = x0 * c - x1 * s;
-                    q[at + 1] = x0 * s + x1 * c;
-                }
-                else
-                {
-                    long at = (long)token * 8 + 2 * pair;
-                    float x0 = keyRope[at], x1 = keyRope[at + 1];
-                    keyRope[at] = x0 * c - x1 * s;
-                    keyRope[at + 1] = x0 * s + x1 * c;
-                }
+                if (index >= tokens * 10) return; // the grid is rounded up to whole groups
+                int quad = index % 2;
+                int row = index / 2 % 5; // heads 0..3, then k_pe
+                int token = index / 10;
+                int angles = positions[token] * 2 + quad; // this thread's two angles, as one Float2 of each table
+                Float2 c = cos.Cast<Float2>()[angles], s = sin.Cast<Float2>()[angles];
+                var values = row < 4 ? q.Cast<Float4>() : keyRope.Cast<Float4>();
+                long at = row < 4 ? ((long)token * 4 + row) * 6 + 4 + quad : (long)token * 2 + quad;
+                Float4 x = values[at];
+                values[at] = new Float4(x.X * c.X - x.Y * s.X, x.X * s.X + x.Y * c.X, x.Z * c.Y - x.W * s.Y, x.Z * s.Y + x.W * c.Y);
             }
 
             /// <summary>
@@ -875,7 +866,7 @@ namespace Samples.TinySeek
                     BufferChecks.Rows(cos.Length, RopeHeadDim / 2, "RotaryEmbedding", nameof(cos));
                     if (tokens == 0) return;
                     _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>>(new System.Action<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(Kernels.RotaryEmbedding))
-                        (Stream, new KernelConfig(BufferChecks.Groups((long)tokens * 20, 256), 256), q, keyRope, positions, cos, sin, tokens);
+                        (Stream, new KernelConfig(BufferChecks.Groups((long)tokens * 10, 256), 256), q, keyRope, positions, cos, sin, tokens);
                 }
 
                 /// <summary>silu(a)·b (see Kernels.SwiGlu).</summary>
