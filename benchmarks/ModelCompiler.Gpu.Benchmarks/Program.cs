@@ -2,7 +2,7 @@
 // sampled rows (‖out − ref‖ / ‖ref‖), each timed with device events around bursts of 10 launches (median of 30 bursts),
 // and printed in one table beside PyTorch's eager and torch.compile times from benchmarks/gpu/torch_ops.py.
 //
-//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--fp8] [--probe] [--rows-probe] [--ptx KERNEL]
+//   ModelCompiler.Gpu.Benchmarks [--torch torch.json] [--smoke] [--mla] [--fp8] [--probe] [--rows-probe] [--dequant-probe] [--ptx KERNEL]
 //
 // --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
 // --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them), --fp8 only the FP8 GEMM; --probe checks warp-group MMA's
@@ -45,6 +45,12 @@ if (args.Contains("--rows-probe"))
     return 0;
 }
 
+if (args.Contains("--dequant-probe"))
+{
+    DequantProbe.Run(device, bench);
+    return 0;
+}
+
 var rows = new List<Row>();
 var v3 = new DeepSeekV3.Kernels.Launcher(device);
 var lite = new DeepSeekV2Lite.Kernels.Launcher(device);
@@ -68,7 +74,7 @@ if (!mlaOnly && !fp8Only)
     rows.Add(new Row("RMSNorm + act_quant (fused)", $"[{n}×{width}] fp32 → e4m3", fusedMs, Bytes: (4.0 + 1) * n * width + 4.0 * n * width / 128, Flops: 0, fusedError, "rmsnorm_quant"));
 }
 
-// ---- The other kernels at V3's shapes: latent norms, SwiGLU, RoPE, FP8 weight dequantisation (no PyTorch counterpart timed) ----
+// ---- The other kernels at V3's shapes: latent norms, SwiGLU, RoPE, FP8 weight dequantisation ----
 foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kernels.QueryLatent), ("RMSNorm, key-value latent", DeepSeekV3.Kernels.KeyValueLatent) })
 {
     int n = smoke ? 64 : 32768;
@@ -77,7 +83,7 @@ foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kern
     using var y = device.Accelerator.Allocate1D<float>((long)n * width);
     Action run = width == DeepSeekV3.Kernels.QueryLatent ? () => v3.RmsNormQueryLatent(x.View, weight.View, y.View) : () => v3.RmsNormKeyValueLatent(x.View, weight.View, y.View);
     double ms = bench.Time(run);
-    rows.Add(new Row(label, $"[{n}×{width}] fp32", ms, Bytes: 8.0 * n * width, Flops: 0, Check.RmsNorm(bench, x, weight, y, width), "rmsnorm_latent"));
+    rows.Add(new Row(label, $"[{n}×{width}] fp32", ms, Bytes: 8.0 * n * width, Flops: 0, Check.RmsNorm(bench, x, weight, y, width), $"rmsnorm_{width}"));
 }
 
 {

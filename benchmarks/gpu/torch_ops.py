@@ -72,6 +72,33 @@ def swiglu_quant(a, b):
     return act_quant(F.silu(a) * b)
 
 
+def swiglu(a, b):
+    # model.py's MLP / Expert: w2(F.silu(w1(x)) * w3(x)); the elementwise part between the GEMMs.
+    return F.silu(a) * b
+
+
+def apply_rotary_emb(x, freqs_cis):
+    # model.py's apply_rotary_emb: consecutive pairs as complex numbers times freqs_cis.
+    dtype = x.dtype
+    x = torch.view_as_complex(x.float().view(*x.shape[:-1], -1, 2))
+    freqs_cis = freqs_cis.view(1, x.size(1), 1, x.size(-1))
+    y = torch.view_as_real(x * freqs_cis).flatten(3)
+    return y.to(dtype)
+
+
+def rope(q, k_pe, freqs_cis, nope=128):
+    # MLA.forward's two calls, written back in place as our kernel does: q [1, tokens, heads, 192], k_pe [1, tokens, 1, 64].
+    q[..., nope:] = apply_rotary_emb(q[..., nope:], freqs_cis)
+    k_pe.copy_(apply_rotary_emb(k_pe, freqs_cis))
+
+
+def weight_dequant(w, s, block_size=128):
+    # kernel.py's weight_dequant: each 128 x 128 block of e4m3 codes times its scale, FP32 out.
+    m, n = w.shape
+    blocks = w.float().view(m // block_size, block_size, n // block_size, block_size)
+    return (blocks * s[:, None, :, None]).view(m, n)
+
+
 def v3_gate(logits, bias, n_groups=8, topk_groups=4, topk=8, route_scale=2.5):
     # model.py's Gate.forward after the linear layer (sigmoid scoring, noaux_tc).
     scores = logits.sigmoid()
@@ -171,6 +198,11 @@ def main():
     results["rmsnorm"] = both(rms_norm, x, w)
     results["rmsnorm_quant"] = both(rms_norm_quant, x, w)
     del x
+    for width in (1536, 512):
+        x = torch.randn(32768, width, device=dev) * 3
+        w = torch.rand(width, device=dev) + 0.5
+        results[f"rmsnorm_{width}"] = both(rms_norm, x, w)
+        del x
 
     xb = (torch.randn(16384, 7168, device=dev) * 4).to(torch.bfloat16)
     results["act_quant"] = both(act_quant, xb)
@@ -178,8 +210,22 @@ def main():
 
     ga = torch.randn(16384, 2048, device=dev) * 2
     gb = torch.randn(16384, 2048, device=dev)
+    results["swiglu"] = both(swiglu, ga, gb)
     results["swiglu_quant"] = both(swiglu_quant, ga, gb)
     del ga, gb
+
+    tokens = 4096
+    q = torch.randn(1, tokens, 128, 192, device=dev)
+    k_pe = torch.randn(1, tokens, 1, 64, device=dev)
+    angles = torch.outer(torch.arange(tokens, 2 * tokens, device=dev, dtype=torch.float32),
+                         10000.0 ** (-torch.arange(0, 64, 2, device=dev, dtype=torch.float32) / 64))
+    results["rope"] = both(rope, q, k_pe, torch.polar(torch.ones_like(angles), angles))
+    del q, k_pe
+
+    codes = (torch.randn(7168, 18432, device=dev) * 2).to(torch.float8_e4m3fn)
+    scales = torch.rand(56, 144, device=dev) * 0.001 + 0.005
+    results["dequant"] = both(weight_dequant, codes, scales)
+    del codes
 
     logits = torch.randn(16384, 256, device=dev) * 2
     bias = torch.randn(256, device=dev) * 0.3

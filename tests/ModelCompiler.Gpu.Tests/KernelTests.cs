@@ -126,7 +126,8 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
 
     [Theory]
     [InlineData(256, 512)]
-    [InlineData(300, 7168)] // ragged: partial blocks in both directions
+    [InlineData(300, 7168)] // a partial row block
+    [InlineData(130, 4100)] // partial blocks in both directions; a second group per row with one quad to do
     public void Weight_dequantisation_matches_the_checkpoint_reader(int rows, int columns)
     {
         var (generator, seed) = Data.Fresh();
@@ -139,6 +140,16 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         using var weight = Data.Poisoned(_device, rows * columns);
         new DeepSeekV3.Kernels.Launcher(_device).DequantizeWeight(codes.View, scales.View, weight.View, rows, columns);
         Assert.True(Data.Download(weight, rows, columns).eq(expected).all().item<bool>(), $"dequantised weights differ (seed {seed})");
+    }
+
+    [Fact]
+    public void Weight_dequantisation_refuses_columns_that_are_not_whole_quads()
+    {
+        using var codes = _device.Accelerator.Allocate1D<byte>(4 * 42);
+        using var scales = _device.Accelerator.Allocate1D<float>(1);
+        using var weight = _device.Accelerator.Allocate1D<float>(4 * 42);
+        var error = Assert.Throws<ArgumentException>(() => new DeepSeekV3.Kernels.Launcher(_device).DequantizeWeight(codes.View, scales.View, weight.View, 4, 42));
+        Assert.Contains("42 columns are not a multiple of 4", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]

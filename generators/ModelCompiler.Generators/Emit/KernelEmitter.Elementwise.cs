@@ -91,7 +91,8 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine();
                 w.WriteLine("/// <summary>");
                 w.WriteLine($"/// FP8 weight dequantisation as stored in DeepSeek-V3's checkpoints: w[r, c] = e4m3(code[r, c]) · scale_inv[r / {_block}, c / {_block}].");
-                w.WriteLine("/// Launch: 1-D, groups of 256, one thread per 4 codes of a row (a 4-byte load, a 16-byte store); columns are a multiple of 4.");
+                w.WriteLine("/// Launch: 1-D, rows × ⌈columns / 4096⌉ groups of 256 in memory order; a group covers 4096 codes of its row, a thread 4 codes at a");
+                w.WriteLine("/// time 256 apart (four 4-byte loads issued together, four 16-byte stores), so loads and stores stay coalesced; columns are a multiple of 4.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine("/// <param name=\"codes\">E4M3 codes [rows, columns].</param>");
                 w.WriteLine($"/// <param name=\"scales\">FP32 <c>weight_scale_inv</c> [⌈rows / {_block}⌉, ⌈columns / {_block}⌉].</param>");
@@ -101,14 +102,30 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("public static void DequantizeWeight(ArrayView<byte> codes, ArrayView<float> scales, ArrayView<float> weight, int rows, int columns)");
                 using (w.WriteBraces())
                 {
-                    w.WriteLine("int quad = Grid.IdxX * Group.DimX + Group.IdxX;");
-                    w.WriteLine("int quadsPerRow = columns / 4;");
-                    w.WriteLine("if (quad >= rows * quadsPerRow) return; // the grid is rounded up to whole groups");
-                    w.WriteLine("int row = quad / quadsPerRow, column = quad % quadsPerRow * 4;");
-                    w.WriteLine($"float scale = scales[row / {_block} * ((columns + {_block - 1}) / {_block}) + column / {_block}];");
-                    w.WriteLine("uint word = codes.Cast<uint>()[quad];");
-                    w.WriteLine("weight.Cast<Float4>()[quad] = new Float4(");
-                    w.WriteLine("    E4M3.DecodeByte(word, 0) * scale, E4M3.DecodeByte(word, 1) * scale, E4M3.DecodeByte(word, 2) * scale, E4M3.DecodeByte(word, 3) * scale);");
+                    w.WriteLine("int chunks = (columns + 4095) / 4096; // groups per row");
+                    w.WriteLine("int row = Grid.IdxX / chunks, quads = columns / 4;");
+                    w.WriteLine("int first = (Grid.IdxX - row * chunks) * 1024 + Group.IdxX; // this thread's quads: first, first + 256, first + 512, first + 768");
+                    w.WriteLine("long rowBase = (long)row * quads;");
+                    w.WriteLine($"long scaleRow = (long)(row / {_block}) * ((columns + {_block - 1}) / {_block});");
+                    w.WriteLine("var words = codes.Cast<uint>();");
+                    w.WriteLine("var output = weight.Cast<Float4>();");
+                    w.WriteLine("// All four loads first, so that 16 bytes per thread are in flight.");
+                    for (int k = 0; k < 4; k++)
+                    {
+                        string quad = k == 0 ? "first" : $"first + {256 * k}";
+                        w.WriteLine($"uint word{k} = {quad} < quads ? words[rowBase + {quad}] : 0u;");
+                    }
+
+                    for (int k = 0; k < 4; k++)
+                    {
+                        string quad = k == 0 ? "first" : $"first + {256 * k}";
+                        w.WriteLine($"if ({quad} < quads)");
+                        using (w.WriteBraces())
+                        {
+                            w.WriteLine($"float scale{k} = scales[scaleRow + {(k == 0 ? quad : $"({quad})")} * 4 / {_block}];");
+                            w.WriteLine($"output[rowBase + {quad}] = new Float4(E4M3.DecodeByte(word{k}, 0) * scale{k}, E4M3.DecodeByte(word{k}, 1) * scale{k}, E4M3.DecodeByte(word{k}, 2) * scale{k}, E4M3.DecodeByte(word{k}, 3) * scale{k});");
+                        }
+                    }
                 }
 
                 w.WriteLine();

@@ -168,7 +168,7 @@ namespace ModelCompiler.Generators.Emit
                             "BufferChecks.Length(weight.Length, codes.Length, \"DequantizeWeight\", nameof(weight));",
                             "if (rows == 0 || columns == 0) return;",
                         },
-                        "new KernelConfig(BufferChecks.Groups((long)rows * columns / 4, 256), 256)", "rows, columns", "int rows, int columns");
+                        "new KernelConfig(checked(rows * ((columns + 4095) / 4096)), 256)", "rows, columns", "int rows, int columns");
 
                     if (RouterUnsupported is null)
                     {

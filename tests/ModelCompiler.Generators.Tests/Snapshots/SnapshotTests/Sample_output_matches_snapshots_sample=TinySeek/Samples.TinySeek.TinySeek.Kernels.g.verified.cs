@@ -130,7 +130,8 @@ namespace Samples.TinySeek
 
             /// <summary>
             /// FP8 weight dequantisation as stored in DeepSeek-V3's checkpoints: w[r, c] = e4m3(code[r, c]) · scale_inv[r / 128, c / 128].
-            /// Launch: 1-D, groups of 256, one thread per 4 codes of a row (a 4-byte load, a 16-byte store); columns are a multiple of 4.
+            /// Launch: 1-D, rows × ⌈columns / 4096⌉ groups of 256 in memory order; a group covers 4096 codes of its row, a thread 4 codes at a
+            /// time 256 apart (four 4-byte loads issued together, four 16-byte stores), so loads and stores stay coalesced; columns are a multiple of 4.
             /// </summary>
             /// <param name="codes">E4M3 codes [rows, columns].</param>
             /// <param name="scales">FP32 <c>weight_scale_inv</c> [⌈rows / 128⌉, ⌈columns / 128⌉].</param>
@@ -139,14 +140,38 @@ namespace Samples.TinySeek
             /// <param name="columns">Columns of the weight.</param>
             public static void DequantizeWeight(ArrayView<byte> codes, ArrayView<float> scales, ArrayView<float> weight, int rows, int columns)
             {
-                int quad = Grid.IdxX * Group.DimX + Group.IdxX;
-                int quadsPerRow = columns / 4;
-                if (quad >= rows * quadsPerRow) return; // the grid is rounded up to whole groups
-                int row = quad / quadsPerRow, column = quad % quadsPerRow * 4;
-                float scale = scales[row / 128 * ((columns + 127) / 128) + column / 128];
-                uint word = codes.Cast<uint>()[quad];
-                weight.Cast<Float4>()[quad] = new Float4(
-                    E4M3.DecodeByte(word, 0) * scale, E4M3.DecodeByte(word, 1) * scale, E4M3.DecodeByte(word, 2) * scale, E4M3.DecodeByte(word, 3) * scale);
+                int chunks = (columns + 4095) / 4096; // groups per row
+                int row = Grid.IdxX / chunks, quads = columns / 4;
+                int first = (Grid.IdxX - row * chunks) * 1024 + Group.IdxX; // this thread's quads: first, first + 256, first + 512, first + 768
+                long rowBase = (long)row * quads;
+                long scaleRow = (long)(row / 128) * ((columns + 127) / 128);
+                var words = codes.Cast<uint>();
+                var output = weight.Cast<Float4>();
+                // All four loads first, so that 16 bytes per thread are in flight.
+                uint word0 = first < quads ? words[rowBase + first] : 0u;
+                uint word1 = first + 256 < quads ? words[rowBase + first + 256] : 0u;
+                uint word2 = first + 512 < quads ? words[rowBase + first + 512] : 0u;
+                uint word3 = first + 768 < quads ? words[rowBase + first + 768] : 0u;
+                if (first < quads)
+                {
+                    float scale0 = scales[scaleRow + first * 4 / 128];
+                    output[rowBase + first] = new Float4(E4M3.DecodeByte(word0, 0) * scale0, E4M3.DecodeByte(word0, 1) * scale0, E4M3.DecodeByte(word0, 2) * scale0, E4M3.DecodeByte(word0, 3) * scale0);
+                }
+                if (first + 256 < quads)
+                {
+                    float scale1 = scales[scaleRow + (first + 256) * 4 / 128];
+                    output[rowBase + first + 256] = new Float4(E4M3.DecodeByte(word1, 0) * scale1, E4M3.DecodeByte(word1, 1) * scale1, E4M3.DecodeByte(word1, 2) * scale1, E4M3.DecodeByte(word1, 3) * scale1);
+                }
+                if (first + 512 < quads)
+                {
+                    float scale2 = scales[scaleRow + (first + 512) * 4 / 128];
+                    output[rowBase + first + 512] = new Float4(E4M3.DecodeByte(word2, 0) * scale2, E4M3.DecodeByte(word2, 1) * scale2, E4M3.DecodeByte(word2, 2) * scale2, E4M3.DecodeByte(word2, 3) * scale2);
+                }
+                if (first + 768 < quads)
+                {
+                    float scale3 = scales[scaleRow + (first + 768) * 4 / 128];
+                    output[rowBase + first + 768] = new Float4(E4M3.DecodeByte(word3, 0) * scale3, E4M3.DecodeByte(word3, 1) * scale3, E4M3.DecodeByte(word3, 2) * scale3, E4M3.DecodeByte(word3, 3) * scale3);
+                }
             }
 
             /// <summary>
@@ -889,7 +914,7 @@ namespace Samples.TinySeek
                     BufferChecks.Length(weight.Length, codes.Length, "DequantizeWeight", nameof(weight));
                     if (rows == 0 || columns == 0) return;
                     _device.Load<System.Action<AcceleratorStream, KernelConfig, ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int>>(new System.Action<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int>(Kernels.DequantizeWeight))
-                        (Stream, new KernelConfig(BufferChecks.Groups((long)rows * columns / 4, 256), 256), codes, scales, weight, rows, columns);
+                        (Stream, new KernelConfig(checked(rows * ((columns + 4095) / 4096)), 256), codes, scales, weight, rows, columns);
                 }
 
                 /// <summary>The MoE gate after its GEMM (see Cuda.Route).</summary>
