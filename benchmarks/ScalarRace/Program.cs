@@ -3,7 +3,9 @@
 // are in flight. A Scalar such as the alpha of a + b, finalised mid-call, makes libtorch throw "Expected false to be true"
 // (c10 Scalar::toFloat) or "Unknown scalar type". Prints each failure with the first frames of our code, then a count.
 //   dotnet run --project benchmarks/ScalarRace -c Release -- [seconds, default 120]
-// 2026-11-29, this project's 2-core machine, 240 s: 41 failures in 594 Generate calls, ~5,000 collections a second.
+// 2026-11-29, this project's 2-core machine: 41 failures in 594 Generate calls in 240 s (~5,000 collections a second)
+// before the layers and the decoding loop passed long-lived scalars (ModelCompiler.Torch.KeptScalars); none in 428 calls
+// in 180 s after.
 using System.Runtime.InteropServices;
 using ModelCompiler.Torch;
 using Samples.TinySeek;

@@ -93,7 +93,7 @@ public static class Generation
     private static long[] Choose(Tensor logits, SamplingOptions options, Random random)
     {
         if (options.Temperature <= 0) return logits.argmax(-1).data<long>().ToArray();
-        var probabilities = (logits.to(ScalarType.Float64) / options.Temperature).softmax(-1);
+        var probabilities = logits.to(ScalarType.Float64).div(KeptScalars.Of(options.Temperature)).softmax(-1);
         int rows = (int)probabilities.shape[0];
         var result = new long[rows];
         for (int row = 0; row < rows; row++)

@@ -42,8 +42,8 @@ public class DecoderLayer : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, long start, AttentionMode mode, LatentCacheLayer? cache)
     {
         using var scope = NewDisposeScope();
-        var h = x + _attention.Forward(_attentionNorm.call(x), start, mode, cache);
-        return (h + _ffn.call(_ffnNorm.call(h))).MoveToOuterDisposeScope();
+        var h = x.Plus(_attention.Forward(_attentionNorm.call(x), start, mode, cache));
+        return h.Plus(_ffn.call(_ffnNorm.call(h))).MoveToOuterDisposeScope();
     }
 }
 

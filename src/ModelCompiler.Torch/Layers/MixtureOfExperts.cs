@@ -52,20 +52,20 @@ public sealed class MoeGate : nn.Module<Tensor, Routing>
         long tokens = x.shape[0];
         var logits = nn.functional.linear(x.to(ScalarType.Float32), _weight.to(ScalarType.Float32));
         var scores = m.Scoring == ExpertScoring.Sigmoid ? logits.sigmoid() : logits.softmax(-1);
-        var selection = _bias is null ? scores : scores + _bias;
+        var selection = _bias is null ? scores : scores.Plus(_bias);
         if (m.ExpertGroups > 1)
         {
             var grouped = selection.view(tokens, m.ExpertGroups, -1);
             var groupScores = _bias is null ? grouped.amax([-1L]) : grouped.topk(2, -1).values.sum(-1);
             var kept = groupScores.topk(m.GroupsPerToken, -1).indexes;
             var dropped = ones(tokens, m.ExpertGroups, ScalarType.Bool).scatter(1, kept, zeros(kept.shape, ScalarType.Bool));
-            selection = grouped.masked_fill(dropped.unsqueeze(-1), double.NegativeInfinity).flatten(1);
+            selection = grouped.masked_fill(dropped.unsqueeze(-1), KeptScalars.NegativeInfinity).flatten(1);
         }
 
         var experts = selection.topk(m.ActivatedExperts, -1).indexes;
         var weights = scores.gather(1, experts);
         if (m.NormalizeTopK) weights = weights / weights.sum(-1, keepdim: true);
-        weights = weights * m.RoutedScalingFactor;
+        weights = weights.Times(m.RoutedScalingFactor);
         return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), experts.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope());
     }
 }
@@ -140,14 +140,14 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
             var pairs = BatchedExperts(x, flatExperts, routing.Weights.flatten(), k);
             var counted = flatExperts.bincount(null, _spec.RoutedExperts).data<long>().ToArray();
             DispatchClock.Stop();
-            if (_shared is not null) pairs = pairs + _shared.call(x);
+            if (_shared is not null) pairs = pairs.Plus(_shared.call(x));
             LastLoads = counted;
             LastRouting = null;
             return pairs.view(shape).MoveToOuterDisposeScope();
         }
 
         var order = flatExperts.sort(-1, descending: false, stable: true).Indices;
-        var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
+        var tokenOf = order.div(KeptScalars.OfInteger(k), rounding_mode: RoundingMode.floor);
         var counts = flatExperts.bincount(null, _spec.RoutedExperts).data<long>().ToArray();
         var gathered = x.index_select(0, tokenOf);
         var outputs = new List<Tensor>();
@@ -162,9 +162,9 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
 
         DispatchClock.Start();
         var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
-        var y = zeros_like(x).index_add(0, tokenOf, weighted, 1.0);
+        var y = zeros_like(x).index_add(0, tokenOf, weighted, KeptScalars.Of(1.0));
         DispatchClock.Stop();
-        if (_shared is not null) y = y + _shared.call(x);
+        if (_shared is not null) y = y.Plus(_shared.call(x));
 
         LastLoads = counts;
         LastRouting = KeepRouting
@@ -193,13 +193,13 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>Σ_k w_tk · expert_{e_tk}(x_t) for every token, as three batched matrix products over the pairs.</summary>
     private Tensor BatchedExperts(Tensor x, Tensor experts, Tensor weights, long k)
     {
-        var token = arange(x.shape[0], device: x.device).repeat_interleave(k);                        // token of each pair
+        var token = KeptScalars.Range(0, x.shape[0]).to(x.device).repeat_interleave(k);                        // token of each pair
         var inputs = x.index_select(0, token).unsqueeze(-1);                                          // [P, H, 1]
         var gate = stack(_experts.Select(e => e.GateWeight)).index_select(0, experts);                // [P, I, H]
         var up = stack(_experts.Select(e => e.UpWeight)).index_select(0, experts);
         var down = stack(_experts.Select(e => e.DownWeight)).index_select(0, experts);                // [P, H, I]
         var hidden = nn.functional.silu(bmm(gate, inputs)) * bmm(up, inputs);                         // [P, I, 1]
         var outputs = bmm(down, hidden).squeeze(-1) * weights.unsqueeze(1).to(x.dtype);               // [P, H]
-        return zeros_like(x).index_add(0, token, outputs, 1.0);
+        return zeros_like(x).index_add(0, token, outputs, KeptScalars.Of(1.0));
     }
 }

@@ -105,7 +105,7 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
             var kvUp = _precision.Linear(_kvB, latent).view(batch, tokens, h, a.QkNopeHeadDim + a.ValueHeadDim).split([a.QkNopeHeadDim, a.ValueHeadDim], -1);
             var k = cat([kvUp[0], kPe.unsqueeze(2).expand(batch, tokens, h, a.QkRopeHeadDim)], -1);
             var queries = cat([qNope, qPe], -1);
-            var scores = einsum("bshd,bthd->bsht", queries, k) * _scale;
+            var scores = einsum("bshd,bthd->bsht", queries, k).Times(_scale);
             var probabilities = Softmax(scores, start, tokens, tokens);
             output = einsum("bsht,bthd->bshd", probabilities, kvUp[1]);
         }
@@ -125,7 +125,7 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
                 rotaryKeys = cache.RotaryKey.narrow(0, 0, batch).narrow(1, 0, length);
             }
 
-            var scores = (einsum("bshc,btc->bsht", qAbsorbed, latents.to(x.dtype)) + einsum("bshr,btr->bsht", qPe, rotaryKeys.to(x.dtype))) * _scale;
+            var scores = einsum("bshc,btc->bsht", qAbsorbed, latents.to(x.dtype)).Plus(einsum("bshr,btr->bsht", qPe, rotaryKeys.to(x.dtype))).Times(_scale);
             var probabilities = Softmax(scores, cache is null ? 0 : start, tokens, length);
             var attended = einsum("bsht,btc->bshc", probabilities, latents.to(x.dtype));      // ō = p·c
             output = einsum("bshc,hdc->bshd", attended, wUv);                                  // o = W_UV ō
@@ -139,9 +139,9 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     {
         if (queries > 1)
         {
-            var positions = arange(queryStart, queryStart + queries).view(queries, 1);
-            var future = arange(keys).view(1, keys) > positions;                                 // [queries, keys]
-            scores = scores.masked_fill(future.view(1, queries, 1, keys), double.NegativeInfinity);
+            var positions = KeptScalars.Range(queryStart, queryStart + queries).view(queries, 1);
+            var future = KeptScalars.Range(0, keys).view(1, keys) > positions;                  // [queries, keys]
+            scores = scores.masked_fill(future.view(1, queries, 1, keys), KeptScalars.NegativeInfinity);
         }
 
         return scores.to(ScalarType.Float32).softmax(-1).to(scores.dtype);

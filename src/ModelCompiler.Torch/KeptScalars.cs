@@ -1,0 +1,47 @@
+using System.Collections.Concurrent;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelCompiler.Torch;
+
+/// <summary>
+/// Scalars that live as long as the process, for TorchSharp calls on the decoding path. TorchSharp 0.107 makes a temporary
+/// <see cref="Scalar"/> for <c>a + b</c>'s alpha and for a number operand, and nothing keeps it alive during the native
+/// call: a garbage collection started by another thread can finalise it mid-call, and libtorch then reads a freed scalar
+/// (README, "Known issue"; <c>benchmarks/ScalarRace</c> reproduces it). Passing one of these instead leaves no temporary.
+/// The layers and the decoding loop use them (ScalarRace, 2026-11-29: 41 failures in 594 <c>Generate</c> calls before,
+/// none in 428 after); each keeps the operand's type (an int alpha, a double scale), so results are bit for bit as before.
+/// </summary>
+internal static class KeptScalars
+{
+    private static readonly ConcurrentDictionary<double, Scalar> s_reals = new();
+    private static readonly ConcurrentDictionary<long, Scalar> s_integers = new();
+
+    /// <summary>1, the alpha of an addition or subtraction.</summary>
+    public static readonly Scalar One = 1;
+
+    /// <summary>−∞, for masking scores.</summary>
+    public static readonly Scalar NegativeInfinity = double.NegativeInfinity;
+
+    /// <summary>The kept scalar of a floating-point value (a model constant: ε, a scale).</summary>
+    public static Scalar Of(double value) => s_reals.GetOrAdd(value, static v => v);
+
+    /// <summary>The kept scalar of an integer value (a model constant, such as the experts per token).</summary>
+    public static Scalar OfInteger(long value) => s_integers.GetOrAdd(value, static v => v);
+
+    /// <summary><paramref name="a"/> + <paramref name="b"/> without a temporary alpha.</summary>
+    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
+
+    /// <summary>
+    /// 0, 1, …, <paramref name="stop"/> − 1 from <paramref name="start"/> (int64, or <paramref name="type"/>), every bound a
+    /// scalar that lives through the call.
+    /// </summary>
+    public static Tensor Range(long start, long stop, ScalarType type = ScalarType.Int64)
+    {
+        using Scalar from = start, to = stop;
+        return arange(from, to, One, type);
+    }
+
+    /// <summary><paramref name="a"/> · <paramref name="factor"/> with the factor's kept scalar.</summary>
+    public static Tensor Times(this Tensor a, double factor) => a.mul(Of(factor));
+}
