@@ -33,8 +33,8 @@ internal static class KeptScalars
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
 
     /// <summary>
-    /// 0, 1, …, <paramref name="stop"/> − 1 from <paramref name="start"/> (int64, or <paramref name="type"/>), every bound a
-    /// scalar that lives through the call.
+    /// <paramref name="start"/>, <paramref name="start"/> + 1, …, <paramref name="stop"/> − 1 as int64 (or
+    /// <paramref name="type"/>), as <c>arange</c> with bounds that live through the call.
     /// </summary>
     public static Tensor Range(long start, long stop, ScalarType type = ScalarType.Int64)
     {

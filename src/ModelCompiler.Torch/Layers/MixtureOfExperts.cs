@@ -193,7 +193,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>Σ_k w_tk · expert_{e_tk}(x_t) for every token, as three batched matrix products over the pairs.</summary>
     private Tensor BatchedExperts(Tensor x, Tensor experts, Tensor weights, long k)
     {
-        var token = KeptScalars.Range(0, x.shape[0]).to(x.device).repeat_interleave(k);                        // token of each pair
+        var token = KeptScalars.Range(0, x.shape[0]).to(x.device).repeat_interleave(k);               // token of each pair
         var inputs = x.index_select(0, token).unsqueeze(-1);                                          // [P, H, 1]
         var gate = stack(_experts.Select(e => e.GateWeight)).index_select(0, experts);                // [P, I, H]
         var up = stack(_experts.Select(e => e.UpWeight)).index_select(0, experts);
