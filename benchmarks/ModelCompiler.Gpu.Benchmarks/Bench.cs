@@ -28,6 +28,18 @@ internal sealed class Bench(GpuDevice device, bool smoke)
         return device.Accelerator.Allocate1D(values);
     }
 
+    /// <summary>Uniformly drawn E4M3 codes on the host (fresh each run), the NaN codes (0x7F, 0xFF) replaced by 1.0 (0x38).</summary>
+    public static byte[] RandomE4M3Codes(long length)
+    {
+        var codes = new byte[length];
+        Fill(codes.Length, (i, random) =>
+        {
+            byte code = (byte)random.Next(256);
+            codes[i] = (code & 0x7F) == 0x7F ? (byte)0x38 : code;
+        });
+        return codes;
+    }
+
     private static void Fill(long length, Action<int, Random> set)
     {
         const int Block = 1 << 20;

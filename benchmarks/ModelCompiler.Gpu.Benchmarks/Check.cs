@@ -248,6 +248,7 @@ internal static class Check
 
         return error.Value;
     }
+
     /// <summary>Sampled entries (and the corners) of the FP8 GEMM: Σ over k-blocks of the decoded codes' dot product × both scales, in double.</summary>
     public static double Fp8Gemm(byte[] a, float[] aScales, byte[] w, float[] wScales, MemoryBuffer1D<float, Stride1D.Dense> c, int m, int n, int k)
     {

@@ -14,21 +14,10 @@ internal static class DequantProbe
     public static void Run(GpuDevice device, Bench bench)
     {
         int rows = 7168, columns = 18432;
-        var random = new Random(Environment.TickCount);
-        var bytes = new byte[(long)rows * columns];
-        random.NextBytes(bytes);
-        for (long i = 0; i < bytes.LongLength; i++) if ((bytes[i] & 0x7F) == 0x7F) bytes[i] = 0x3C; // no NaN codes
-        using var codes = device.Accelerator.Allocate1D(bytes);
+        using var codes = device.Accelerator.Allocate1D(Bench.RandomE4M3Codes((long)rows * columns));
         using var scales = bench.Random((long)(rows / 128) * (columns / 128), 0.005f, 0.006f);
-        using var reference = device.Accelerator.Allocate1D<float>((long)rows * columns);
         using var weight = device.Accelerator.Allocate1D<float>((long)rows * columns);
         var v3 = new DeepSeekV3.Kernels.Launcher(device);
-        double generated = bench.Time(() => v3.DequantizeWeight(codes.View, scales.View, reference.View, rows, columns));
-        var expected = reference.GetAsArray1D();
-        double moved = 5.0 * rows * columns;
-        Console.WriteLine("| variant | ms | TB/s | max abs diff to generated |");
-        Console.WriteLine("| --- | ---: | ---: | ---: |");
-        Console.WriteLine($"| generated (4 quads per thread, groups in memory order) | {generated:F4} | {moved / generated / 1e9:F2} | 0 |");
 
         var stream = device.Accelerator.DefaultStream;
         var method = new Action<ArrayView<byte>, ArrayView<float>, ArrayView<float>, int, int>(DeepSeekV3.Kernels.DequantizeWeight).Method;
@@ -39,10 +28,10 @@ internal static class DequantProbe
             return () => launch(stream, new KernelConfig(rows * ((columns + codesPerGroup - 1) / codesPerGroup), 256), codes.View, scales.View, weight.View, rows, columns);
         }
 
-        static string StreamStores(string ptx) => ptx.Replace("st.global.v4.f32", "st.global.cs.v4.f32", StringComparison.Ordinal);
+        static string StreamStores(string ptx) => ProbeTable.HintStores(ptx, ".cs");
         static string ReadOnlyLoads(string ptx) => ptx.Replace("ld.global.u32", "ld.global.nc.u32", StringComparison.Ordinal).Replace("ld.global.b32", "ld.global.nc.b32", StringComparison.Ordinal);
 
-        var variants = new (string Label, Action Launch)[]
+        ProbeTable.Print(bench, 5.0 * rows * columns, weight, ("generated (4 quads per thread, groups in memory order)", () => v3.DequantizeWeight(codes.View, scales.View, weight.View, rows, columns)), new (string, Action)[]
         {
             ("generated, PTX reloaded", Rewritten(method, 4096, ptx => ptx)),
             ("generated, stores .cs", Rewritten(method, 4096, StreamStores)),
@@ -50,16 +39,7 @@ internal static class DequantProbe
             ("8 quads per thread", Rewritten(eight, 8192, ptx => ptx)),
             ("8 quads per thread, stores .cs", Rewritten(eight, 8192, StreamStores)),
             ("generated again", () => v3.DequantizeWeight(codes.View, scales.View, weight.View, rows, columns)),
-        };
-        foreach (var (label, launch) in variants.Concat(variants))
-        {
-            weight.MemSetToZero();
-            double ms = bench.Time(launch);
-            var actual = weight.GetAsArray1D();
-            double diff = 0;
-            for (long i = 0; i < actual.LongLength; i += 997) diff = Math.Max(diff, Math.Abs(actual[i] - expected[i]));
-            Console.WriteLine($"| {label} | {ms:F4} | {moved / ms / 1e9:F2} | {diff:E1} |");
-        }
+        });
     }
 
     /// <summary>The generated kernel with 8 quads per thread, 256 apart: a group covers 8192 codes of its row; groups in memory order.</summary>

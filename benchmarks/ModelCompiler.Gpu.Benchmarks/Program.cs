@@ -6,7 +6,8 @@
 //
 // --smoke runs every case at small shapes on whatever device there is (OpenCL/PoCL here): it checks the program, not speed.
 // --mla runs only MLA decoding (both kernels on Hopper, ragged lengths with NaN past them), --fp8 only the FP8 GEMM; --probe checks warp-group MMA's
-// shared-memory descriptor conventions on a Hopper GPU; --rows-probe times RMSNorm launch shapes (RowsProbe.cs); --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
+// shared-memory descriptor conventions on a Hopper GPU; --rows-probe and --dequant-probe time variants of RMSNorm and of the FP8
+// weight dequantisation (RowsProbe.cs, DequantProbe.cs); --ptx prints one DeepSeekV3 CUDA kernel's PTX for ptxas.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -113,10 +114,7 @@ foreach (var (label, width) in new[] { ("RMSNorm, query latent", DeepSeekV3.Kern
 
 {
     int n = smoke ? 256 : 7168, k = smoke ? 512 : 18432;
-    var random = new Random(Environment.TickCount);
-    var bytes = new byte[(long)n * k];
-    random.NextBytes(bytes);
-    for (long i = 0; i < bytes.LongLength; i++) if ((bytes[i] & 0x7F) == 0x7F) bytes[i] = 0x3C; // no NaN codes
+    var bytes = Bench.RandomE4M3Codes((long)n * k);
     using var codes = device.Accelerator.Allocate1D(bytes);
     using var scales = bench.Random((long)((n + 127) / 128) * ((k + 127) / 128), 0.005f, 0.006f);
     using var weight = device.Accelerator.Allocate1D<float>((long)n * k);
@@ -245,19 +243,10 @@ if (device.Backend == GpuBackend.Cuda)
 // ---- FP8 GEMM with 1×128 / 128×128 scaling (V3's linear layers), Hopper's warp-group MMA ------------------------------
 if (!mlaOnly && (smoke || device.HasWarpGroupMma)) // in smoke runs elsewhere, the plain-loop kernel
 {
-    var random = new Random(Environment.TickCount);
     foreach (var (m, k, n) in smoke ? new[] { (200, 384, 256) } : new[] { (4096, 7168, 16384), (200, 384, 256) })
     {
-        byte[] Codes(long length)
-        {
-            var codes = new byte[length];
-            random.NextBytes(codes);
-            for (long i = 0; i < length; i++) if ((codes[i] & 0x7F) == 0x7F) codes[i] = 0x38; // no NaN codes
-            return codes;
-        }
-
-        var aHost = Codes((long)m * k);
-        var wHost = Codes((long)n * k);
+        var aHost = Bench.RandomE4M3Codes((long)m * k);
+        var wHost = Bench.RandomE4M3Codes((long)n * k);
         using var a = device.Accelerator.Allocate1D(aHost);
         using var w = device.Accelerator.Allocate1D(wHost);
         using var aScales = bench.Random((long)m * (k / 128), 0.004f, 0.005f);

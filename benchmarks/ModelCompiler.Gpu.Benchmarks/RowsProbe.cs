@@ -20,22 +20,14 @@ internal static class RowsProbe
         int n = 32768, width = DeepSeekV3.Kernels.Hidden;
         using var x = bench.Random((long)n * width, 3f);
         using var weight = bench.Random(width, 0.5f, 1f);
-        using var reference = device.Accelerator.Allocate1D<float>((long)n * width);
         using var y = device.Accelerator.Allocate1D<float>((long)n * width);
         var v3 = new DeepSeekV3.Kernels.Launcher(device);
-        double generated = bench.Time(() => v3.RmsNormHidden(x.View, weight.View, reference.View));
-        var expected = reference.GetAsArray1D();
-        double bytes = 2.0 * n * width * 4;
-        Console.WriteLine($"| variant | ms | TB/s | max abs diff to generated |");
-        Console.WriteLine($"| --- | ---: | ---: | ---: |");
-        Console.WriteLine($"| generated (512 × 4, read twice, hinted) | {generated:F4} | {bytes / generated / 1e9:F2} | 0 |");
 
         var shape448 = device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(Rms448By4));
         var twoPass256 = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass256By7).Method;
         var twoPass = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(RmsTwoPass).Method;
         var stream = device.Accelerator.DefaultStream;
-        var method = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(DeepSeekV3.Kernels.Cuda.RmsNormHidden).Method;
-        Action Rewritten(Func<string, string> rewrite) => RewrittenKernel(method, 512, rewrite);
+        var generated = new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>(DeepSeekV3.Kernels.Cuda.RmsNormHidden).Method;
         Action RewrittenKernel(System.Reflection.MethodInfo kernel, int threads, Func<string, string> rewrite)
         {
             try
@@ -55,48 +47,19 @@ internal static class RowsProbe
             }
         }
 
-        var variants = new (string Label, Action Launch)[]
+        ProbeTable.Print(bench, 2.0 * n * width * 4, y, ("generated (512 × 4, read twice, hinted)", () => v3.RmsNormHidden(x.View, weight.View, y.View)), new (string, Action)[]
         {
             ("448 × 4, read once (the row in registers)", () => shape448(stream, new KernelConfig(n, 448), x.View, weight.View, y.View)),
             ("448 × 4 two passes (x read again from L2)", RewrittenKernel(twoPass, 448, ptx => ptx)),
-            ("448 × 4 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
-            ("448 × 4 two passes, L2 policies only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first", l1: false), ".cs"))),
-            ("448 × 4 two passes, evict_last then evict_first, y stores .L1::no_allocate", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".L1::no_allocate"))),
+            ("448 × 4 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass, 448, ptx => ProbeTable.HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
+            ("448 × 4 two passes, L2 policies only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => ProbeTable.HintStores(PolicyLoads(ptx, "evict_last", "evict_first", l1: false), ".cs"))),
+            ("448 × 4 two passes, evict_last then evict_first, y stores .L1::no_allocate", RewrittenKernel(twoPass, 448, ptx => ProbeTable.HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".L1::no_allocate"))),
             ("448 × 4 two passes, evict_last then evict_first, y stores L2 evict_first", RewrittenKernel(twoPass, 448, ptx => PolicyStores(PolicyLoads(ptx, "evict_last", "evict_first")))),
-            ("448 × 4 two passes, pass 2 evict_first only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => HintStores(PolicyLoads(ptx, null, "evict_first"), ".cs"))),
-            ("256 × 7 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass256, 256, ptx => HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
-            ("generated, without its cache hints (ILGPU's PTX as it is)", Rewritten(ptx => ptx)),
+            ("448 × 4 two passes, pass 2 evict_first only, y stores .cs", RewrittenKernel(twoPass, 448, ptx => ProbeTable.HintStores(PolicyLoads(ptx, null, "evict_first"), ".cs"))),
+            ("256 × 7 two passes, evict_last then evict_first, y stores .cs", RewrittenKernel(twoPass256, 256, ptx => ProbeTable.HintStores(PolicyLoads(ptx, "evict_last", "evict_first"), ".cs"))),
+            ("generated, without its cache hints (ILGPU's PTX as it is)", RewrittenKernel(generated, 512, ptx => ptx)),
             ("generated again", () => v3.RmsNormHidden(x.View, weight.View, y.View)),
-        };
-
-        // Two passes, so that a difference can be told from the drift between passes.
-        foreach (var (label, launch) in variants.Concat(variants))
-        {
-            y.MemSetToZero();
-            double ms;
-            try
-            {
-                ms = bench.Time(launch);
-            }
-            catch (InvalidOperationException e)
-            {
-                Console.WriteLine($"| {label} | {e.Message.ReplaceLineEndings(" ")} | | |");
-                continue;
-            }
-
-            var actual = y.GetAsArray1D();
-            double diff = 0;
-            for (long i = 0; i < actual.LongLength; i += 997) diff = Math.Max(diff, Math.Abs(actual[i] - expected[i]));
-            Console.WriteLine($"| {label} | {ms:F4} | {bytes / ms / 1e9:F2} | {diff:E1} |");
-        }
-    }
-
-    private const string VectorStore = "st.global.v4.f32";
-
-    private static string HintStores(string ptx, string hint)
-    {
-        if (!ptx.Contains(VectorStore, StringComparison.Ordinal)) throw new InvalidOperationException("No vector stores found.");
-        return ptx.Replace(VectorStore, "st.global" + hint + ".v4.f32", StringComparison.Ordinal);
+        });
     }
 
     /// <summary>

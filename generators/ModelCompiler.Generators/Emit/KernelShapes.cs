@@ -219,6 +219,7 @@ namespace ModelCompiler.Generators.Emit
             : SharedBytes > MaxSharedBytes ? $"the query tile, two chunk stages and p need {SharedBytes} bytes of shared memory, more than sm_90's {MaxSharedBytes}"
             : null;
     }
+
     /// <summary>
     /// Hopper's FP8 GEMM with DeepSeek-V3's fine-grained scaling (wgmma e4m3, sm_90a): one 256-thread group per 128 × 128
     /// output tile, each warp group 64 of its rows; the k axis in blocks of 128 (one activation tile and one weight block),
