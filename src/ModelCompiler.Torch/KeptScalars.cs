@@ -5,12 +5,14 @@ using static TorchSharp.torch;
 namespace ModelCompiler.Torch;
 
 /// <summary>
-/// Scalars that live as long as the process, for TorchSharp calls on the decoding path. TorchSharp 0.107 makes a temporary
+/// Scalars that live as long as the process, for the constants of TorchSharp calls. TorchSharp 0.107 makes a temporary
 /// <see cref="Scalar"/> for <c>a + b</c>'s alpha and for a number operand, and nothing keeps it alive during the native
 /// call: a garbage collection started by another thread can finalise it mid-call, and libtorch then reads a freed scalar
-/// (README, "Known issue"; <c>benchmarks/ScalarRace</c> reproduces it). Passing one of these instead leaves no temporary.
-/// The layers and the decoding loop use them (ScalarRace, 2026-11-29: 41 failures in 594 <c>Generate</c> calls before,
-/// none in 428 after); each keeps the operand's type (an int alpha, a double scale), so results are bit for bit as before.
+/// (README, "Known issue"; <c>benchmarks/ScalarRace</c> reproduces it). Passing one of these instead leaves no temporary;
+/// values that change while running go through a <see cref="ScalarScope"/>. <c>KeptScalarTests</c> fails on any call in
+/// this library that still makes a temporary. Each keeps the operand's type (an int alpha, a double scale), so results are
+/// bit for bit as before (ScalarRace, 2026-11-29: 41 failures in 594 <c>Generate</c> calls and 59 in 100 FP8 training
+/// steps before, none in 428 and 72 after).
 /// </summary>
 internal static class KeptScalars
 {
@@ -32,6 +34,9 @@ internal static class KeptScalars
     /// <summary><paramref name="a"/> + <paramref name="b"/> without a temporary alpha.</summary>
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
 
+    /// <summary><paramref name="a"/> + <paramref name="constant"/> with the constant's kept scalar.</summary>
+    public static Tensor Plus(this Tensor a, double constant) => a.add(Of(constant), One);
+
     /// <summary>
     /// <paramref name="start"/>, <paramref name="start"/> + 1, …, <paramref name="stop"/> − 1 as int64 (or
     /// <paramref name="type"/>), as <c>arange</c> with bounds that live through the call.
@@ -44,4 +49,33 @@ internal static class KeptScalars
 
     /// <summary><paramref name="a"/> · <paramref name="factor"/> with the factor's kept scalar.</summary>
     public static Tensor Times(this Tensor a, double factor) => a.mul(Of(factor));
+}
+
+/// <summary>
+/// Scalars for values known only while running (a step's token count, its learning rate), kept until the scope is
+/// disposed; the long-lived <see cref="KeptScalars"/> are for constants, so that their cache does not grow with every step.
+/// libtorch copies a Scalar's value into what it records for the backward pass, so disposing after the calls is safe.
+/// </summary>
+internal sealed class ScalarScope : IDisposable
+{
+    private readonly List<Scalar> _made = [];
+
+    /// <summary>A floating-point scalar that lives until this scope is disposed.</summary>
+    public Scalar Of(double value) => Keep(value);
+
+    /// <summary>An integer scalar (as a C# <c>long</c> operand makes) that lives until this scope is disposed.</summary>
+    public Scalar OfInteger(long value) => Keep(value);
+
+    /// <summary>Frees the scalars.</summary>
+    public void Dispose()
+    {
+        foreach (var scalar in _made) scalar.Dispose();
+        _made.Clear();
+    }
+
+    private Scalar Keep(Scalar scalar)
+    {
+        _made.Add(scalar);
+        return scalar;
+    }
 }

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ModelCompiler.Planning;
+using ModelCompiler.Torch;
 using ModelCompiler.Torch.Layers;
 using Samples.DeepSeekV3;
 using Samples.TinySeek;
@@ -30,9 +31,9 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
     {
         var (generator, seed) = Data.Fresh();
         const int rows = 5;
-        var x = randn([rows, width], generator: generator) * 3;
+        var x = randn([rows, width], generator: generator).Times(3);
         using var layer = new RmsNorm(width, ModelSpecOf(model).RmsNormEpsilon);
-        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator) + 0.5);
+        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator).Plus(0.5));
         using var xs = Data.Upload(_device, x);
         using var weight = Data.Upload(_device, layer.Weight);
         using var y = Data.Poisoned(_device, rows * width);
@@ -48,10 +49,10 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         var (generator, seed) = Data.Fresh();
         int width = ModelSpecOf(model).HiddenSize;
         const int rows = 4;
-        var x = randn([rows, width], generator: generator) * 2;
+        var x = randn([rows, width], generator: generator).Times(2);
         x[2] = zeros(width); // an all-zero row: floor scale, zero codes, no NaN
         using var layer = new RmsNorm(width, ModelSpecOf(model).RmsNormEpsilon);
-        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator) + 0.5);
+        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator).Plus(0.5));
         using var xs = Data.Upload(_device, x);
         using var weight = Data.Upload(_device, layer.Weight);
         using var codes = _device.Accelerator.Allocate1D<byte>(rows * width);
@@ -66,11 +67,11 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         var (generator, seed) = Data.Fresh();
         int m = 200, n = 256, k = 384; // a partial row tile, two weight blocks along n, three k-blocks
         var aCodes = randint(0, 256, [m, k], generator: generator, dtype: ScalarType.Byte);
-        aCodes = aCodes.masked_fill((aCodes & 0x7F) == 0x7F, 0x38); // no NaN codes
+        aCodes = aCodes.masked_fill((aCodes & 0x7F) == KeptScalars.OfInteger(0x7F), KeptScalars.OfInteger(0x38)); // no NaN codes
         var wCodes = randint(0, 256, [n, k], generator: generator, dtype: ScalarType.Byte);
-        wCodes = wCodes.masked_fill((wCodes & 0x7F) == 0x7F, 0x38);
-        var aScales = rand([m, k / 128], generator: generator) * 0.01 + 1e-4;
-        var wScales = rand([n / 128, k / 128], generator: generator) * 0.01 + 1e-4;
+        wCodes = wCodes.masked_fill((wCodes & 0x7F) == KeptScalars.OfInteger(0x7F), KeptScalars.OfInteger(0x38));
+        var aScales = rand([m, k / 128], generator: generator).Times(0.01).Plus(1e-4);
+        var wScales = rand([n / 128, k / 128], generator: generator).Times(0.01).Plus(1e-4);
         var a = ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(aCodes) * aScales.repeat_interleave(128, 1);
         var w = ModelCompiler.Torch.Checkpoints.Fp8.Dequantize(ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(wCodes), wScales, 128, "test.weight");
         var expected = a.to(ScalarType.Float64).matmul(w.to(ScalarType.Float64).t());
@@ -109,7 +110,7 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
     {
         var (generator, seed) = Data.Fresh();
         const int rows = 3, width = 2048;
-        var a = randn([rows, width], generator: generator) * 2;
+        var a = randn([rows, width], generator: generator).Times(2);
         var b = randn([rows, width], generator: generator);
         var expected = nn.functional.silu(a) * b;
         using var av = Data.Upload(_device, a);
@@ -132,8 +133,8 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
     {
         var (generator, seed) = Data.Fresh();
         var bytes = randint(0, 256, [rows, columns], generator: generator, dtype: ScalarType.Byte);
-        bytes = bytes.masked_fill((bytes & 0x7F) == 0x7F, 0x3C); // no NaN codes
-        var scaleInverse = rand([(rows + 127) / 128, (columns + 127) / 128], generator: generator) * 0.01 + 1e-4;
+        bytes = bytes.masked_fill((bytes & 0x7F) == KeptScalars.OfInteger(0x7F), KeptScalars.OfInteger(0x3C)); // no NaN codes
+        var scaleInverse = rand([(rows + 127) / 128, (columns + 127) / 128], generator: generator).Times(0.01).Plus(1e-4);
         var expected = ModelCompiler.Torch.Checkpoints.Fp8.Dequantize(ModelCompiler.Torch.Checkpoints.Fp8.DecodeE4M3(bytes), scaleInverse, 128, "test.weight");
         using var codes = _device.Accelerator.Allocate1D(bytes.contiguous().data<byte>().ToArray());
         using var scales = Data.Upload(_device, scaleInverse);
@@ -164,10 +165,10 @@ public sealed class KernelTests(OpenClDevice fixture) : IClassFixture<OpenClDevi
         var rope = new RotaryEmbedding(a.QkRopeHeadDim, spec.RopeTheta, spec.Yarn);
         var q = randn([tokens, a.Heads, a.QkHeadDim], generator: generator);
         var kPe = randn([tokens, a.QkRopeHeadDim], generator: generator);
-        var angles = outer(arange(0, start + tokens, ScalarType.Float64), tensor(rope.Frequencies.ToArray()));
+        var angles = outer(KeptScalars.Range(0, start + tokens, ScalarType.Float64), tensor(rope.Frequencies.ToArray()));
         using var qs = Data.Upload(_device, q);
         using var ks = Data.Upload(_device, kPe);
-        using var positions = Data.UploadInts(_device, arange(start, start + tokens));
+        using var positions = Data.UploadInts(_device, KeptScalars.Range(start, start + tokens));
         using var cos = Data.Upload(_device, angles.cos());
         using var sin = Data.Upload(_device, angles.sin());
         if (model == "DeepSeekV3") new DeepSeekV3.Kernels.Launcher(_device).RotaryEmbedding(qs.View, ks.View, positions.View, cos.View, sin.View);

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ModelCompiler.Planning;
+using ModelCompiler.Torch;
 using ModelCompiler.Torch.Layers;
 using TorchSharp;
 using Xunit;
@@ -14,12 +15,12 @@ internal static class Routes
     public static void Check(GpuDevice device, dynamic launcher, MoeSpec moe, int tokens, Generator generator, long seed, string what)
     {
         int experts = moe.RoutedExperts, k = moe.ActivatedExperts;
-        var logits = randn([tokens, experts], generator: generator) * 2;
+        var logits = randn([tokens, experts], generator: generator).Times(2);
         using var gate = new MoeGate(experts, moe);
         using (no_grad())
         {
             gate.get_parameter("weight")!.copy_(eye(experts));
-            gate.SelectionBias?.copy_(randn([experts], generator: generator) * 0.3);
+            gate.SelectionBias?.copy_(randn([experts], generator: generator).Times(0.3));
         }
 
         var routing = gate.call(logits);
@@ -51,8 +52,8 @@ internal static class Attention
         for (int b = 0; b < batch; b++)
         {
             // Past each sequence's length the cache holds NaN: the kernel must never read it into the result.
-            latentCache[b, TensorIndex.Slice(lengths[b])] = full(capacity - lengths[b], latent, float.NaN);
-            ropeCache[b, TensorIndex.Slice(lengths[b])] = full(capacity - lengths[b], rope, float.NaN);
+            latentCache[b, TensorIndex.Slice(lengths[b])] = full(capacity - lengths[b], latent, KeptScalars.Of(double.NaN));
+            ropeCache[b, TensorIndex.Slice(lengths[b])] = full(capacity - lengths[b], rope, KeptScalars.Of(double.NaN));
         }
 
         using var ql = Data.UploadBf16(device, queryLatent);
@@ -70,13 +71,13 @@ internal static class Attention
             long n = lengths[b];
             if (n == 0)
             {
-                Assert.True(ours[b].eq(0).all().item<bool>(), $"{what} MlaDecode: an empty sequence must give zeros (seed {seed})");
+                Assert.True(ours[b].eq(KeptScalars.OfInteger(0)).all().item<bool>(), $"{what} MlaDecode: an empty sequence must give zeros (seed {seed})");
                 continue;
             }
 
             var c = latentCache[b].narrow(0, 0, n).to(ScalarType.Float64);
             var kPe = ropeCache[b].narrow(0, 0, n).to(ScalarType.Float64);
-            var scores = (einsum("hc,tc->ht", queryLatent[b].to(ScalarType.Float64), c) + einsum("hr,tr->ht", queryRope[b].to(ScalarType.Float64), kPe)) * scale;
+            var scores = einsum("hc,tc->ht", queryLatent[b].to(ScalarType.Float64), c).Plus(einsum("hr,tr->ht", queryRope[b].to(ScalarType.Float64), kPe)).Times(scale);
             var expected = einsum("ht,tc->hc", scores.softmax(-1), c);
             Checks.Close(ours[b], expected, tolerance, $"{what} MlaDecode sequence {b} (length {n}, {splits} splits)", seed);
         }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ModelCompiler.Torch;
 using ModelCompiler.Torch.Layers;
 using Samples.DeepSeekV3;
 using Samples.TinySeek;
@@ -30,7 +31,7 @@ public sealed class SimulatorTests(SimulatorDevice fixture) : IClassFixture<Simu
         const int rows = 3;
         var x = randn([rows, width], generator: generator);
         using var layer = new RmsNorm(width, 1e-6);
-        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator) + 0.5);
+        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator).Plus(0.5));
         using var xs = Data.Upload(_device, x);
         using var weight = Data.Upload(_device, layer.Weight);
         using var y = Data.Poisoned(_device, rows * width);
@@ -46,7 +47,7 @@ public sealed class SimulatorTests(SimulatorDevice fixture) : IClassFixture<Simu
         const int rows = 2, width = 7168;
         var x = randn([rows, width], generator: generator);
         using var layer = new RmsNorm(width, 1e-6);
-        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator) + 0.5);
+        using (no_grad()) layer.Weight.copy_(rand([width], generator: generator).Plus(0.5));
         using var xs = Data.Upload(_device, x);
         using var weight = Data.Upload(_device, layer.Weight);
         using var codes = _device.Accelerator.Allocate1D<byte>(rows * width);
@@ -60,7 +61,7 @@ public sealed class SimulatorTests(SimulatorDevice fixture) : IClassFixture<Simu
     {
         var (generator, seed) = Data.Fresh();
         const int rows = 1, width = 7168;
-        var x = Data.RoundBf16(randn([rows, width], generator: generator) * 5);
+        var x = Data.RoundBf16(randn([rows, width], generator: generator).Times(5));
         using var xs = Data.UploadBf16(_device, x);
         using var codes = _device.Accelerator.Allocate1D<byte>(rows * width);
         using var scales = Data.Poisoned(_device, rows * width / 128);

@@ -90,7 +90,7 @@ public sealed class ConformanceTests
             // E4M3 keeps 3 mantissa bits: rounding moves a normal value by at most 1/16 of itself, and a subnormal one (below
             // 2^-6 of the block scale's 448) by half the subnormal step, 2^-10 × scale; scale ≤ max|w| / 448.
             double subnormalHalfStep = exact.abs().max().item<float>() / 448 * Math.Pow(2, -10);
-            var excess = (dequantised - exact).abs() - (exact.abs() / 16) - subnormalHalfStep;
+            var excess = (dequantised - exact).abs() - (exact.abs() / KeptScalars.OfInteger(16)) - KeptScalars.Of(subnormalHalfStep);
             Assert.True(excess.max().item<float>() <= 0, $"{name} is not the E4M3 rounding of the float weight");
         }
 

@@ -31,7 +31,7 @@ public sealed class Fp8QuantizationTests
         using var scope = NewDisposeScope();
         var grid = tensor(Grid);
         Assert.Equal(Grid, Fp8Quantization.RoundToE4M3(grid).data<float>().ToArray());
-        var values = (randn(4000) * exp2(randint(-12, 10, [4000]).to(ScalarType.Float32))).clamp(-500, 500);
+        var values = (randn(4000) * exp2(randint(-12, 10, [4000]).to(ScalarType.Float32))).clamp(KeptScalars.OfInteger(-500), KeptScalars.OfInteger(500));
         var rounded = Fp8Quantization.RoundToE4M3(values).data<float>().ToArray();
         var input = values.data<float>().ToArray();
         for (int i = 0; i < input.Length; i++) Assert.True(Nearest(input[i]) == rounded[i], $"{input[i]:R} → {rounded[i]:R}, nearest {Nearest(input[i]):R}");
@@ -41,7 +41,7 @@ public sealed class Fp8QuantizationTests
     public void Activation_tiles_are_scaled_by_their_own_amax_and_a_zero_tile_stays_zero()
     {
         using var scope = NewDisposeScope();
-        var x = randn(3, 5, 300) * 3;
+        var x = randn(3, 5, 300).Times(3);
         x[0, 0, TensorIndex.Slice(128, 256)] = zeros(128);       // an all-zero tile
         var y = Fp8Quantization.QuantizeDequantizeActivations(x, 128);
         Assert.False(y.isnan().any().item<bool>());
@@ -65,7 +65,7 @@ public sealed class Fp8QuantizationTests
     public void Weight_blocks_are_scaled_per_block_including_ragged_edges()
     {
         using var scope = NewDisposeScope();
-        var w = randn(200, 150) * 0.05;
+        var w = randn(200, 150).Times(0.05);
         var y = Fp8Quantization.QuantizeDequantizeWeight(w, 128);
         foreach (var (r0, rows) in new[] { (0, 128), (128, 72) })
         {

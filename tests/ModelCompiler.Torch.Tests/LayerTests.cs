@@ -15,7 +15,7 @@ public sealed class LayerTests
         using var norm = new RmsNorm(24, 1e-6);
         using (no_grad()) norm.Weight.copy_(randn(24));
         var x = randn(5, 24);
-        var expected = x * norm.Weight / (x.pow(2).mean([-1L], keepdim: true) + 1e-6).sqrt();
+        var expected = x * norm.Weight / x.pow(KeptScalars.OfInteger(2)).mean([-1L], keepdim: true).Plus(1e-6).sqrt();
         Assert.True((norm.call(x) - expected).abs().max().item<float>() < 1e-5);
     }
 
@@ -48,8 +48,8 @@ public sealed class LayerTests
                 double angle = (5 + t) * rope.Frequencies[i];
                 var re = x[0, t, TensorIndex.Colon, 2 * i];
                 var im = x[0, t, TensorIndex.Colon, (2 * i) + 1];
-                var expectedRe = (re * Math.Cos(angle)) - (im * Math.Sin(angle));
-                var expectedIm = (re * Math.Sin(angle)) + (im * Math.Cos(angle));
+                var expectedRe = re.Times(Math.Cos(angle)) - im.Times(Math.Sin(angle));
+                var expectedIm = re.Times(Math.Sin(angle)).Plus(im.Times(Math.Cos(angle)));
                 Assert.True((rotated[0, t, TensorIndex.Colon, 2 * i] - expectedRe).abs().max().item<float>() < 1e-5);
                 Assert.True((rotated[0, t, TensorIndex.Colon, (2 * i) + 1] - expectedIm).abs().max().item<float>() < 1e-5);
             }
@@ -89,7 +89,7 @@ public sealed class LayerTests
             using (no_grad())
             {
                 gate.named_parameters().Single().parameter.copy_(eye(16));                       // logits = x
-                gate.SelectionBias?.copy_(randn(16) * 0.3);
+                gate.SelectionBias?.copy_(randn(16).Times(0.3));
             }
 
             var routing = gate.call(logits);
@@ -132,7 +132,7 @@ public sealed class LayerTests
             {
                 int e = (int)routing.Experts[t, k].item<long>();
                 var expert = (nn.Module<Tensor, Tensor>)experts.named_children().Single(c => c.name == e.ToString(System.Globalization.CultureInfo.InvariantCulture)).module;
-                expected = expected + (expert.call(token) * routing.Weights[t, k]);
+                expected = expected.Plus(expert.call(token) * routing.Weights[t, k]);
             }
 
             Assert.True((y.view(-1, 10)[t] - expected.squeeze(0)).abs().max().item<float>() < 1e-5, $"token {t}");
@@ -163,8 +163,8 @@ public sealed class LayerTests
         var moe = new MixtureOfExperts(10, new MoeSpec(8, 3, 12, 2, ExpertScoring.Sigmoid, 2, 1, 2.5, true, LoadBalancing.AuxiliaryLossFree, 0.001, 0, 0, 0, 0));
         using (no_grad())
         {
-            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape) * 0.3);
-            moe.Gate.SelectionBias!.copy_(randn(8) * 0.05);
+            foreach (var (_, p) in moe.named_parameters()) p.copy_(randn(p.shape).Times(0.3));
+            moe.Gate.SelectionBias!.copy_(randn(8).Times(0.05));
         }
 
         return moe;

@@ -102,9 +102,9 @@ public sealed class PretrainerTests
             double Loss(double shift)
             {
                 using var _ = no_grad();
-                weight[r, c] = weight[r, c] + shift;
+                weight[r, c] = weight[r, c].Plus(shift);
                 double value = trainer.Losses(rows, mask).Mtp.item<float>();
-                weight[r, c] = weight[r, c] - shift;
+                weight[r, c] = weight[r, c] - KeptScalars.Of(shift);
                 return value;
             }
 

@@ -12,9 +12,9 @@ internal static class RandomCheckpoint
         foreach (var (name, tensor) in model.state_dict())
         {
             var noise = randn(tensor.shape, generator: generator);
-            if (tensor.dim() == 2) tensor.copy_(noise / Math.Sqrt(tensor.shape[1]));
-            else if (name.EndsWith("e_score_correction_bias", StringComparison.Ordinal)) tensor.copy_(noise * 0.05);
-            else tensor.copy_(1 + (noise * 0.1));
+            if (tensor.dim() == 2) tensor.copy_(noise / KeptScalars.Of(Math.Sqrt(tensor.shape[1])));
+            else if (name.EndsWith("e_score_correction_bias", StringComparison.Ordinal)) tensor.copy_(noise.Times(0.05));
+            else tensor.copy_(noise.Times(0.1).Plus(1));
         }
     }
 }

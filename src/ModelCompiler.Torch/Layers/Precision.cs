@@ -1,4 +1,5 @@
 using ModelCompiler;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -59,7 +60,7 @@ public sealed class ComputePrecision
     }
 
     /// <summary>The value of <paramref name="rounded"/> with the gradient of <paramref name="x"/> (straight-through estimator).</summary>
-    private static Tensor StraightThrough(Tensor x, Tensor rounded) => x + (rounded - x).detach();
+    private static Tensor StraightThrough(Tensor x, Tensor rounded) => x.Plus((rounded - x).detach());
 }
 
 /// <summary>FP8 E4M3 quantise-dequantise with DeepSeek's fine-grained scaling (the semantics of its <c>act_quant</c>).</summary>
@@ -71,16 +72,19 @@ public static class Fp8Quantization
     /// <summary>Smallest amax a group is scaled by, so that an all-zero group gives zeros, never NaN.</summary>
     public const float AmaxFloor = 1e-4f;
 
+    // The constants as Scalars that live as long as the process (KeptScalars says why), converted from float as before.
+    private static readonly Scalar s_max = Max, s_amaxFloor = AmaxFloor, s_smallestNormal = MathF.Pow(2, -6);
+
     /// <summary>Rounds values (already scaled into ±448) to the nearest E4M3 number, ties to even, saturating at ±448.</summary>
     public static Tensor RoundToE4M3(Tensor scaled)
     {
         using var scope = NewDisposeScope();
-        var magnitude = scaled.abs().clamp_max(Max);
+        var magnitude = scaled.abs().clamp_max(s_max);
         // Spacing: 2^(e−3) in the binade [2^e, 2^(e+1)) for e ≥ −6; subnormals below 2^−6 are spaced 2^−9.
-        var exponent = magnitude.clamp_min(MathF.Pow(2, -6)).log2().floor();
-        var spacing = (exponent - 3).exp2();
+        var exponent = magnitude.clamp_min(s_smallestNormal).log2().floor();
+        var spacing = (exponent - KeptScalars.OfInteger(3)).exp2();
         var rounded = (magnitude / spacing).round() * spacing;
-        return (rounded.clamp_max(Max) * scaled.sign()).MoveToOuterDisposeScope();
+        return (rounded.clamp_max(s_max) * scaled.sign()).MoveToOuterDisposeScope();
     }
 
     /// <summary>Activations [..., K]: groups of <paramref name="tile"/> consecutive channels (the last group may be shorter) share one scale.</summary>
@@ -92,7 +96,7 @@ public static class Fp8Quantization
         var rows = x.reshape(-1, k);
         if (padded != k) rows = nn.functional.pad(rows, [0, padded - k]);
         var groups = rows.view(-1, padded / tile, tile);
-        var scale = groups.abs().amax([-1L], keepdim: true).clamp_min(AmaxFloor) / Max;
+        var scale = groups.abs().amax([-1L], keepdim: true).clamp_min(s_amaxFloor) / s_max;
         var result = (RoundToE4M3(groups / scale) * scale).view(-1, padded).narrow(1, 0, k).reshape(shape);
         return result.MoveToOuterDisposeScope();
     }
@@ -105,7 +109,7 @@ public static class Fp8Quantization
         long paddedRows = (rows + block - 1) / block * block, paddedCols = (cols + block - 1) / block * block;
         var padded = nn.functional.pad(weight, [0, paddedCols - cols, 0, paddedRows - rows]);
         var blocks = padded.view(paddedRows / block, block, paddedCols / block, block);
-        var scale = blocks.abs().amax([1L, 3L], keepdim: true).clamp_min(AmaxFloor) / Max;
+        var scale = blocks.abs().amax([1L, 3L], keepdim: true).clamp_min(s_amaxFloor) / s_max;
         var result = (RoundToE4M3(blocks / scale) * scale).view(paddedRows, paddedCols).narrow(0, 0, rows).narrow(1, 0, cols);
         return result.MoveToOuterDisposeScope();
     }

@@ -1,4 +1,5 @@
 using ModelCompiler;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ModelCompiler.Torch.Rl;
@@ -35,16 +36,17 @@ public static class GrpoLoss
         var m = mask.to(ScalarType.Float32);
         var a = advantages.to(ScalarType.Float32).unsqueeze(1);
         var ratio = (logProbs - oldLogProbs).exp();
-        double low = 1 - spec.Epsilon, high = 1 + spec.EffectiveEpsilonHigh;
+        using var scalars = new ScalarScope();
+        Scalar low = scalars.Of(1 - spec.Epsilon), high = scalars.Of(1 + spec.EffectiveEpsilonHigh), zero = KeptScalars.OfInteger(0);
         var unclipped = ratio * a;
         var clipped = ratio.clamp(low, high) * a;
         var perToken = -minimum(unclipped, clipped);
         double klMean = 0, klMax = 0;
         if (spec.Beta != 0 && referenceLogProbs is not null)
         {
-            var logRatio = (referenceLogProbs - logProbs).clamp(-20, 20);
-            var kl = logRatio.exp() - logRatio - 1;
-            perToken = perToken + (kl * spec.Beta);
+            var logRatio = (referenceLogProbs - logProbs).clamp(KeptScalars.OfInteger(-20), KeptScalars.OfInteger(20));
+            var kl = logRatio.exp() - logRatio - KeptScalars.One;
+            perToken = perToken.Plus(kl.Times(spec.Beta));
             using var maskedKl = (kl * m).detach();
             klMean = maskedKl.sum().item<float>() / Math.Max(1, m.sum().item<float>());
             klMax = maskedKl.max().item<float>();
@@ -53,16 +55,16 @@ public static class GrpoLoss
         var masked = perToken * m;
         var loss = spec.LossAggregation switch
         {
-            GrpoLossAggregation.Grpo => (masked.sum(1) / m.sum(1).clamp_min(1)).mean(),
-            GrpoLossAggregation.Bnpo => masked.sum() / m.sum().clamp_min(1),
-            GrpoLossAggregation.DrGrpo => masked.sum() / (logProbs.shape[0] * (double)maxCompletionLength),
-            _ => masked.sum() / Math.Max(1, globalTokens),
+            GrpoLossAggregation.Grpo => (masked.sum(1) / m.sum(1).clamp_min(KeptScalars.One)).mean(),
+            GrpoLossAggregation.Bnpo => masked.sum() / m.sum().clamp_min(KeptScalars.One),
+            GrpoLossAggregation.DrGrpo => masked.sum() / scalars.Of(logProbs.shape[0] * (double)maxCompletionLength),
+            _ => masked.sum() / scalars.OfInteger(Math.Max(1, globalTokens)),
         };
 
         double tokens = Math.Max(1, m.sum().item<float>());
         using var r = ratio.detach();
-        double clipLow = (((r < low) & (a < 0)).to(ScalarType.Float32) * m).sum().item<float>() / tokens;
-        double clipHigh = (((r > high) & (a > 0)).to(ScalarType.Float32) * m).sum().item<float>() / tokens;
+        double clipLow = (((r < low) & (a < zero)).to(ScalarType.Float32) * m).sum().item<float>() / tokens;
+        double clipHigh = (((r > high) & (a > zero)).to(ScalarType.Float32) * m).sum().item<float>() / tokens;
         return new GrpoLossResult(loss, klMean, klMax, clipLow, clipHigh);
     }
 

@@ -216,7 +216,7 @@ public sealed class GrpoTrainer : IDisposable
     private (Tensor LogProbs, Tensor Entropy) LogProbsAndEntropy(DeepSeekCausalLM model, Tensor tokens)
     {
         long length = tokens.shape[1];
-        var logits = model.Forward(tokens.narrow(1, 0, length - 1), 0, AttentionMode.Naive, null) / _options.Temperature;
+        var logits = model.Forward(tokens.narrow(1, 0, length - 1), 0, AttentionMode.Naive, null) / KeptScalars.Of(_options.Temperature);
         var logSoftmax = logits.log_softmax(-1);
         var taken = logSoftmax.gather(2, tokens.narrow(1, 1, length - 1).unsqueeze(2)).squeeze(2);
         var entropy = -(logSoftmax.exp() * logSoftmax).sum(-1).detach();

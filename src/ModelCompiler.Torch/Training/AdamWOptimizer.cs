@@ -1,4 +1,5 @@
 using ModelCompiler.Torch.Checkpoints;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -16,6 +17,9 @@ public sealed class AdamWOptimizer : IDisposable
     private readonly double _beta1, _beta2, _epsilon, _weightDecay;
     private readonly ScalarType _momentType;
 
+    // β₁, 1 − β₁, β₂, 1 − β₂ and ε as Scalars the optimizer holds, never temporaries a collection could free mid-call (KeptScalars).
+    private readonly Scalar _beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar;
+
     /// <summary>Creates the optimizer; parameters of rank ≥ 2 are decayed, vectors (norms) are not.</summary>
     public AdamWOptimizer(IEnumerable<(string Name, Parameter Parameter)> parameters, double beta1, double beta2, double weightDecay,
         double epsilon = 1e-8, ScalarType momentType = ScalarType.Float32)
@@ -26,6 +30,7 @@ public sealed class AdamWOptimizer : IDisposable
         _epsilon = epsilon;
         _weightDecay = weightDecay;
         _momentType = momentType;
+        (_beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar) = (beta1, 1 - beta1, beta2, 1 - beta2, epsilon);
     }
 
     /// <summary>Updates taken.</summary>
@@ -45,6 +50,7 @@ public sealed class AdamWOptimizer : IDisposable
     {
         Steps++;
         double correction1 = 1 - Math.Pow(_beta1, Steps), correction2 = 1 - Math.Pow(_beta2, Steps);
+        using Scalar rate = lr, decayFactor = 1 - (lr * _weightDecay), firstCorrection = correction1, secondCorrection = correction2;
         using var _ = no_grad();
         foreach (var (name, parameter, decay) in _parameters)
         {
@@ -56,13 +62,14 @@ public sealed class AdamWOptimizer : IDisposable
                 _moments[name] = moments;
             }
 
-            var first = (moments.First.to(ScalarType.Float32) * _beta1) + (gradient * (1 - _beta1));
-            var second = (moments.Second.to(ScalarType.Float32) * _beta2) + (gradient.square() * (1 - _beta2));
+            // m·β₁ + g·(1 − β₁), v·β₂ + g²·(1 − β₂), p −= lr · (m / c₁) / (√(v / c₂) + ε): the same operations as PyTorch's.
+            var first = moments.First.to(ScalarType.Float32).mul(_beta1Scalar).Plus(gradient.mul(_oneMinusBeta1));
+            var second = moments.Second.to(ScalarType.Float32).mul(_beta2Scalar).Plus(gradient.pow(KeptScalars.OfInteger(2)).mul(_oneMinusBeta2));
             moments.First.copy_(first);
             moments.Second.copy_(second);
-            if (decay && _weightDecay != 0) parameter.mul_(1 - (lr * _weightDecay));
-            var denominator = (second / correction2).sqrt() + _epsilon;
-            parameter.sub_(first / correction1 / denominator * lr);
+            if (decay && _weightDecay != 0) parameter.mul_(decayFactor);
+            var denominator = second.div(secondCorrection).sqrt().add(_epsilonScalar, KeptScalars.One);
+            parameter.sub_(first.div(firstCorrection).div(denominator).mul(rate));
         }
     }
 
@@ -110,5 +117,7 @@ public sealed class AdamWOptimizer : IDisposable
             first.Dispose();
             second.Dispose();
         }
+
+        foreach (var scalar in new[] { _beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar }) scalar.Dispose();
     }
 }

@@ -1,6 +1,7 @@
 using ModelCompiler.Distributed;
 using ModelCompiler.Pipeline;
 using ModelCompiler.Torch.Layers;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ModelCompiler.Torch.Training;
@@ -81,6 +82,7 @@ public sealed class PipelineTrainer : IDisposable
         double lr = _options.LearningRateAt(Step);
         var (rows, mask) = _data.Batch((long)Step * _options.MicroBatchSize * _options.AccumulationSteps, _options.MicroBatchSize * _options.AccumulationSteps);
         long tokens = mask.narrow(1, 1, mask.shape[1] - 1).sum().item<long>();
+        using Scalar tokenScalar = tokens;
         var moeLayers = Pretrainer.MoeLayersOf(_model).ToList();
         var loads = moeLayers.Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
         double mainSum = 0, mtpSum = 0;
@@ -141,7 +143,7 @@ public sealed class PipelineTrainer : IDisposable
                 foreach (var module in _model.MtpModules) AddLoads(module.Moe, moeLayers, loads);
                 mainSum += main.item<float>();
                 mtpSum += mtp.item<float>();
-                x = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
+                x = Pretrainer.StepLoss(main, mtp, _lambda, _depth, tokenScalar);
             }
             else if (!IsTurn(phase, position))
             {

@@ -173,17 +173,18 @@ public sealed class Pretrainer : IDisposable
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double forward = 0, backward = 0;
         double dispatchBefore = MixtureOfExperts.DispatchSeconds;
+        using var scalars = new ScalarScope();
         foreach (var (rows, mask) in microBatches)
         {
             using var microScope = NewDisposeScope();
             var started = clock.Elapsed.TotalSeconds;
             var (main, mtp) = Losses(rows, mask);
-            var loss = (main + (mtp * (_lambda / Math.Max(1, _depth)))) / tokens;
+            var loss = StepLoss(main, mtp, _lambda, _depth, scalars.OfInteger(tokens));
             if (_balance)
             {
                 // The balance losses are means over sequences: weight each micro-batch by its share of the step's sequences.
-                var balance = BalanceLoss(rows.shape[0]) * ((double)rows.shape[0] / sequences);
-                loss = loss + balance;
+                var balance = BalanceLoss(rows.shape[0]).mul(scalars.Of((double)rows.shape[0] / sequences));
+                loss = loss.Plus(balance);
                 balanceSum += balance.item<float>();
             }
 
@@ -213,6 +214,10 @@ public sealed class Pretrainer : IDisposable
     public (Tensor Main, Tensor Mtp) Losses(Tensor rows, Tensor answerMask) =>
         LossesFromHidden(_model, _depth, _model.Hidden(rows.narrow(1, 0, rows.shape[1] - 1), 0, AttentionMode.Naive, null), rows, answerMask);
 
+    /// <summary>A micro-batch's share of the step's loss: (main + λ/D · Σ MTP) over the step's target tokens.</summary>
+    internal static Tensor StepLoss(Tensor main, Tensor mtp, double lambda, int depth, Scalar tokens) =>
+        main.Plus(mtp.Times(lambda / Math.Max(1, depth))).div(tokens);
+
     /// <summary>
     /// <see cref="Losses"/> from the last decoder layer's output <paramref name="hidden"/> [B, L−1, d]: the part of the step
     /// that runs on the last stage of a pipeline.
@@ -229,7 +234,7 @@ public sealed class Pretrainer : IDisposable
             var embedded = model.Embed(rows.narrow(1, k, span));
             var state = model.MtpModules[k - 1].Predict(previous.narrow(1, 0, span), embedded);
             var logits = model.Logits(model.MtpModules[k - 1].Normalise(state));
-            mtp = mtp + SummedCrossEntropy(logits, rows.narrow(1, k + 1, span), answerMask.narrow(1, k + 1, span));
+            mtp = mtp.Plus(SummedCrossEntropy(logits, rows.narrow(1, k + 1, span), answerMask.narrow(1, k + 1, span)));
             previous = state;
         }
 
@@ -249,6 +254,7 @@ public sealed class Pretrainer : IDisposable
     {
         var m = _model.Spec.Moe!;
         var total = zeros(1).squeeze();
+        using var scalars = new ScalarScope();
         foreach (var moe in MoeLayers())
         {
             if (moe.LastRouting is not { } routing) continue;
@@ -257,22 +263,22 @@ public sealed class Pretrainer : IDisposable
             var normalised = m.Scoring == ExpertScoring.Sigmoid ? scores / scores.sum(-1, keepdim: true) : scores;
             var p = normalised.mean([1L]);                                                                                       // [B, N_r]
             var selected = zeros(routing.Experts.shape[0], experts).scatter(1, routing.Experts, ones(routing.Experts.shape)).view(sequences, length, experts);
-            var f = selected.sum(1) * ((double)experts / (m.ActivatedExperts * length));                                  // [B, N_r]
+            var f = selected.sum(1).mul(scalars.Of((double)experts / (m.ActivatedExperts * length)));                    // [B, N_r]
             double alpha = m.SequenceBalanceLossWeight + m.ExpertBalanceLossWeight;
-            if (alpha > 0) total = total + ((f * p).sum(-1).mean() * alpha);
+            if (alpha > 0) total = total.Plus((f * p).sum(-1).mean().Times(alpha));
             if (m.DeviceBalanceLossWeight > 0)
             {
                 var fDevice = f.view(sequences, groups, -1).mean([-1L]);
                 var pDevice = p.view(sequences, groups, -1).sum(-1);
-                total = total + ((fDevice * pDevice).sum(-1).mean() * m.DeviceBalanceLossWeight);
+                total = total.Plus((fDevice * pDevice).sum(-1).mean().Times(m.DeviceBalanceLossWeight));
             }
 
             if (m.CommunicationBalanceLossWeight > 0)
             {
                 var used = selected.view(sequences, length, groups, -1).amax([-1L]);                                        // [B, T, D]
-                var fComm = used.sum(1) * ((double)groups / (m.GroupsPerToken * length));
+                var fComm = used.sum(1).mul(scalars.Of((double)groups / (m.GroupsPerToken * length)));
                 var pDevice = p.view(sequences, groups, -1).sum(-1);
-                total = total + ((fComm * pDevice).sum(-1).mean() * m.CommunicationBalanceLossWeight);
+                total = total.Plus((fComm * pDevice).sum(-1).mean().Times(m.CommunicationBalanceLossWeight));
             }
 
             routing.Weights.Dispose();
@@ -353,7 +359,7 @@ public sealed class Pretrainer : IDisposable
             {
                 double mean = loads[i].Average();
                 var step = loads[i].Select(c => (float)(gamma * Math.Sign(mean - c))).ToArray();
-                bias.add_(tensor(step));
+                bias.add_(tensor(step), KeptScalars.One);
             }
 
             i++;
