@@ -177,6 +177,72 @@ comparePrecision.SetAction(result =>
 });
 root.Subcommands.Add(comparePrecision);
 
+var compareSteps = new Option<int>("--steps") { Description = "Optimizer steps of each run.", DefaultValueFactory = _ => defaults.Steps };
+var compareSeed = new Option<long>("--seed") { Description = "Seed of both runs.", DefaultValueFactory = _ => defaults.Seed };
+var compareRate = new Option<double>("--learning-rate") { Description = "Peak learning rate of both runs.", DefaultValueFactory = _ => defaults.LearningRate };
+compareRate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--learning-rate must be a positive number."); });
+var compareFormat = new Option<string>("--precision") { Description = "The precision compared with FP32: bf16 or fp8.", DefaultValueFactory = _ => "fp8" };
+compareFormat.AcceptOnlyFromAmong("bf16", "fp8");
+var compareWindow = new Option<int>("--window") { Description = "Steps per row of the table.", DefaultValueFactory = _ => 100 };
+compareWindow.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--window must be at least 1."); });
+var compareOut = new Option<string>("--out") { Description = "Folder: fp32/ and the other run's folder, report.md, loss.png.", DefaultValueFactory = _ => "runs/compare" };
+var compare = new Command("compare", "Pre-train the same seed in FP32 and in BF16 or FP8, and report both loss curves.") { compareSteps, compareSeed, compareRate, compareFormat, compareWindow, compareOut };
+compare.SetAction(result =>
+{
+    string folder = result.GetValue(compareOut)!, other = result.GetValue(compareFormat)!;
+    var options = defaults with { Steps = result.GetValue(compareSteps), Seed = result.GetValue(compareSeed), LearningRate = result.GetValue(compareRate) };
+    (string Name, NumericFormat Format)[] formats = [("fp32", NumericFormat.Fp32), (other, other == "bf16" ? NumericFormat.Bf16 : NumericFormat.Fp8E4M3)];
+    string command = string.Create(CultureInfo.InvariantCulture,
+        $"dotnet run --project samples/TinySeek -c Release -- compare --steps {options.Steps} --seed {options.Seed} --learning-rate {options.LearningRate} --precision {other}");
+    try
+    {
+        // The folder remembers the options it was made with, so that resuming never mixes two comparisons' runs.
+        string made = Path.Combine(folder, "command.txt");
+        if (File.Exists(made) && File.ReadAllText(made).Trim() != command)
+        {
+            throw new IOException($"{folder} holds the runs of `{File.ReadAllText(made).Trim()}`; give another --out, or the same options to continue it. Nothing was changed.");
+        }
+
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllText(made, command + "\n");
+        var metrics = new List<(string Label, string Metrics)>();
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(context =>
+            {
+                foreach (var (name, format) in formats)
+                {
+                    var run = TinySeek.Training.CreateRun(options with { Precision = format }, Path.Combine(folder, name), 50);
+                    var task = context.AddTask(name, maxValue: options.Steps);
+                    void Report(StepReport step)
+                    {
+                        task.Value = step.Step;
+                        task.Description = string.Create(CultureInfo.InvariantCulture, $"{name}: step {step.Step} loss {step.Loss:F3}");
+                    }
+
+                    // A run already in the folder is resumed (a finished one returns at once): an interrupted comparison loses at most 50 steps.
+                    _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
+                    task.Value = options.Steps;
+                    metrics.Add((name.ToUpperInvariant(), run.MetricsPath));
+                }
+            });
+        string report = CurveComparison.WriteReport(folder, metrics[0], metrics[1], result.GetValue(compareWindow), command);
+        foreach (var w in CurveComparison.Windows(metrics[0].Metrics, metrics[1].Metrics, result.GetValue(compareWindow)))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steps {w.First,5}–{w.Last,-5} FP32 {w.Baseline:F4}  {metrics[1].Label} {w.Other:F4}  {w.Difference:+0.0%;-0.0%;0.0%}"));
+        }
+
+        Console.WriteLine($"report: {report}");
+        return 0;
+    }
+    catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException)
+    {
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
+});
+root.Subcommands.Add(compare);
+
 var r1From = new Option<string>("--from") { Description = "A pre-training run folder.", Required = true };
 var rounds = new Option<int>("--rounds") { Description = "Rounds of rejection sampling + SFT, then GRPO.", DefaultValueFactory = _ => 2 };
 var rlSteps = new Option<int>("--rl-steps") { Description = "GRPO steps per round.", DefaultValueFactory = _ => 20 };

@@ -11,30 +11,60 @@ public static class Charts
     /// </summary>
     public static IReadOnlyList<string> Draw(string metricsPath, string directory, IEnumerable<(string File, string Title, string[] Keys)> charts)
     {
-        var rows = File.ReadLines(metricsPath).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+        var rows = Rows(metricsPath);
         var written = new List<string>();
         foreach (var (file, title, keys) in charts)
         {
             var plot = new ScottPlot.Plot();
-            foreach (string key in keys)
-            {
-                var points = rows.Where(r => r.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number)
-                    .Select(r => (Step: r.GetProperty("step").GetDouble(), Value: r.GetProperty(key).GetDouble())).ToList();
-                if (points.Count == 0) continue;
-                var line = plot.Add.Scatter(points.Select(p => p.Step).ToArray(), points.Select(p => p.Value).ToArray());
-                line.MarkerSize = 0;
-                line.LegendText = key;
-            }
-
-            plot.Title(title);
-            plot.XLabel("step");
-            plot.ShowLegend();
-            string path = Path.Combine(directory, file), temp = path + ".tmp.png";
-            plot.SavePng(temp, 640, 360);
-            File.Move(temp, path, overwrite: true);
+            foreach (string key in keys) AddSeries(plot, rows, key, key);
+            Save(plot, title, Path.Combine(directory, file));
             written.Add(file);
         }
 
         return written;
+    }
+
+    /// <summary>
+    /// One chart of metric <paramref name="key"/> from several runs' metrics.jsonl, one series per run, named by its label,
+    /// each point the mean of the last <paramref name="average"/> steps (a noisy per-step loss hides a few percent).
+    /// </summary>
+    public static void DrawRuns(IEnumerable<(string Label, string MetricsPath)> runs, string key, string title, string path, int average = 1)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, metricsPath) in runs) AddSeries(plot, Rows(metricsPath), key, label, average);
+        Save(plot, title, path);
+    }
+
+    private static List<JsonElement> Rows(string metricsPath) =>
+        File.ReadLines(metricsPath).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+
+    private static void AddSeries(ScottPlot.Plot plot, List<JsonElement> rows, string key, string label, int average = 1)
+    {
+        var points = rows.Where(r => r.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number)
+            .Select(r => (Step: r.GetProperty("step").GetDouble(), Value: r.GetProperty(key).GetDouble())).ToList();
+        if (points.Count == 0) return;
+        var values = new double[points.Count];
+        double sum = 0;
+        for (int i = 0; i < points.Count; i++)
+        {
+            sum += points[i].Value;
+            if (i >= average) sum -= points[i - average].Value;
+            values[i] = sum / Math.Min(i + 1, average);
+        }
+
+        var line = plot.Add.Scatter(points.Select(p => p.Step).ToArray(), values);
+        line.MarkerSize = 0;
+        line.LegendText = label;
+    }
+
+    // Written beside the target and moved over it, so that a reader never sees half a PNG.
+    private static void Save(ScottPlot.Plot plot, string title, string path)
+    {
+        plot.Title(title);
+        plot.XLabel("step");
+        plot.ShowLegend();
+        string temp = path + ".tmp.png";
+        plot.SavePng(temp, 640, 360);
+        File.Move(temp, path, overwrite: true);
     }
 }

@@ -74,9 +74,14 @@ public sealed class PretrainRun
     /// <summary>Held-out problems evaluated at the end.</summary>
     public int EvalProblems { get; }
 
+    /// <summary>Whether the folder holds a checkpoint, so that <see cref="Resume"/> applies rather than <see cref="Start"/>.</summary>
+    public bool HasCheckpoint => System.IO.Directory.Exists(CheckpointDirectory);
+
+    /// <summary>The run's metrics.jsonl: one line per step.</summary>
+    public string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
+
     private string CheckpointDirectory => Path.Combine(Directory, "checkpoint");
 
-    private string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
 
     /// <summary>One line of <c>metrics.jsonl</c> for a step that took <paramref name="seconds"/> (also written by pipelined runs).</summary>
     public static string MetricsLine(StepReport report, double seconds) => JsonSerializer.Serialize(new
