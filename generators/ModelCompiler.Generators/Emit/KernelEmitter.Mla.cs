@@ -95,7 +95,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"int kBase = part * {kSteps * 16};");
                     for (int j = 0; j < kSteps; j++)
                     {
-                        w.WriteLine($"uint a{j}0 = QueryPair(latentWords, ropeWords, rowLow, kBase + {j * 16} + 2 * t), a{j}1 = QueryPair(latentWords, ropeWords, rowHigh, kBase + {j * 16} + 2 * t);");
+                        w.WriteLine($"uint a{j}0 = QueryPair(latentWords, ropeWords, rowLow, {Plus("kBase", j * 16)} + 2 * t), a{j}1 = QueryPair(latentWords, ropeWords, rowHigh, {Plus("kBase", j * 16)} + 2 * t);");
                         w.WriteLine($"uint a{j}2 = QueryPair(latentWords, ropeWords, rowLow, kBase + {j * 16 + 8} + 2 * t), a{j}3 = QueryPair(latentWords, ropeWords, rowHigh, kBase + {j * 16 + 8} + 2 * t);");
                     }
 
@@ -122,12 +122,12 @@ namespace ModelCompiler.Generators.Emit
                         string type = declare ? "Float4 " : string.Empty;
                         for (int u = 0; u < latentLoads; u++)
                         {
-                            w.WriteLine($"{type}l{u} = latentQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + latentRow + {u * latentStep}, length - 1), 0)) * {latentPieces} + latentPiece];");
+                            w.WriteLine($"{type}l{u} = latentQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + {Plus("latentRow", u * latentStep)}, length - 1), 0)) * {latentPieces} + latentPiece];");
                         }
 
                         for (int u = 0; u < ropeLoads; u++)
                         {
-                            w.WriteLine($"{type}r{u} = ropeQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + ropeRow + {u * ropeStep}, length - 1), 0)) * {ropePieces} + ropePiece];");
+                            w.WriteLine($"{type}r{u} = ropeQuads[(cacheBase + Math.Max(Math.Min({chunk} * {MlaShape.Chunk} + {Plus("ropeRow", u * ropeStep)}, length - 1), 0)) * {ropePieces} + ropePiece];");
                         }
                     }
 
@@ -138,12 +138,12 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine($"int valid = length - {chunk} * {MlaShape.Chunk}; // rows at or past this are zeros");
                         for (int u = 0; u < latentLoads; u++)
                         {
-                            w.WriteLine($"latentSlot[{u * latentStep * rw / 4}] = latentRow + {u * latentStep} < valid ? l{u} : new Float4(0f);");
+                            w.WriteLine($"latentSlot[{u * latentStep * rw / 4}] = {Plus("latentRow", u * latentStep)} < valid ? l{u} : new Float4(0f);");
                         }
 
                         for (int u = 0; u < ropeLoads; u++)
                         {
-                            w.WriteLine($"ropeSlot[{u * ropeStep * rw / 4}] = ropeRow + {u * ropeStep} < valid ? r{u} : new Float4(0f);");
+                            w.WriteLine($"ropeSlot[{u * ropeStep * rw / 4}] = {Plus("ropeRow", u * ropeStep)} < valid ? r{u} : new Float4(0f);");
                         }
                     }
 
@@ -270,8 +270,8 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"long outHigh = outLow + {8 * a.KeyValueLoraRank / 4};");
                     for (int i = 0; i < columnPairs; i++)
                     {
-                        w.WriteLine($"outputQuads[outLow + {i * 4}] = new Float4(o{2 * i}0 * inverseLow, o{2 * i + 1}0 * inverseLow, o{2 * i}1 * inverseLow, o{2 * i + 1}1 * inverseLow);");
-                        w.WriteLine($"outputQuads[outHigh + {i * 4}] = new Float4(o{2 * i}2 * inverseHigh, o{2 * i + 1}2 * inverseHigh, o{2 * i}3 * inverseHigh, o{2 * i + 1}3 * inverseHigh);");
+                        w.WriteLine($"outputQuads[{Plus("outLow", i * 4)}] = new Float4(o{2 * i}0 * inverseLow, o{2 * i + 1}0 * inverseLow, o{2 * i}1 * inverseLow, o{2 * i + 1}1 * inverseLow);");
+                        w.WriteLine($"outputQuads[{Plus("outHigh", i * 4)}] = new Float4(o{2 * i}2 * inverseHigh, o{2 * i + 1}2 * inverseHigh, o{2 * i}3 * inverseHigh, o{2 * i + 1}3 * inverseHigh);");
                     }
 
                     w.WriteLine("if (part == 0 && t == 0)");
@@ -375,8 +375,8 @@ namespace ModelCompiler.Generators.Emit
                         {
                             bool guarded = (i + 1) * 128 > dims;
                             w.WriteLine($"o{i} *= alpha;");
-                            if (guarded) w.WriteLine($"if (thread + {i * 128} < {dims})");
-                            w.WriteLine($"{(guarded ? "    " : string.Empty)}for (int j = 0; j < count; j++) o{i} += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * {dims} + thread + {i * 128}]);");
+                            if (guarded) w.WriteLine($"if ({Plus("thread", i * 128)} < {dims})");
+                            w.WriteLine($"{(guarded ? "    " : string.Empty)}for (int j = 0; j < count; j++) o{i} += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * {dims} + {Plus("thread", i * 128)}]);");
                         }
 
                         w.WriteLine("Group.Barrier(); // weights and reduce are rewritten by the next block");
@@ -388,7 +388,7 @@ namespace ModelCompiler.Generators.Emit
                     for (int i = 0; i < perThread; i++)
                     {
                         bool guarded = (i + 1) * 128 > dims;
-                        w.WriteLine($"{(guarded ? $"if (thread + {i * 128} < {dims}) " : string.Empty)}output[outRow + thread + {i * 128}] = o{i} * inverse;");
+                        w.WriteLine($"{(guarded ? $"if ({Plus("thread", i * 128)} < {dims}) " : string.Empty)}output[outRow + {Plus("thread", i * 128)}] = o{i} * inverse;");
                     }
 
                     w.WriteLine($"if (thread == 0) logSumExp[((long)sequence * splits + split) * {a.Heads} + head] = runningSum > 0f ? runningMax + MathF.Log(runningSum) : float.NegativeInfinity;");

@@ -37,20 +37,20 @@ namespace ModelCompiler.Generators.Emit
                 var r = new RouterShape(moe);
                 int p = r.PerLane, e = r.Experts, k = moe.ActivatedExperts;
                 bool sigmoid = moe.Scoring == ExpertScoring.Sigmoid;
-                WriteRouteSummary(w, moe, $"Launch: one warp per token, groups of 128 (4 tokens); lane l holds experts {p}·l … {p}·l + {p - 1} in registers{(r.Groups > 1 ? $", so a group is {r.LanesPerGroup} adjacent lanes" : string.Empty)}. Every choice is a shuffle: no shared memory, no sort.");
+                WriteRouteSummary(w, moe, $"Launch: one warp per token, groups of 128 (4 tokens); lane l holds {(p == 1 ? "expert l" : $"experts {p}·l … {p}·l + {p - 1}")} in registers{(r.Groups > 1 ? $", so a group is {r.LanesPerGroup} adjacent lanes" : string.Empty)}. Every choice is a shuffle: no shared memory, no sort.");
                 using (w.WriteBraces())
                 {
                     w.WriteLine("int token = Grid.IdxX * 4 + Warp.WarpIdx;");
                     w.WriteLine("if (token >= tokens) return; // the whole warp leaves together, so the shuffles below stay converged");
                     w.WriteLine("int lane = Warp.LaneIdx;");
-                    w.WriteLine($"int first = lane * {p}; // this lane's first expert");
+                    w.WriteLine($"int first = {Times("lane", p)}; // this lane's {(p == 1 ? "expert" : "first expert")}");
                     w.WriteLine($"long row = (long)token * {e};");
                     w.WriteLine();
                     w.WriteLine("// Scores s and selection scores q of this lane's experts (−∞ past the last expert).");
                     for (int i = 0; i < p; i++)
                     {
-                        string valid = e % p == 0 ? $"lane < {r.ActiveLanes}" : $"first + {i} < {e}";
-                        w.WriteLine($"float l{i} = {valid} ? logits[row + first + {i}] : float.NegativeInfinity;");
+                        string valid = e % p == 0 ? $"lane < {r.ActiveLanes}" : $"{Plus("first", i)} < {e}";
+                        w.WriteLine($"float l{i} = {valid} ? logits[{Plus("row + first", i)}] : float.NegativeInfinity;");
                     }
 
                     if (sigmoid)
@@ -69,9 +69,9 @@ namespace ModelCompiler.Generators.Emit
 
                     for (int i = 0; i < p; i++)
                     {
-                        string valid = e % p == 0 ? $"lane < {r.ActiveLanes}" : $"first + {i} < {e}";
+                        string valid = e % p == 0 ? $"lane < {r.ActiveLanes}" : $"{Plus("first", i)} < {e}";
                         w.WriteLine(moe.HasSelectionBias
-                            ? $"float q{i} = {valid} ? s{i} + bias[first + {i}] : float.NegativeInfinity;"
+                            ? $"float q{i} = {valid} ? s{i} + bias[{Plus("first", i)}] : float.NegativeInfinity;"
                             : $"float q{i} = {valid} ? s{i} : float.NegativeInfinity;");
                     }
 
@@ -123,7 +123,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteLine($"// Top {k}: each lane sorts its keys once (q and expert id packed so that the unsigned order is \"higher q, then lower");
                     w.WriteLine($"// id\"), then {k} rounds of a warp max over the lanes' first keys; the lane that owned the winner drops it. Lane j keeps choice j.");
-                    for (int i = 0; i < p; i++) w.WriteLine($"ulong k{i} = RouterKey.Make(q{i}, first + {i});");
+                    for (int i = 0; i < p; i++) w.WriteLine($"ulong k{i} = RouterKey.Make(q{i}, {Plus("first", i)});");
                     foreach (var (x, y) in SortingNetwork(p))
                     {
                         w.WriteLine($"{{ ulong high = Math.Max(k{x}, k{y}); k{y} = Math.Min(k{x}, k{y}); k{x} = high; }}");
@@ -164,7 +164,7 @@ namespace ModelCompiler.Generators.Emit
                         using (w.WriteBraces())
                         {
                             w.WriteLine($"experts[(long)token * {k} + lane] = chosenExpert;");
-                            w.WriteLine($"weights[(long)token * {k} + lane] = chosenScore / chosenTotal * {Float(moe.RoutedScalingFactor)};");
+                            w.WriteLine($"weights[(long)token * {k} + lane] = chosenScore / chosenTotal{RouteScale(moe)};");
                         }
                     }
                     else
@@ -174,7 +174,7 @@ namespace ModelCompiler.Generators.Emit
                         using (w.WriteBraces())
                         {
                             w.WriteLine($"experts[(long)token * {k} + lane] = chosenExpert;");
-                            w.WriteLine($"weights[(long)token * {k} + lane] = chosenScore * {Float(moe.RoutedScalingFactor)};");
+                            w.WriteLine($"weights[(long)token * {k} + lane] = chosenScore{RouteScale(moe)};");
                         }
                     }
                 }
@@ -261,13 +261,21 @@ namespace ModelCompiler.Generators.Emit
                         w.WriteLine("choice[best] = float.NegativeInfinity; // taken");
                     }
 
-                    w.WriteLine(moe.NormalizeTopK
-                        ? $"for (int j = 0; j < {k}; j++) weights[(long)token * {k} + j] = weights[(long)token * {k} + j] / chosenTotal * {Float(moe.RoutedScalingFactor)};"
-                        : $"for (int j = 0; j < {k}; j++) weights[(long)token * {k} + j] *= {Float(moe.RoutedScalingFactor)};");
+                    if (moe.NormalizeTopK)
+                    {
+                        w.WriteLine($"for (int j = 0; j < {k}; j++) weights[(long)token * {k} + j] = weights[(long)token * {k} + j] / chosenTotal{RouteScale(moe)};");
+                    }
+                    else if (moe.RoutedScalingFactor != 1)
+                    {
+                        w.WriteLine($"for (int j = 0; j < {k}; j++) weights[(long)token * {k} + j] *= {Float(moe.RoutedScalingFactor)};");
+                    }
                 }
 
                 w.WriteLine();
             }
+
+            /// <summary>" * 2.5f", the route scale as a factor, or nothing for DeepSeek-V2-Lite's and TinySeek's 1.</summary>
+            private static string RouteScale(MoeSpec moe) => moe.RoutedScalingFactor == 1 ? string.Empty : " * " + Float(moe.RoutedScalingFactor);
 
             /// <summary>f(f(a, b), f(c, d)) … as a balanced tree.</summary>
             private static string Nest(string function, string[] items)

@@ -13,6 +13,12 @@ namespace ModelCompiler.Generators.Emit
 
         public static string Bool(bool value) => value ? "true" : "false";
 
+        /// <summary><paramref name="expression"/> + <paramref name="offset"/>, or the expression alone for 0: generated code never reads "+ 0".</summary>
+        public static string Plus(string expression, long offset) => offset == 0 ? expression : $"{expression} + {Int(offset)}";
+
+        /// <summary><paramref name="expression"/> * <paramref name="factor"/>, or the expression alone for 1.</summary>
+        public static string Times(string expression, long factor) => factor == 1 ? expression : $"{expression} * {Int(factor)}";
+
         public static string Enum<TEnum>(TEnum value)
             where TEnum : struct => "global::ModelCompiler." + typeof(TEnum).Name + "." + value;
 

@@ -540,7 +540,7 @@ namespace Samples.DeepSeekV3
                     long row = (long)token * 256;
 
                     // Scores s and selection scores q of this lane's experts (−∞ past the last expert).
-                    float l0 = lane < 32 ? logits[row + first + 0] : float.NegativeInfinity;
+                    float l0 = lane < 32 ? logits[row + first] : float.NegativeInfinity;
                     float l1 = lane < 32 ? logits[row + first + 1] : float.NegativeInfinity;
                     float l2 = lane < 32 ? logits[row + first + 2] : float.NegativeInfinity;
                     float l3 = lane < 32 ? logits[row + first + 3] : float.NegativeInfinity;
@@ -556,7 +556,7 @@ namespace Samples.DeepSeekV3
                     float s5 = 1f / (1f + MathF.Exp(-l5));
                     float s6 = 1f / (1f + MathF.Exp(-l6));
                     float s7 = 1f / (1f + MathF.Exp(-l7));
-                    float q0 = lane < 32 ? s0 + bias[first + 0] : float.NegativeInfinity;
+                    float q0 = lane < 32 ? s0 + bias[first] : float.NegativeInfinity;
                     float q1 = lane < 32 ? s1 + bias[first + 1] : float.NegativeInfinity;
                     float q2 = lane < 32 ? s2 + bias[first + 2] : float.NegativeInfinity;
                     float q3 = lane < 32 ? s3 + bias[first + 3] : float.NegativeInfinity;
@@ -613,7 +613,7 @@ namespace Samples.DeepSeekV3
 
                     // Top 8: each lane sorts its keys once (q and expert id packed so that the unsigned order is "higher q, then lower
                     // id"), then 8 rounds of a warp max over the lanes' first keys; the lane that owned the winner drops it. Lane j keeps choice j.
-                    ulong k0 = RouterKey.Make(q0, first + 0);
+                    ulong k0 = RouterKey.Make(q0, first);
                     ulong k1 = RouterKey.Make(q1, first + 1);
                     ulong k2 = RouterKey.Make(q2, first + 2);
                     ulong k3 = RouterKey.Make(q3, first + 3);
@@ -798,7 +798,7 @@ namespace Samples.DeepSeekV3
                     var ropeWords = queryRope.Cast<uint>();
                     long rowLow = (long)sequence * 128 + head0 + g, rowHigh = rowLow + 8;
                     int kBase = part * 144;
-                    uint a00 = QueryPair(latentWords, ropeWords, rowLow, kBase + 0 + 2 * t), a01 = QueryPair(latentWords, ropeWords, rowHigh, kBase + 0 + 2 * t);
+                    uint a00 = QueryPair(latentWords, ropeWords, rowLow, kBase + 2 * t), a01 = QueryPair(latentWords, ropeWords, rowHigh, kBase + 2 * t);
                     uint a02 = QueryPair(latentWords, ropeWords, rowLow, kBase + 8 + 2 * t), a03 = QueryPair(latentWords, ropeWords, rowHigh, kBase + 8 + 2 * t);
                     uint a10 = QueryPair(latentWords, ropeWords, rowLow, kBase + 16 + 2 * t), a11 = QueryPair(latentWords, ropeWords, rowHigh, kBase + 16 + 2 * t);
                     uint a12 = QueryPair(latentWords, ropeWords, rowLow, kBase + 24 + 2 * t), a13 = QueryPair(latentWords, ropeWords, rowHigh, kBase + 24 + 2 * t);
@@ -846,7 +846,7 @@ namespace Samples.DeepSeekV3
                     int ropePiece = Group.IdxX % 8, ropeRow = Group.IdxX / 8;
                     long cacheBase = (long)sequence * capacity;
                     // Software pipeline: chunk c + 1's loads are issued before chunk c's scores and wait in registers.
-                    Float4 l0 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 0, length - 1), 0)) * 64 + latentPiece];
+                    Float4 l0 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow, length - 1), 0)) * 64 + latentPiece];
                     Float4 l1 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 4, length - 1), 0)) * 64 + latentPiece];
                     Float4 l2 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 8, length - 1), 0)) * 64 + latentPiece];
                     Float4 l3 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 12, length - 1), 0)) * 64 + latentPiece];
@@ -854,7 +854,7 @@ namespace Samples.DeepSeekV3
                     Float4 l5 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 20, length - 1), 0)) * 64 + latentPiece];
                     Float4 l6 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 24, length - 1), 0)) * 64 + latentPiece];
                     Float4 l7 = latentQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + latentRow + 28, length - 1), 0)) * 64 + latentPiece];
-                    Float4 r0 = ropeQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + ropeRow + 0, length - 1), 0)) * 8 + ropePiece];
+                    Float4 r0 = ropeQuads[(cacheBase + Math.Max(Math.Min(firstChunk * 32 + ropeRow, length - 1), 0)) * 8 + ropePiece];
 
                     for (int chunk = firstChunk; chunk < endChunk; chunk++)
                     {
@@ -864,7 +864,7 @@ namespace Samples.DeepSeekV3
                             var latentSlot = keyQuads.SubView(latentRow * 73 + latentPiece, 2336 - (latentRow * 73 + latentPiece));
                             var ropeSlot = keyQuads.SubView(ropeRow * 73 + 64 + ropePiece, 2336 - (ropeRow * 73 + 64 + ropePiece));
                             int valid = length - chunk * 32; // rows at or past this are zeros
-                            latentSlot[0] = latentRow + 0 < valid ? l0 : new Float4(0f);
+                            latentSlot[0] = latentRow < valid ? l0 : new Float4(0f);
                             latentSlot[292] = latentRow + 4 < valid ? l1 : new Float4(0f);
                             latentSlot[584] = latentRow + 8 < valid ? l2 : new Float4(0f);
                             latentSlot[876] = latentRow + 12 < valid ? l3 : new Float4(0f);
@@ -872,12 +872,12 @@ namespace Samples.DeepSeekV3
                             latentSlot[1460] = latentRow + 20 < valid ? l5 : new Float4(0f);
                             latentSlot[1752] = latentRow + 24 < valid ? l6 : new Float4(0f);
                             latentSlot[2044] = latentRow + 28 < valid ? l7 : new Float4(0f);
-                            ropeSlot[0] = ropeRow + 0 < valid ? r0 : new Float4(0f);
+                            ropeSlot[0] = ropeRow < valid ? r0 : new Float4(0f);
                         }
                         Group.Barrier();
                         if (chunk + 1 < endChunk) // the next chunk's loads, in flight while this one is computed
                         {
-                            l0 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 0, length - 1), 0)) * 64 + latentPiece];
+                            l0 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow, length - 1), 0)) * 64 + latentPiece];
                             l1 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 4, length - 1), 0)) * 64 + latentPiece];
                             l2 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 8, length - 1), 0)) * 64 + latentPiece];
                             l3 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 12, length - 1), 0)) * 64 + latentPiece];
@@ -885,7 +885,7 @@ namespace Samples.DeepSeekV3
                             l5 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 20, length - 1), 0)) * 64 + latentPiece];
                             l6 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 24, length - 1), 0)) * 64 + latentPiece];
                             l7 = latentQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + latentRow + 28, length - 1), 0)) * 64 + latentPiece];
-                            r0 = ropeQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + ropeRow + 0, length - 1), 0)) * 8 + ropePiece];
+                            r0 = ropeQuads[(cacheBase + Math.Max(Math.Min((chunk + 1) * 32 + ropeRow, length - 1), 0)) * 8 + ropePiece];
                         }
 
                         // Partial scores of the m-tile's 16 heads × 32 tokens over this warp's 9 k-steps.
@@ -1059,8 +1059,8 @@ namespace Samples.DeepSeekV3
                     var outputQuads = output.Cast<Float4>();
                     long outLow = (((long)sequence * splits + split) * 128 + head0 + g) * 128 + part * 32 + t;
                     long outHigh = outLow + 1024;
-                    outputQuads[outLow + 0] = new Float4(o00 * inverseLow, o10 * inverseLow, o01 * inverseLow, o11 * inverseLow);
-                    outputQuads[outHigh + 0] = new Float4(o02 * inverseHigh, o12 * inverseHigh, o03 * inverseHigh, o13 * inverseHigh);
+                    outputQuads[outLow] = new Float4(o00 * inverseLow, o10 * inverseLow, o01 * inverseLow, o11 * inverseLow);
+                    outputQuads[outHigh] = new Float4(o02 * inverseHigh, o12 * inverseHigh, o03 * inverseHigh, o13 * inverseHigh);
                     outputQuads[outLow + 4] = new Float4(o20 * inverseLow, o30 * inverseLow, o21 * inverseLow, o31 * inverseLow);
                     outputQuads[outHigh + 4] = new Float4(o22 * inverseHigh, o32 * inverseHigh, o23 * inverseHigh, o33 * inverseHigh);
                     outputQuads[outLow + 8] = new Float4(o40 * inverseLow, o50 * inverseLow, o41 * inverseLow, o51 * inverseLow);
@@ -1974,7 +1974,7 @@ namespace Samples.DeepSeekV3
                         // Accumulate this thread's latent columns over the block's tokens.
                         int count = Math.Min(128, end - block);
                         o0 *= alpha;
-                        for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 512 + thread + 0]);
+                        for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 512 + thread]);
                         o1 *= alpha;
                         for (int j = 0; j < count; j++) o1 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 512 + thread + 128]);
                         o2 *= alpha;
@@ -1986,7 +1986,7 @@ namespace Samples.DeepSeekV3
 
                     float inverse = runningSum > 0f ? 1f / runningSum : 0f; // an empty split writes zeros
                     long outRow = (((long)sequence * splits + split) * 128 + head) * 512;
-                    output[outRow + thread + 0] = o0 * inverse;
+                    output[outRow + thread] = o0 * inverse;
                     output[outRow + thread + 128] = o1 * inverse;
                     output[outRow + thread + 256] = o2 * inverse;
                     output[outRow + thread + 384] = o3 * inverse;

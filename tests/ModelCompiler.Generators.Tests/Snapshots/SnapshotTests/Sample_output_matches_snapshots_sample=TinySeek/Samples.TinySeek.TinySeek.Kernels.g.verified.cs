@@ -329,7 +329,7 @@ namespace Samples.TinySeek
                 /// selection scores q = s + bias (the bias only selects);
                 /// 2 groups scored by the sum of their two largest q, the best 1 kept, q = −∞ outside them;
                 /// the top 2 experts by q; weights = their s / Σ s · 1. Ties go to the lower expert id.
-                /// Launch: one warp per token, groups of 128 (4 tokens); lane l holds experts 1·l … 1·l + 0 in registers, so a group is 4 adjacent lanes. Every choice is a shuffle: no shared memory, no sort.
+                /// Launch: one warp per token, groups of 128 (4 tokens); lane l holds expert l in registers, so a group is 4 adjacent lanes. Every choice is a shuffle: no shared memory, no sort.
                 /// </summary>
                 /// <param name="logits">Router logits [tokens, 8] FP32 (x · gate.weightᵀ).</param>
                 /// <param name="bias">e_score_correction_bias [8].</param>
@@ -341,13 +341,13 @@ namespace Samples.TinySeek
                     int token = Grid.IdxX * 4 + Warp.WarpIdx;
                     if (token >= tokens) return; // the whole warp leaves together, so the shuffles below stay converged
                     int lane = Warp.LaneIdx;
-                    int first = lane * 1; // this lane's first expert
+                    int first = lane; // this lane's expert
                     long row = (long)token * 8;
 
                     // Scores s and selection scores q of this lane's experts (−∞ past the last expert).
-                    float l0 = lane < 8 ? logits[row + first + 0] : float.NegativeInfinity;
+                    float l0 = lane < 8 ? logits[row + first] : float.NegativeInfinity;
                     float s0 = 1f / (1f + MathF.Exp(-l0));
-                    float q0 = lane < 8 ? s0 + bias[first + 0] : float.NegativeInfinity;
+                    float q0 = lane < 8 ? s0 + bias[first] : float.NegativeInfinity;
 
                     // Group score: the sum of the two largest q of the group, merged over its 4 lanes.
                     float top1 = q0, top2 = float.NegativeInfinity;
@@ -371,7 +371,7 @@ namespace Samples.TinySeek
 
                     // Top 2: each lane sorts its keys once (q and expert id packed so that the unsigned order is "higher q, then lower
                     // id"), then 2 rounds of a warp max over the lanes' first keys; the lane that owned the winner drops it. Lane j keeps choice j.
-                    ulong k0 = RouterKey.Make(q0, first + 0);
+                    ulong k0 = RouterKey.Make(q0, first);
                     int chosenExpert = 0;
                     // choice 0
                     {
@@ -407,7 +407,7 @@ namespace Samples.TinySeek
                     if (lane < 2)
                     {
                         experts[(long)token * 2 + lane] = chosenExpert;
-                        weights[(long)token * 2 + lane] = chosenScore / chosenTotal * 1.0f;
+                        weights[(long)token * 2 + lane] = chosenScore / chosenTotal;
                     }
                 }
 
@@ -509,14 +509,14 @@ namespace Samples.TinySeek
                         // Accumulate this thread's latent columns over the block's tokens.
                         int count = Math.Min(128, end - block);
                         o0 *= alpha;
-                        if (thread + 0 < 64)
-                            for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 64 + thread + 0]);
+                        if (thread < 64)
+                            for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 64 + thread]);
                         Group.Barrier(); // weights and reduce are rewritten by the next block
                     }
 
                     float inverse = runningSum > 0f ? 1f / runningSum : 0f; // an empty split writes zeros
                     long outRow = (((long)sequence * splits + split) * 4 + head) * 64;
-                    if (thread + 0 < 64) output[outRow + thread + 0] = o0 * inverse;
+                    if (thread < 64) output[outRow + thread] = o0 * inverse;
                     if (thread == 0) logSumExp[((long)sequence * splits + split) * 4 + head] = runningSum > 0f ? runningMax + MathF.Log(runningSum) : float.NegativeInfinity;
                 }
 
@@ -710,7 +710,7 @@ namespace Samples.TinySeek
                         chosenTotal += score[best];
                         choice[best] = float.NegativeInfinity; // taken
                     }
-                    for (int j = 0; j < 2; j++) weights[(long)token * 2 + j] = weights[(long)token * 2 + j] / chosenTotal * 1.0f;
+                    for (int j = 0; j < 2; j++) weights[(long)token * 2 + j] = weights[(long)token * 2 + j] / chosenTotal;
                 }
 
                 /// <summary>
@@ -811,14 +811,14 @@ namespace Samples.TinySeek
                         // Accumulate this thread's latent columns over the block's tokens.
                         int count = Math.Min(128, end - block);
                         o0 *= alpha;
-                        if (thread + 0 < 64)
-                            for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 64 + thread + 0]);
+                        if (thread < 64)
+                            for (int j = 0; j < count; j++) o0 += weights[j] * Bf16.ToFloat(latentCache[((long)sequence * capacity + block + j) * 64 + thread]);
                         Group.Barrier(); // weights and reduce are rewritten by the next block
                     }
 
                     float inverse = runningSum > 0f ? 1f / runningSum : 0f; // an empty split writes zeros
                     long outRow = (((long)sequence * splits + split) * 4 + head) * 64;
-                    if (thread + 0 < 64) output[outRow + thread + 0] = o0 * inverse;
+                    if (thread < 64) output[outRow + thread] = o0 * inverse;
                     if (thread == 0) logSumExp[((long)sequence * splits + split) * 4 + head] = runningSum > 0f ? runningMax + MathF.Log(runningSum) : float.NegativeInfinity;
                 }
 
