@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Reflection;
 using System.Reflection.Emit;
@@ -24,9 +23,10 @@ public static class TemporaryScalarAudit
     private static readonly Lazy<ImmutableHashSet<string>> s_makers = new(FindMakers);
 
     /// <summary>
-    /// The places in <paramref name="files"/> (C# sources, compiled together against the assemblies beside the test, less
-    /// <paramref name="compiledHere"/>, the assemblies those sources are, the last one the test assembly) that pass a temporary Scalar to TorchSharp or call
-    /// a TorchSharp member that makes one, as "file:line: what".
+    /// The places in <paramref name="files"/> that pass a temporary Scalar to TorchSharp or call a TorchSharp member that
+    /// makes one, as "file:line: what". The files are compiled together against the assemblies beside the test, less
+    /// <paramref name="compiledHere"/>: the assemblies those sources are, the test assembly last (its name is the
+    /// compilation's, so that InternalsVisibleTo applies).
     /// </summary>
     public static IReadOnlyList<string> Find(IEnumerable<string> files, IEnumerable<string> globalUsings, params string[] compiledHere)
     {
@@ -36,7 +36,7 @@ public static class TemporaryScalarAudit
             .Append(CSharpSyntaxTree.ParseText(string.Join("\n", globalUsings.Select(u => $"global using {u};")), CompilationFactory.ParseOptions))
             .ToList();
         var compilation = CSharpCompilation.Create(
-            compiledHere.LastOrDefault() ?? "Audited", // the tests' own name, which InternalsVisibleTo names
+            compiledHere.LastOrDefault() ?? "Audited",
             trees,
             References(compiledHere),
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable, allowUnsafe: true));
@@ -166,20 +166,24 @@ public static class TemporaryScalarAudit
 
         const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
         var methods = types.SelectMany(t => t.GetMethods(all).Cast<MethodBase>().Concat(t.GetConstructors(all))).ToList();
-        var callers = new ConcurrentDictionary<MethodBase, List<MethodBase>>();
+        var callers = new Dictionary<MethodBase, List<MethodBase>>();
         var makers = new HashSet<MethodBase>();
         var pending = new Queue<MethodBase>();
         foreach (var method in methods)
         {
             foreach (var callee in Callees(method))
             {
-                if (callee.DeclaringType == typeof(Scalar) && callee.Name == "op_Implicit" || callee.Name == "ToScalar")
+                if ((callee.DeclaringType == typeof(Scalar) && callee.Name == "op_Implicit") || callee.Name == "ToScalar")
                 {
                     if (makers.Add(method)) pending.Enqueue(method);
                 }
+                else if (callers.TryGetValue(callee, out var known))
+                {
+                    known.Add(method);
+                }
                 else
                 {
-                    callers.GetOrAdd(callee, _ => []).Add(method);
+                    callers[callee] = [method];
                 }
             }
         }
