@@ -184,7 +184,6 @@ compareRate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.Ad
 var compareFormat = new Option<string>("--precision") { Description = "The precision compared with FP32: bf16 or fp8.", DefaultValueFactory = _ => "fp8" };
 compareFormat.AcceptOnlyFromAmong("bf16", "fp8");
 var compareWindow = new Option<int>("--window") { Description = "Steps per row of the table.", DefaultValueFactory = _ => 100 };
-compareWindow.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--window must be at least 1."); });
 var compareOut = new Option<string>("--out") { Description = "Folder: fp32/ and the other run's folder, report.md, loss.png.", DefaultValueFactory = _ => "runs/compare" };
 var compare = new Command("compare", "Pre-train the same seed in FP32 and in BF16 or FP8, and report both loss curves.") { compareSteps, compareSeed, compareRate, compareFormat, compareWindow, compareOut };
 compare.SetAction(result =>
@@ -235,7 +234,7 @@ compare.SetAction(result =>
         Console.WriteLine($"report: {report}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException)
+    catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException or InvalidDataException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -278,5 +277,12 @@ r1.SetAction(result =>
     }
 });
 root.Subcommands.Add(r1);
+
+// Counts (steps, rounds, problems, …) below 1 are refused before anything runs, naming the option.
+foreach (var count in new[] { steps, every, microBatches, grpoSteps, prompts, precisionProblems, compareSteps, compareWindow, rounds, rlSteps })
+{
+    count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
+}
+
 root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();

@@ -113,17 +113,17 @@ public static class ModelProgram
     private static int GenerateCommand(string directory, Dictionary<string, string?> options, ModelSpec spec, Func<DeepSeekCausalLM> create, TextWriter output)
     {
         string ids = options.GetValueOrDefault("--prompt-ids") ?? throw new ArgumentException("--prompt-ids is required, e.g. --prompt-ids 1,2,3 (use ';' between prompts of a batch)");
-        var prompts = ids.Split(';').Select(p => (IReadOnlyList<long>)p.Split(',').Select(t => long.Parse(t.Trim(), CultureInfo.InvariantCulture)).ToList()).ToList();
-        int maxNew = int.Parse(options.GetValueOrDefault("--max-new-tokens") ?? "12", CultureInfo.InvariantCulture);
+        var prompts = ids.Split(';').Select(p => Ids("--prompt-ids", p)).ToList();
+        int maxNew = Count(options, "--max-new-tokens", 12);
         var sampling = new SamplingOptions(
-            double.Parse(options.GetValueOrDefault("--temperature") ?? "0", CultureInfo.InvariantCulture),
-            double.Parse(options.GetValueOrDefault("--top-p") ?? "1", CultureInfo.InvariantCulture),
-            long.Parse(options.GetValueOrDefault("--seed") ?? "0", CultureInfo.InvariantCulture));
-        var stops = (options.GetValueOrDefault("--stop") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(t => long.Parse(t, CultureInfo.InvariantCulture)).ToList();
+            Number(options, "--temperature", 0, t => t >= 0, "at least 0"),
+            Number(options, "--top-p", 1, p => p > 0 && p <= 1, "in (0, 1]"),
+            Whole(options, "--seed", 0));
+        var stops = options.GetValueOrDefault("--stop") is { Length: > 0 } stop ? Ids("--stop", stop) : [];
         using var scope = NewDisposeScope();
         using var model = Load(directory, spec, create, out var checkpoint);
         using var _ = checkpoint;
-        if (prompts.Any(p => p.Any(t => t < 0 || t >= spec.VocabularySize))) throw new ArgumentException($"prompt ids must lie in [0, {spec.VocabularySize})");
+        if (prompts.Any(p => p.Any(t => t < 0 || t >= spec.VocabularySize))) throw new ArgumentException($"--prompt-ids must lie in [0, {spec.VocabularySize})");
         bool bench = options.ContainsKey("--bench");
         if (bench) Generation.Generate(model, prompts, 2, sampling, stops, useCache: !options.ContainsKey("--no-cache")); // warm-up: first-call costs stay out of the figures
         var result = Generation.Generate(model, prompts, maxNew, sampling, stops, useCache: !options.ContainsKey("--no-cache"));
@@ -142,18 +142,17 @@ public static class ModelProgram
     private static int PretrainCommand(Dictionary<string, string?> options, ModelSpec spec, TextWriter output)
     {
         string data = options.GetValueOrDefault("--data") ?? throw new ArgumentException("--data <file-or-folder> is required");
-        var (tokenizer, endOfText) = Training.PackedTextData.CreateTokenizer(options.GetValueOrDefault("--tokenizer") ?? "gpt2");
-        int rowLength = int.Parse(options.GetValueOrDefault("--row-length") ?? "512", CultureInfo.InvariantCulture);
-        var text = new Training.PackedTextData(data, tokenizer, rowLength, spec.VocabularySize, endOfText);
-        output.WriteLine($"{data}: {text.Tokens} tokens, {text.Rows} rows of {rowLength}");
-        var recipe = new Training.PretrainOptions
+        var recipe = new Training.PretrainOptions // every number checked before the data is read
         {
-            Steps = int.Parse(options.GetValueOrDefault("--steps") ?? "1000", CultureInfo.InvariantCulture),
-            MicroBatchSize = int.Parse(options.GetValueOrDefault("--batch") ?? "8", CultureInfo.InvariantCulture),
-            LearningRate = double.Parse(options.GetValueOrDefault("--lr") ?? "3e-4", CultureInfo.InvariantCulture),
-            Seed = long.Parse(options.GetValueOrDefault("--seed") ?? "1", CultureInfo.InvariantCulture),
-            RowLength = rowLength,
+            Steps = Count(options, "--steps", 1000),
+            MicroBatchSize = Count(options, "--batch", 8),
+            LearningRate = Number(options, "--lr", 3e-4, r => r > 0, "positive"),
+            Seed = Whole(options, "--seed", 1),
+            RowLength = Count(options, "--row-length", 512, minimum: 2),
         };
+        var (tokenizer, endOfText) = Training.PackedTextData.CreateTokenizer(options.GetValueOrDefault("--tokenizer") ?? "gpt2");
+        var text = new Training.PackedTextData(data, tokenizer, recipe.RowLength, spec.VocabularySize, endOfText);
+        output.WriteLine($"{data}: {text.Tokens} tokens, {text.Rows} rows of {recipe.RowLength}");
         var run = new Training.PretrainRun(spec, recipe, options.GetValueOrDefault("--out") ?? "runs/pretrain", data: text);
         void Progress(Training.StepReport step)
         {
@@ -163,6 +162,36 @@ public static class ModelProgram
         var result = options.ContainsKey("--resume") ? run.Resume(Progress) : run.Start(Progress);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loss {result.FirstLoss:F4} → {result.FinalLoss:F4}; report: {Path.Combine(run.Directory, "report.md")}"));
         return 0;
+    }
+
+    /// <summary>A whole-number option (or its default), refused by name when it is not one.</summary>
+    private static long Whole(Dictionary<string, string?> options, string name, long fallback)
+    {
+        if (options.GetValueOrDefault(name) is not { } text) return fallback;
+        return long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out long value) ? value : throw new ArgumentException($"{name}: '{text}' is not a whole number");
+    }
+
+    /// <summary>A count option (steps, rows, tokens) of at least <paramref name="minimum"/>, refused by name otherwise.</summary>
+    private static int Count(Dictionary<string, string?> options, string name, int fallback, int minimum = 1)
+    {
+        long value = Whole(options, name, fallback);
+        return value >= minimum && value <= int.MaxValue ? (int)value : throw new ArgumentException($"{name} must be a whole number from {minimum} to {int.MaxValue}, not {value}");
+    }
+
+    /// <summary>Comma-separated token ids of option <paramref name="name"/>, refused by name when one is not a whole number.</summary>
+    private static List<long> Ids(string name, string text) =>
+        text.Split(',').Select(t => long.TryParse(t.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long id) ? id : throw new ArgumentException($"{name}: '{t.Trim()}' is not a token id")).ToList();
+
+    /// <summary>A number option (or its default), refused by name when it is not a finite number or <paramref name="valid"/> fails.</summary>
+    private static double Number(Dictionary<string, string?> options, string name, double fallback, Func<double, bool> valid, string requirement)
+    {
+        if (options.GetValueOrDefault(name) is not { } text) return fallback;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
+        {
+            throw new ArgumentException($"{name}: '{text}' is not a number");
+        }
+
+        return valid(value) ? value : throw new ArgumentException($"{name} must be {requirement}, not {text}");
     }
 
     private static Dictionary<string, string?> Options(IEnumerable<string> args)

@@ -1,0 +1,54 @@
+using Xunit;
+
+namespace ModelCompiler.Torch.Tests;
+
+/// <summary>The generated project's commands (<see cref="ModelProgram"/>) refuse bad numbers by option name, before any work.</summary>
+public sealed class ModelProgramTests
+{
+    [Theory]
+    [InlineData("--max-new-tokens 0", "--max-new-tokens must be a whole number from 1")]
+    [InlineData("--max-new-tokens ten", "--max-new-tokens: 'ten' is not a whole number")]
+    [InlineData("--temperature -1", "--temperature must be at least 0, not -1")]
+    [InlineData("--top-p 0", "--top-p must be in (0, 1], not 0")]
+    [InlineData("--top-p NaN", "--top-p: 'NaN' is not a number")]
+    [InlineData("--seed 1.5", "--seed: '1.5' is not a whole number")]
+    [InlineData("--stop 3,x", "--stop: 'x' is not a token id")]
+    public void Generate_names_the_bad_option(string option, string expected)
+    {
+        // The checkpoint folder does not exist: the options are refused before it is read.
+        string[] args = ["generate", "no-such-checkpoint", "--prompt-ids", "1,2", .. option.Split(' ')];
+        var (code, error) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_prompt_id_that_is_not_a_number_is_named()
+    {
+        var (code, error) = Run(["generate", "no-such-checkpoint", "--prompt-ids", "1,2;3,a"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--prompt-ids: 'a' is not a token id", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--steps 0", "--steps must be a whole number from 1")]
+    [InlineData("--batch -2", "--batch must be a whole number from 1")]
+    [InlineData("--row-length 1", "--row-length must be a whole number from 2")]
+    [InlineData("--lr 0", "--lr must be positive, not 0")]
+    [InlineData("--steps 99999999999", "--steps must be a whole number from 1 to 2147483647")]
+    public void Pretrain_checks_its_numbers_before_reading_the_data(string option, string expected)
+    {
+        string[] args = ["pretrain", "--data", "no-such-file.txt", .. option.Split(' ')];
+        var (code, error) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    private static (int Code, string Error) Run(string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = ModelProgram.Run(args, "Tiny", TestModels.Tiny(), () => new DeepSeekCausalLM(TestModels.Tiny()), output, error);
+        return (code, error.ToString());
+    }
+}
