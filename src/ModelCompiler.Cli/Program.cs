@@ -2,7 +2,7 @@ using System.CommandLine;
 using ModelCompiler.Cli;
 
 // modelc: the ModelCompiler command line. Each command lives in its own file; this only assembles them.
-var root = new RootCommand("modelc: plan, scaffold and (soon) build DeepSeek-style models declared as attributed C# classes.");
+var root = new RootCommand("modelc: plan and scaffold DeepSeek-style models declared as attributed C# classes, create projects that run them, and simulate pipeline schedules.");
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(ScaffoldCommand.Create());
 root.Subcommands.Add(NewCommand.Create());

@@ -50,7 +50,8 @@ internal static class ScheduleCommand
         }
         catch (ArgumentException e)
         {
-            Console.Error.WriteLine("error: " + e.Message);
+            // The message without .NET's " (Parameter 'stages')" suffix: the option is already named in it.
+            Console.Error.WriteLine("error: " + (e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", string.Empty, StringComparison.Ordinal)));
             return 2;
         }
 
