@@ -106,6 +106,7 @@ var preset = new Option<string?>("--preset") { Description = "deepseekmath, r1, 
 var grpoSeed = new Option<long>("--seed") { Description = "Seed of prompts and sampling.", DefaultValueFactory = _ => 1 };
 var prompts = new Option<int>("--prompts") { Description = "Prompts per step (each sampled G times).", DefaultValueFactory = _ => new GrpoOptions().PromptsPerStep };
 var grpoLr = new Option<double>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => new GrpoOptions().LearningRate };
+grpoLr.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--lr must be a positive number."); });
 var grpo = new Command("grpo", "Reinforcement learning with verifiable rewards (GRPO) from a pre-trained TinySeek.") { from, grpoSteps, grpoOut, preset, grpoSeed, prompts, grpoLr };
 grpo.SetAction(result =>
 {
@@ -142,7 +143,7 @@ grpo.SetAction(result =>
         Console.WriteLine($"report: {Path.Combine(run.Directory, "report.md")}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -169,7 +170,7 @@ comparePrecision.SetAction(result =>
 
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -270,7 +271,7 @@ r1.SetAction(result =>
         Console.WriteLine($"report: {Path.Combine(result.GetValue(r1Out)!, "report.md")}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -282,6 +283,11 @@ root.Subcommands.Add(r1);
 foreach (var count in new[] { steps, every, microBatches, grpoSteps, prompts, precisionProblems, compareSteps, compareWindow, rounds, rlSteps })
 {
     count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
+}
+
+foreach (var share in new[] { noise, precisionNoise })
+{
+    share.Validators.Add(r => { if (r.GetValueOrDefault<double>() is not (>= 0 and <= 1)) r.AddError($"{r.Option.Name} is a share: from 0 to 1."); });
 }
 
 root.SetAction(_ => plan.Parse([]).Invoke());

@@ -122,6 +122,15 @@ public sealed class GrpoTrainerTests
     }
 
     [Fact]
+    public void A_missing_starting_checkpoint_is_named_and_leaves_no_run_folder()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"mc-grpo-{Guid.NewGuid():N}");
+        var error = Assert.Throws<CheckpointException>(() => new GrpoRun(Tiny, Spec(), Options, Path.Combine(root, "run")).Run(Path.Combine(root, "start")));
+        Assert.Contains(Path.Combine(root, "start") + ": no such checkpoint folder", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(root));
+    }
+
+    [Fact]
     public void Pass_at_g_of_zero_is_reported_as_no_learning_signal()
     {
         string root = Path.Combine(Path.GetTempPath(), $"mc-grpo-{Guid.NewGuid():N}");

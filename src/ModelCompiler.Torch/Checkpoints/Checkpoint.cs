@@ -50,6 +50,7 @@ public sealed class Checkpoint : IDisposable
     /// <exception cref="ConfigException">config.json cannot be read as a DeepSeek config.</exception>
     public static Checkpoint Open(string directory)
     {
+        if (!System.IO.Directory.Exists(directory)) throw new CheckpointException($"{directory}: no such checkpoint folder (it holds config.json and model.safetensors)");
         var spec = HuggingFaceConfig.Read(Path.Combine(directory, "config.json"));
         string index = Path.Combine(directory, "model.safetensors.index.json");
         List<string> paths;

@@ -53,9 +53,9 @@ public sealed class GrpoRun
     public GrpoResult Run(string checkpointDirectory, Action<GrpoStepReport>? progress = null, Action<GrpoEvaluation, int>? evaluated = null)
     {
         if (System.IO.Directory.Exists(Path.Combine(Directory, "checkpoint"))) throw new IOException($"{Directory} already holds a GRPO run; choose another --out. Nothing was changed.");
-        System.IO.Directory.CreateDirectory(Directory);
         using var policy = Load(checkpointDirectory);
         using var reference = _grpo.Beta != 0 ? Load(checkpointDirectory) : null;
+        System.IO.Directory.CreateDirectory(Directory); // once the starting checkpoint has loaded: a wrong --from leaves no folder
         IRewardFunction[] rewards = [new AccuracyReward(), new FormatReward()];
         using var trainer = new GrpoTrainer(policy, reference, _grpo, _options, rewards);
         var before = trainer.Evaluate(_options.EvalProblems);

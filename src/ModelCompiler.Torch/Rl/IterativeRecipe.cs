@@ -47,12 +47,13 @@ public sealed class IterativeRecipe
     public IReadOnlyList<RecipePhase> Run(string checkpointDirectory, string directory, int rounds = 2, int prompts = 256, int sftSteps = 60, Action<RecipePhase>? progress = null)
     {
         if (Directory.Exists(Path.Combine(directory, "checkpoint"))) throw new IOException($"{directory} already holds a run; choose another --out. Nothing was changed.");
-        Directory.CreateDirectory(directory);
         DeepSeekCausalLM policy;
         using (var checkpoint = Checkpoint.Open(checkpointDirectory))
         {
             policy = checkpoint.CreateModel(_spec, includeMtp: checkpoint.HasMtp);
         }
+
+        Directory.CreateDirectory(directory); // once the starting checkpoint has loaded: a wrong --from leaves no folder
 
         using var _ = policy;
         policy.Precision.Format = ModelCompiler.NumericFormat.Fp32;
