@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ModelCompiler;
+using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;
 using ModelCompiler.Torch.Rl;
@@ -29,7 +30,6 @@ var resume = new Option<bool>("--resume") { Description = "Continue the run in -
 var seed = new Option<long>("--seed") { Description = "Seed of initialisation and data.", DefaultValueFactory = _ => defaults.Seed };
 var gamma = new Option<double?>("--bias-update-speed") { Description = $"γ of auxiliary-loss-free balancing (declared: {TinySeek.Config.BiasUpdateSpeed})." };
 var learningRate = new Option<double>("--learning-rate") { Description = "Peak learning rate (after warm-up; cosine decay to a tenth).", DefaultValueFactory = _ => defaults.LearningRate };
-learningRate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--learning-rate must be a positive number."); });
 var noise = new Option<double>("--noise") { Description = "Share of training answers that are systematically wrong.", DefaultValueFactory = _ => defaults.Noise };
 var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 50 };
 var precision = new Option<string?>("--precision") { Description = "GEMM input precision: fp32, bf16 or fp8 (E4M3, 1×128 / 128×128 scaling); default: the declaration's." };
@@ -106,7 +106,6 @@ var preset = new Option<string?>("--preset") { Description = "deepseekmath, r1, 
 var grpoSeed = new Option<long>("--seed") { Description = "Seed of prompts and sampling.", DefaultValueFactory = _ => 1 };
 var prompts = new Option<int>("--prompts") { Description = "Prompts per step (each sampled G times).", DefaultValueFactory = _ => new GrpoOptions().PromptsPerStep };
 var grpoLr = new Option<double>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => new GrpoOptions().LearningRate };
-grpoLr.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--lr must be a positive number."); });
 var grpo = new Command("grpo", "Reinforcement learning with verifiable rewards (GRPO) from a pre-trained TinySeek.") { from, grpoSteps, grpoOut, preset, grpoSeed, prompts, grpoLr };
 grpo.SetAction(result =>
 {
@@ -143,7 +142,7 @@ grpo.SetAction(result =>
         Console.WriteLine($"report: {Path.Combine(run.Directory, "report.md")}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -170,7 +169,7 @@ comparePrecision.SetAction(result =>
 
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -181,7 +180,6 @@ root.Subcommands.Add(comparePrecision);
 var compareSteps = new Option<int>("--steps") { Description = "Optimizer steps of each run.", DefaultValueFactory = _ => defaults.Steps };
 var compareSeed = new Option<long>("--seed") { Description = "Seed of both runs.", DefaultValueFactory = _ => defaults.Seed };
 var compareRate = new Option<double>("--learning-rate") { Description = "Peak learning rate of both runs.", DefaultValueFactory = _ => defaults.LearningRate };
-compareRate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--learning-rate must be a positive number."); });
 var compareFormat = new Option<string>("--precision") { Description = "The precision compared with FP32: bf16 or fp8.", DefaultValueFactory = _ => "fp8" };
 compareFormat.AcceptOnlyFromAmong("bf16", "fp8");
 var compareWindow = new Option<int>("--window") { Description = "Steps per row of the table.", DefaultValueFactory = _ => 100 };
@@ -271,7 +269,7 @@ r1.SetAction(result =>
         Console.WriteLine($"report: {Path.Combine(result.GetValue(r1Out)!, "report.md")}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or ModelCompiler.HuggingFace.ConfigException or IOException or ArgumentException)
+    catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
         Console.Error.WriteLine("error: " + e.Message);
         return 1;
@@ -279,10 +277,16 @@ r1.SetAction(result =>
 });
 root.Subcommands.Add(r1);
 
-// Counts (steps, rounds, problems, …) below 1 are refused before anything runs, naming the option.
+// Counts (steps, rounds, problems, …) below 1, rates not above 0 and shares outside [0, 1] are refused before anything
+// runs, naming the option.
 foreach (var count in new[] { steps, every, microBatches, grpoSteps, prompts, precisionProblems, compareSteps, compareWindow, rounds, rlSteps })
 {
     count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
+}
+
+foreach (var rate in new[] { learningRate, compareRate, grpoLr })
+{
+    rate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError($"{r.Option.Name} must be a positive number."); });
 }
 
 foreach (var share in new[] { noise, precisionNoise })
