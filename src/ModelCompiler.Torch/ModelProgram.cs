@@ -164,10 +164,14 @@ public static class ModelProgram
         return 0;
     }
 
+    /// <summary>The text given for option <paramref name="name"/>, null when it is absent; refused when it is present without a value.</summary>
+    private static string? Given(Dictionary<string, string?> options, string name) =>
+        !options.TryGetValue(name, out string? text) ? null : text ?? throw new ArgumentException($"{name} needs a value");
+
     /// <summary>A whole-number option (or its default), refused by name when it is not one.</summary>
     private static long Whole(Dictionary<string, string?> options, string name, long fallback)
     {
-        if (options.GetValueOrDefault(name) is not { } text) return fallback;
+        if (Given(options, name) is not { } text) return fallback;
         return long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out long value) ? value : throw new ArgumentException($"{name}: '{text}' is not a whole number");
     }
 
@@ -185,7 +189,7 @@ public static class ModelProgram
     /// <summary>A number option (or its default), refused by name when it is not a finite number or <paramref name="valid"/> fails.</summary>
     private static double Number(Dictionary<string, string?> options, string name, double fallback, Func<double, bool> valid, string requirement)
     {
-        if (options.GetValueOrDefault(name) is not { } text) return fallback;
+        if (Given(options, name) is not { } text) return fallback;
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
         {
             throw new ArgumentException($"{name}: '{text}' is not a number");

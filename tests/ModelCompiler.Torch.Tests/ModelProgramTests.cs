@@ -13,6 +13,7 @@ public sealed class ModelProgramTests
     [InlineData("--top-p NaN", "--top-p: 'NaN' is not a number")]
     [InlineData("--seed 1.5", "--seed: '1.5' is not a whole number")]
     [InlineData("--stop 3,x", "--stop: 'x' is not a token id")]
+    [InlineData("--max-new-tokens", "--max-new-tokens needs a value")]
     public void Generate_names_the_bad_option(string option, string expected)
     {
         // The checkpoint folder does not exist: the options are refused before it is read.
