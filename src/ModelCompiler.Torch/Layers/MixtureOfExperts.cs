@@ -176,7 +176,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     /// <summary>Most (token, expert) pairs the batched path takes: decoding sizes, where per-expert dispatch is all overhead.</summary>
     public const int BatchedExpertPairs = 64;
 
-    /// <summary>Largest routed-expert weight count (all experts, three matrices) the batched path stacks per call: small models.</summary>
+    /// <summary>Largest routed-expert weight count (all experts, three matrices) of a model whose decoding takes the batched path: small models.</summary>
     public const long BatchedExpertElements = 1L << 22;
 
     /// <summary>
@@ -195,9 +195,11 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     {
         var token = KeptScalars.Range(0, x.shape[0]).to(x.device).repeat_interleave(k);               // token of each pair
         var inputs = x.index_select(0, token).unsqueeze(-1);                                          // [P, H, 1]
-        var gate = stack(_experts.Select(e => e.GateWeight)).index_select(0, experts);                // [P, I, H]
-        var up = stack(_experts.Select(e => e.UpWeight)).index_select(0, experts);
-        var down = stack(_experts.Select(e => e.DownWeight)).index_select(0, experts);                // [P, H, I]
+        // Each pair's expert, read on the host (P ≤ 64): only the chosen experts' weights are copied, not all of them.
+        var chosen = experts.cpu().data<long>().ToArray().Select(e => _experts[(int)e]).ToList();
+        var gate = stack(chosen.Select(e => e.GateWeight));                                           // [P, I, H]
+        var up = stack(chosen.Select(e => e.UpWeight));
+        var down = stack(chosen.Select(e => e.DownWeight));                                           // [P, H, I]
         var hidden = nn.functional.silu(bmm(gate, inputs)) * bmm(up, inputs);                         // [P, I, 1]
         var outputs = bmm(down, hidden).squeeze(-1) * weights.unsqueeze(1).to(x.dtype);               // [P, H]
         return zeros_like(x).index_add(0, token, outputs, KeptScalars.Of(1.0));
