@@ -224,13 +224,12 @@ compare.SetAction(result =>
                     metrics.Add((name.ToUpperInvariant(), run.MetricsPath));
                 }
             });
-        string report = CurveComparison.WriteReport(folder, metrics[0], metrics[1], result.GetValue(compareWindow), command);
-        foreach (var w in CurveComparison.Windows(metrics[0].Metrics, metrics[1].Metrics, result.GetValue(compareWindow)))
+        foreach (var w in CurveComparison.WriteReport(folder, metrics[0], metrics[1], result.GetValue(compareWindow), command))
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steps {w.First,5}–{w.Last,-5} FP32 {w.Baseline:F4}  {metrics[1].Label} {w.Other:F4}  {w.Difference:+0.0%;-0.0%;0.0%}"));
         }
 
-        Console.WriteLine($"report: {report}");
+        Console.WriteLine($"report: {Path.Combine(folder, "report.md")}");
         return 0;
     }
     catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException or InvalidDataException)

@@ -29,7 +29,9 @@ public sealed class CurveComparisonTests : IDisposable
     public void The_report_has_a_row_per_window_the_largest_difference_and_a_chart()
     {
         string a = Metrics("fp32", [2.0, 2.0, 1.0, 1.0]), b = Metrics("fp8", [2.0, 2.2, 1.0, 0.9]);
-        string report = File.ReadAllText(CurveComparison.WriteReport(_folder, ("FP32", a), ("FP8", b), 2, "compare --steps 4"));
+        var windows = CurveComparison.WriteReport(_folder, ("FP32", a), ("FP8", b), 2, "compare --steps 4");
+        string report = File.ReadAllText(Path.Combine(_folder, "report.md"));
+        Assert.Equal(2, windows.Count);
 
         Assert.Contains("| 1–2 | 2.0000 | 2.1000 | +5.0 % |", report);
         Assert.Contains("| 3–4 | 1.0000 | 0.9500 | −5.0 % |", report);

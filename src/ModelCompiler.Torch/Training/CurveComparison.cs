@@ -42,9 +42,9 @@ public static class CurveComparison
 
     /// <summary>
     /// Writes <c>report.md</c> and <c>loss.png</c> (both curves) into <paramref name="directory"/>, atomically, and returns the
-    /// report's path. <paramref name="command"/> is the command line that reproduces the runs, quoted in the report.
+    /// windows it tabulated. <paramref name="command"/> is the command line that reproduces the runs, quoted in the report.
     /// </summary>
-    public static string WriteReport(string directory, (string Label, string Metrics) baseline, (string Label, string Metrics) other, int window, string command)
+    public static IReadOnlyList<LossWindow> WriteReport(string directory, (string Label, string Metrics) baseline, (string Label, string Metrics) other, int window, string command)
     {
         var windows = Windows(baseline.Metrics, other.Metrics, window);
         Charts.DrawRuns([baseline, other], "loss", $"training loss, mean of the last {window} steps", Path.Combine(directory, "loss.png"), window);
@@ -68,9 +68,8 @@ public static class CurveComparison
             $"Largest difference {Percent(widest.Difference)} (steps {widest.First}–{widest.Last}); last window {Percent(windows[^1].Difference)}; mean of the windows' differences {Percent(windows.Average(w => w.Difference))}.");
         text.AppendLine();
         text.AppendLine("![loss](loss.png)");
-        string path = Path.Combine(directory, "report.md");
-        AtomicFile.WriteAllText(path, text.ToString());
-        return path;
+        AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), text.ToString());
+        return windows;
     }
 
     private static string Percent(double value) => value.ToString("+0.0 %;−0.0 %;0.0 %", CultureInfo.InvariantCulture);
