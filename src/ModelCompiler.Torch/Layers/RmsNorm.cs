@@ -31,7 +31,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = input.to(ScalarType.Float32);
-        var normalised = x * rsqrt(x.pow(KeptScalars.OfInteger(2)).mean([-1L], keepdim: true).add(KeptScalars.Of(_epsilon), KeptScalars.One));
+        var normalised = x * rsqrt(x.pow(KeptScalars.OfInteger(2)).mean([-1L], keepdim: true).Plus(_epsilon));
         return (normalised * _weight.to(ScalarType.Float32)).to(input.dtype).MoveToOuterDisposeScope();
     }
 }

@@ -17,9 +17,6 @@ public sealed class AdamWOptimizer : IDisposable
     private readonly double _beta1, _beta2, _epsilon, _weightDecay;
     private readonly ScalarType _momentType;
 
-    // β₁, 1 − β₁, β₂, 1 − β₂ and ε as Scalars the optimizer holds, never temporaries a collection could free mid-call (KeptScalars).
-    private readonly Scalar _beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar;
-
     /// <summary>Creates the optimizer; parameters of rank ≥ 2 are decayed, vectors (norms) are not.</summary>
     public AdamWOptimizer(IEnumerable<(string Name, Parameter Parameter)> parameters, double beta1, double beta2, double weightDecay,
         double epsilon = 1e-8, ScalarType momentType = ScalarType.Float32)
@@ -30,7 +27,6 @@ public sealed class AdamWOptimizer : IDisposable
         _epsilon = epsilon;
         _weightDecay = weightDecay;
         _momentType = momentType;
-        (_beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar) = (beta1, 1 - beta1, beta2, 1 - beta2, epsilon);
     }
 
     /// <summary>Updates taken.</summary>
@@ -63,12 +59,12 @@ public sealed class AdamWOptimizer : IDisposable
             }
 
             // m·β₁ + g·(1 − β₁), v·β₂ + g²·(1 − β₂), p −= lr · (m / c₁) / (√(v / c₂) + ε): the same operations as PyTorch's.
-            var first = moments.First.to(ScalarType.Float32).mul(_beta1Scalar).Plus(gradient.mul(_oneMinusBeta1));
-            var second = moments.Second.to(ScalarType.Float32).mul(_beta2Scalar).Plus(gradient.pow(KeptScalars.OfInteger(2)).mul(_oneMinusBeta2));
+            var first = moments.First.to(ScalarType.Float32).Times(_beta1).Plus(gradient.Times(1 - _beta1));
+            var second = moments.Second.to(ScalarType.Float32).Times(_beta2).Plus(gradient.pow(KeptScalars.OfInteger(2)).Times(1 - _beta2));
             moments.First.copy_(first);
             moments.Second.copy_(second);
             if (decay && _weightDecay != 0) parameter.mul_(decayFactor);
-            var denominator = second.div(secondCorrection).sqrt().add(_epsilonScalar, KeptScalars.One);
+            var denominator = second.div(secondCorrection).sqrt().Plus(_epsilon);
             parameter.sub_(first.div(firstCorrection).div(denominator).mul(rate));
         }
     }
@@ -117,7 +113,5 @@ public sealed class AdamWOptimizer : IDisposable
             first.Dispose();
             second.Dispose();
         }
-
-        foreach (var scalar in new[] { _beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2, _epsilonScalar }) scalar.Dispose();
     }
 }
