@@ -11,7 +11,7 @@ public static class Charts
     /// </summary>
     public static IReadOnlyList<string> Draw(string metricsPath, string directory, IEnumerable<(string File, string Title, string[] Keys)> charts)
     {
-        var rows = Rows(metricsPath);
+        var rows = Rows(metricsPath).Select(r => r.Row).ToList();
         var written = new List<string>();
         foreach (var (file, title, keys) in charts)
         {
@@ -31,12 +31,36 @@ public static class Charts
     public static void DrawRuns(IEnumerable<(string Label, string MetricsPath)> runs, string key, string title, string path, int average = 1)
     {
         var plot = new ScottPlot.Plot();
-        foreach (var (label, metricsPath) in runs) AddSeries(plot, Rows(metricsPath), key, label, average);
+        foreach (var (label, metricsPath) in runs) AddSeries(plot, Rows(metricsPath).Select(r => r.Row).ToList(), key, label, average);
         Save(plot, title, path);
     }
 
-    private static List<JsonElement> Rows(string metricsPath) =>
-        File.ReadLines(metricsPath).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+    /// <summary>
+    /// The objects of a metrics.jsonl with their line numbers, one per non-empty line.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A line that is not a JSON object, named by file and line.</exception>
+    internal static List<(int Line, JsonElement Row)> Rows(string metricsPath)
+    {
+        var rows = new List<(int, JsonElement)>();
+        int number = 0;
+        foreach (string line in File.ReadLines(metricsPath))
+        {
+            number++;
+            if (line.Length == 0) continue;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                if (document.RootElement.ValueKind != JsonValueKind.Object) throw new JsonException($"a {document.RootElement.ValueKind}, not an object");
+                rows.Add((number, document.RootElement.Clone()));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{metricsPath}, line {number}: not a metrics line ({e.Message}).", e);
+            }
+        }
+
+        return rows;
+    }
 
     private static void AddSeries(ScottPlot.Plot plot, List<JsonElement> rows, string key, string label, int average = 1)
     {

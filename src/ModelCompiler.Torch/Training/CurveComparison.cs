@@ -77,21 +77,17 @@ public static class CurveComparison
     private static Dictionary<int, double> Losses(string metricsPath)
     {
         var losses = new Dictionary<int, double>();
-        int number = 0;
-        foreach (string line in File.ReadLines(metricsPath))
+        foreach (var (line, row) in Charts.Rows(metricsPath))
         {
-            number++;
-            if (line.Length == 0) continue;
             try
             {
-                using var row = JsonDocument.Parse(line);
-                double loss = row.RootElement.GetProperty("loss").GetDouble();
+                double loss = row.GetProperty("loss").GetDouble();
                 if (!double.IsFinite(loss)) throw new FormatException("the loss is not finite");
-                losses[row.RootElement.GetProperty("step").GetInt32()] = loss;
+                losses[row.GetProperty("step").GetInt32()] = loss;
             }
-            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                throw new InvalidDataException($"{metricsPath}, line {number}: not a metrics line with a step and a finite loss ({e.Message}).", e);
+                throw new InvalidDataException($"{metricsPath}, line {line}: not a metrics line with a step and a finite loss ({e.Message}).", e);
             }
         }
 
