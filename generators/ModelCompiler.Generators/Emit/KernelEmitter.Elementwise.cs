@@ -1,3 +1,5 @@
+using static ModelCompiler.Generators.Emit.Literals;
+
 namespace ModelCompiler.Generators.Emit
 {
     internal static partial class KernelEmitter
@@ -112,13 +114,13 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("// All four loads first, so that 16 bytes per thread are in flight.");
                     for (int k = 0; k < 4; k++)
                     {
-                        string quad = k == 0 ? "first" : $"first + {256 * k}";
+                        string quad = Plus("first", 256 * k);
                         w.WriteLine($"uint word{k} = {quad} < quads ? words[rowBase + {quad}] : 0u;");
                     }
 
                     for (int k = 0; k < 4; k++)
                     {
-                        string quad = k == 0 ? "first" : $"first + {256 * k}";
+                        string quad = Plus("first", 256 * k);
                         w.WriteLine($"if ({quad} < quads)");
                         using (w.WriteBraces())
                         {

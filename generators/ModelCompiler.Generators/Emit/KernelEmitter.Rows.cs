@@ -104,7 +104,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine(readTwice ? "// Pass 1: read the row." : "// Load the row into registers.");
                     for (int slot = 0; slot < r.Slots; slot++)
                     {
-                        string index = slot == 0 ? "thread" : $"thread + {slot * r.Group}";
+                        string index = Plus("thread", slot * r.Group);
                         bool guarded = slot == r.Slots - 1 && r.HasTail;
                         w.WriteLine(guarded
                             ? $"{Vector(r.Vector)} v{slot} = {index} < {r.Vectors} ? xs[rowBase + {index}] : {(r.Vector == 4 ? "new Float4(0f)" : "0f")}; // tail of the row"
@@ -151,7 +151,7 @@ namespace ModelCompiler.Generators.Emit
                         : readTwice ? "// Pass 2: read the row again (from L2), normalise, scale by the weight and write." : "// Normalise, scale by the weight and write.");
                     for (int slot = 0; slot < r.Slots; slot++)
                     {
-                        string index = slot == 0 ? "thread" : $"thread + {slot * r.Group}";
+                        string index = Plus("thread", slot * r.Group);
                         bool guarded = slot == r.Slots - 1 && r.HasTail;
                         string v = "v" + slot;
                         string n = "n" + slot;
