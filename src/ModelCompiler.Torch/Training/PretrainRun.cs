@@ -104,7 +104,7 @@ public sealed class PretrainRun
     /// <summary>Starts a new run; refuses a folder that already holds a checkpoint (resume it, or choose another).</summary>
     public PretrainResult Start(Action<StepReport>? progress = null, CancellationToken cancellation = default)
     {
-        if (System.IO.Directory.Exists(CheckpointDirectory))
+        if (HasCheckpoint)
         {
             throw new IOException($"{Directory} already holds a run (checkpoint/); pass --resume to continue it or --out for a new folder. Nothing was changed.");
         }
