@@ -178,18 +178,25 @@ comparePrecision.SetAction(result =>
 root.Subcommands.Add(comparePrecision);
 
 var compareSteps = new Option<int>("--steps") { Description = "Optimizer steps of each run.", DefaultValueFactory = _ => defaults.Steps };
-var compareSeed = new Option<long>("--seed") { Description = "Seed of both runs.", DefaultValueFactory = _ => defaults.Seed };
-var compareRate = new Option<double>("--learning-rate") { Description = "Peak learning rate of both runs.", DefaultValueFactory = _ => defaults.LearningRate };
+var compareSeed = new Option<long>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => defaults.Seed };
+var compareRate = new Option<double>("--learning-rate") { Description = "Peak learning rate of every run.", DefaultValueFactory = _ => defaults.LearningRate };
 var compareFormat = new Option<string>("--precision") { Description = "The precision compared with FP32: bf16 or fp8.", DefaultValueFactory = _ => "fp8" };
 compareFormat.AcceptOnlyFromAmong("bf16", "fp8");
 var compareWindow = new Option<int>("--window") { Description = "Steps per row of the table.", DefaultValueFactory = _ => 100 };
-var compareOut = new Option<string>("--out") { Description = "Folder: fp32/ and the other run's folder, report.md, loss.png.", DefaultValueFactory = _ => "runs/compare" };
-var compare = new Command("compare", "Pre-train the same seed in FP32 and in BF16 or FP8, and report both loss curves.") { compareSteps, compareSeed, compareRate, compareFormat, compareWindow, compareOut };
+var compareOut = new Option<string>("--out") { Description = "Folder: each run's folder (fp32/, fp8/ or bf16/, and the FP32 run on another number of threads), report.md, loss.png.", DefaultValueFactory = _ => "runs/compare" };
+var compare = new Command("compare", "Pre-train the same seed in FP32, in BF16 or FP8, and in FP32 on another number of threads (the yardstick: only the order of sums differs); report every loss curve.")
+    { compareSteps, compareSeed, compareRate, compareFormat, compareWindow, compareOut };
 compare.SetAction(result =>
 {
     string folder = result.GetValue(compareOut)!, other = result.GetValue(compareFormat)!;
     var options = defaults with { Steps = result.GetValue(compareSteps), Seed = result.GetValue(compareSeed), LearningRate = result.GetValue(compareRate) };
-    (string Name, NumericFormat Format)[] formats = [("fp32", NumericFormat.Fp32), (other, other == "bf16" ? NumericFormat.Bf16 : NumericFormat.Fp8E4M3)];
+    int threads = TorchSharp.torch.get_num_threads(), reordered = threads == 1 ? 2 : 1;
+    (string Folder, string Label, NumericFormat Format, int Threads)[] runs =
+    [
+        ("fp32", "FP32", NumericFormat.Fp32, threads),
+        (other, other.ToUpperInvariant(), other == "bf16" ? NumericFormat.Bf16 : NumericFormat.Fp8E4M3, threads),
+        ($"fp32-{reordered}-thread", $"FP32, {Threads(reordered)}", NumericFormat.Fp32, reordered),
+    ];
     string command = string.Create(CultureInfo.InvariantCulture,
         $"dotnet run --project samples/TinySeek -c Release -- compare --steps {options.Steps} --seed {options.Seed} --learning-rate {options.LearningRate} --precision {other}");
     try
@@ -208,7 +215,7 @@ compare.SetAction(result =>
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(context =>
             {
-                foreach (var (name, format) in formats)
+                foreach (var (name, label, format, count) in runs)
                 {
                     var run = TinySeek.Training.CreateRun(options with { Precision = format }, Path.Combine(folder, name), 50);
                     var task = context.AddTask(name, maxValue: options.Steps);
@@ -218,15 +225,29 @@ compare.SetAction(result =>
                         task.Description = string.Create(CultureInfo.InvariantCulture, $"{name}: step {step.Step} loss {step.Loss:F3}");
                     }
 
-                    // A run already in the folder is resumed (a finished one returns at once): an interrupted comparison loses at most 50 steps.
-                    _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
+                    // A run already in the folder is resumed (a finished one is only evaluated again): an interrupted comparison loses at most 50 steps.
+                    TorchSharp.torch.set_num_threads(count);
+                    try
+                    {
+                        _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
+                    }
+                    finally
+                    {
+                        TorchSharp.torch.set_num_threads(threads);
+                    }
+
                     task.Value = options.Steps;
-                    metrics.Add((name.ToUpperInvariant(), run.MetricsPath));
+                    metrics.Add((label, run.MetricsPath));
                 }
             });
-        foreach (var w in CurveComparison.WriteReport(folder, metrics[0], metrics[1], result.GetValue(compareWindow), command))
+        string note = string.Create(CultureInfo.InvariantCulture,
+            $"{metrics[0].Label} and {metrics[1].Label} ran on {Threads(threads)}; {metrics[2].Label} is the FP32 run again on {Threads(reordered)}, which changes nothing but the order of some sums. Its difference is how far this model's curve moves with no change of format: the yardstick for {metrics[1].Label}'s.");
+        var windows = CurveComparison.WriteReport(folder, metrics[0], metrics[1..], result.GetValue(compareWindow), command, note);
+        for (int row = 0; row < windows[0].Count; row++)
         {
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steps {w.First,5}–{w.Last,-5} FP32 {w.Baseline:F4}  {metrics[1].Label} {w.Other:F4}  {w.Difference:+0.0%;-0.0%;0.0%}"));
+            var (format, yardstick) = (windows[0][row], windows[1][row]);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"steps {format.First,5}–{format.Last,-5} FP32 {format.Baseline:F4}  {metrics[1].Label} {format.Other:F4} {format.Difference,7:+0.0%;-0.0%;0.0%}  {metrics[2].Label} {yardstick.Other:F4} {yardstick.Difference,7:+0.0%;-0.0%;0.0%}"));
         }
 
         Console.WriteLine($"report: {Path.Combine(folder, "report.md")}");
@@ -295,3 +316,5 @@ foreach (var share in new[] { noise, precisionNoise })
 
 root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();
+
+static string Threads(int count) => count == 1 ? "1 thread" : $"{count} threads";

@@ -29,17 +29,38 @@ public sealed class CurveComparisonTests : IDisposable
     public void The_report_has_a_row_per_window_the_largest_difference_and_a_chart()
     {
         string a = Metrics("fp32", [2.0, 2.0, 1.0, 1.0]), b = Metrics("fp8", [2.0, 2.2, 1.0, 0.9]);
-        var windows = CurveComparison.WriteReport(_folder, ("FP32", a), ("FP8", b), 2, "compare --steps 4");
+        var windows = CurveComparison.WriteReport(_folder, ("FP32", a), [("FP8", b)], 2, "compare --steps 4");
         string report = File.ReadAllText(Path.Combine(_folder, "report.md"));
-        Assert.Equal(2, windows.Count);
+        Assert.Equal(2, Assert.Single(windows).Count);
 
         Assert.Contains("| 1–2 | 2.0000 | 2.1000 | +5.0 % |", report);
         Assert.Contains("| 3–4 | 1.0000 | 0.9500 | −5.0 % |", report);
         Assert.Contains("`compare --steps 4`", report);
-        Assert.Contains("Largest difference +5.0 % (steps 1–2)", report);
+        Assert.Contains("FP8: largest difference +5.0 % (steps 1–2)", report);
         byte[] png = File.ReadAllBytes(Path.Combine(_folder, "loss.png"));
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
         Assert.DoesNotContain(Directory.GetFiles(_folder), f => f.Contains(".tmp", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_yardstick_run_gets_its_own_columns_over_the_steps_every_run_holds()
+    {
+        var random = new Random();
+        double[] baseline = [.. Enumerable.Range(0, 6).Select(_ => 1 + random.NextDouble())];
+        double[] format = [.. baseline.Select(x => x * 1.1)];
+        double[] reordered = [.. baseline[..5].Select(x => x * 0.98)];   // cut short: the last step is left out of every column
+        var windows = CurveComparison.WriteReport(_folder, ("FP32", Metrics("fp32", baseline)),
+            [("FP8", Metrics("fp8", format)), ("FP32, 1 thread", Metrics("reordered", reordered))], 3, "compare", "The yardstick.");
+        string report = File.ReadAllText(Path.Combine(_folder, "report.md"));
+
+        Assert.Equal(2, windows.Count);
+        Assert.All(windows, run => Assert.Equal([(1, 3), (4, 5)], run.Select(w => (w.First, w.Last))));
+        Assert.Equal(0.1, windows[0][1].Difference, 12);
+        Assert.Equal(-0.02, windows[1][1].Difference, 12);
+        Assert.Contains("| steps | FP32 | FP8 | difference | FP32, 1 thread | difference |", report);
+        Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"| 4–5 | {baseline[3..5].Average():F4} | {format[3..5].Average():F4} | +10.0 % | {reordered[3..5].Average():F4} | −2.0 % |"), report);
+        Assert.Contains("FP32, 1 thread: largest difference −2.0 %", report);
+        Assert.Contains("The yardstick.", report);
     }
 
     [Fact]

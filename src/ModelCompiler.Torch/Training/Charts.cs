@@ -86,7 +86,7 @@ public static class Charts
     {
         plot.Title(title);
         plot.XLabel("step");
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);   // every chart here falls or settles to the right: keep its end in view
         string temp = path + ".tmp.png";
         plot.SavePng(temp, 640, 360);
         File.Move(temp, path, overwrite: true);

@@ -17,9 +17,11 @@ public sealed record LossWindow(int First, int Last, double Baseline, double Oth
 }
 
 /// <summary>
-/// Two pre-training runs of the same seed that differ only in the GEMM input precision, side by side: the mean loss per
-/// window of steps and how far apart they are, as a table and one chart with both curves. This is what the FP8 policy's
-/// "within a few percent of FP32 on the same seed" is read from (docs/performance.md keeps the measurements).
+/// Pre-training runs of the same seed side by side: a baseline (FP32) and runs that differ from it in one thing — the GEMM
+/// input precision, or only the order of some sums (another thread count) — with the mean loss per window of steps and how
+/// far each run is from the baseline, as a table and one chart with every curve. This is what the FP8 policy's "within a
+/// few percent of FP32 on the same seed" is read from, next to how far FP32 moves from itself (docs/performance.md keeps
+/// the measurements).
 /// </summary>
 public static class CurveComparison
 {
@@ -28,45 +30,75 @@ public static class CurveComparison
     /// shorter), with each run's mean <c>loss</c> there.
     /// </summary>
     /// <exception cref="InvalidDataException">A line that is not a metrics object with a step and a finite loss (file and line named), or no common step.</exception>
-    public static IReadOnlyList<LossWindow> Windows(string baselineMetrics, string otherMetrics, int size)
+    public static IReadOnlyList<LossWindow> Windows(string baselineMetrics, string otherMetrics, int size) =>
+        Windows(baselineMetrics, [otherMetrics], size)[0];
+
+    /// <summary>
+    /// For each of <paramref name="otherMetrics"/>, its windows against the baseline: the same windows of
+    /// <paramref name="size"/> steps for every run, over the steps all of them hold.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A line that is not a metrics object with a step and a finite loss (file and line named), or no common step.</exception>
+    public static IReadOnlyList<IReadOnlyList<LossWindow>> Windows(string baselineMetrics, IReadOnlyList<string> otherMetrics, int size)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        ArgumentOutOfRangeException.ThrowIfZero(otherMetrics.Count);
         var baseline = Losses(baselineMetrics);
-        var other = Losses(otherMetrics);
-        var steps = baseline.Keys.Where(other.ContainsKey).Order().ToList();
-        if (steps.Count == 0) throw new InvalidDataException($"{baselineMetrics} and {otherMetrics} have no step in common.");
-        return steps.Chunk(size)
-            .Select(window => new LossWindow(window[0], window[^1], window.Average(s => baseline[s]), window.Average(s => other[s])))
+        var others = otherMetrics.Select(Losses).ToList();
+        var steps = baseline.Keys.Where(step => others.All(other => other.ContainsKey(step))).Order().ToList();
+        if (steps.Count == 0) throw new InvalidDataException($"{baselineMetrics} and {string.Join(", ", otherMetrics)} have no step in common.");
+        var chunks = steps.Chunk(size).ToList();
+        return others
+            .Select(other => (IReadOnlyList<LossWindow>)chunks
+                .Select(window => new LossWindow(window[0], window[^1], window.Average(s => baseline[s]), window.Average(s => other[s])))
+                .ToList())
             .ToList();
     }
 
     /// <summary>
-    /// Writes <c>report.md</c> and <c>loss.png</c> (both curves) into <paramref name="directory"/>, atomically, and returns the
-    /// windows it tabulated. <paramref name="command"/> is the command line that reproduces the runs, quoted in the report.
+    /// Writes <c>report.md</c> and <c>loss.png</c> (every curve) into <paramref name="directory"/>, atomically, and returns
+    /// each of <paramref name="others"/>' windows against <paramref name="baseline"/>. <paramref name="command"/> is the
+    /// command line that reproduces the runs, quoted in the report; <paramref name="note"/>, if any, follows the table.
     /// </summary>
-    public static IReadOnlyList<LossWindow> WriteReport(string directory, (string Label, string Metrics) baseline, (string Label, string Metrics) other, int window, string command)
+    public static IReadOnlyList<IReadOnlyList<LossWindow>> WriteReport(
+        string directory, (string Label, string Metrics) baseline, IReadOnlyList<(string Label, string Metrics)> others, int window, string command, string? note = null)
     {
-        var windows = Windows(baseline.Metrics, other.Metrics, window);
-        Charts.DrawRuns([baseline, other], "loss", $"training loss, mean of the last {window} steps", Path.Combine(directory, "loss.png"), window);
-        var widest = windows.MaxBy(w => Math.Abs(w.Difference))!;
+        var windows = Windows(baseline.Metrics, others.Select(o => o.Metrics).ToList(), window);
+        Charts.DrawRuns([baseline, .. others], "loss", $"training loss, mean of the last {window} steps", Path.Combine(directory, "loss.png"), window);
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"# Loss curves: {baseline.Label} and {other.Label}, the same seed");
+        text.AppendLine(CultureInfo.InvariantCulture, $"# Loss curves of one seed: {baseline.Label}; {string.Join("; ", others.Select(o => o.Label))}");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"`{command}`");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Mean training loss per {window} steps; the difference is {other.Label}'s relative to {baseline.Label}'s.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Mean training loss per {window} steps; each difference is the run's relative to {baseline.Label}.");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"| steps | {baseline.Label} | {other.Label} | difference |");
-        text.AppendLine("|---|---:|---:|---:|");
-        foreach (var w in windows)
+        text.Append(CultureInfo.InvariantCulture, $"| steps | {baseline.Label} |");
+        foreach (var other in others) text.Append(CultureInfo.InvariantCulture, $" {other.Label} | difference |");
+        text.AppendLine().Append("|---|---:|");
+        foreach (var _ in others) text.Append("---:|---:|");
+        text.AppendLine();
+        for (int row = 0; row < windows[0].Count; row++)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"| {w.First}–{w.Last} | {w.Baseline:F4} | {w.Other:F4} | {Percent(w.Difference)} |");
+            var span = windows[0][row];
+            text.Append(CultureInfo.InvariantCulture, $"| {span.First}–{span.Last} | {span.Baseline:F4} |");
+            foreach (var run in windows) text.Append(CultureInfo.InvariantCulture, $" {run[row].Other:F4} | {Percent(run[row].Difference)} |");
+            text.AppendLine();
         }
 
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture,
-            $"Largest difference {Percent(widest.Difference)} (steps {widest.First}–{widest.Last}); last window {Percent(windows[^1].Difference)}; mean of the windows' differences {Percent(windows.Average(w => w.Difference))}.");
-        text.AppendLine();
+        for (int run = 0; run < others.Count; run++)
+        {
+            var widest = windows[run].MaxBy(w => Math.Abs(w.Difference))!;
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"{others[run].Label}: largest difference {Percent(widest.Difference)} (steps {widest.First}–{widest.Last}); last window {Percent(windows[run][^1].Difference)}; mean of the windows' differences {Percent(windows[run].Average(w => w.Difference))}.");
+            text.AppendLine();
+        }
+
+        if (note is not null)
+        {
+            text.AppendLine(note);
+            text.AppendLine();
+        }
+
         text.AppendLine("![loss](loss.png)");
         AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), text.ToString());
         return windows;
