@@ -67,7 +67,7 @@ internal static class ScheduleCommand
         }
 
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"{kindName}: {stages} stages on {table.Ranks} ranks, {microBatches} micro-batches, F={costs.Forward} B={costs.Backward} W={costs.Weight} F&B={costs.ForwardBackward ?? costs.Forward + costs.Backward}\n");
+        text.Append(CultureInfo.InvariantCulture, $"{kindName}: {stages} stages on {table.Ranks} ranks, {microBatches} micro-batches, F={costs.Forward:0.###} B={costs.Backward:0.###} W={costs.Weight:0.###} F&B={costs.ForwardBackward ?? costs.Forward + costs.Backward:0.###}\n");
         text.Append(CultureInfo.InvariantCulture, $"makespan {result.Makespan:0.###}\n");
         text.Append("rank  bubble  peak activations  ops\n");
         for (int rank = 0; rank < table.Ranks; rank++)

@@ -93,6 +93,31 @@ public sealed unsafe partial class NcclCommunicator : IDisposable
         Check(ncclGroupEnd(), "ncclGroupEnd", _comm);
     }
 
+    /// <summary>Sum over all ranks, in place, of <paramref name="count"/> floats at the device address <paramref name="data"/> (another library's tensor), enqueued on the CUDA stream handle <paramref name="stream"/>.</summary>
+    public void AllReduceSum(IntPtr data, long count, IntPtr stream) =>
+        Check(ncclAllReduce(data, data, (nuint)count, DataType.Float32, 0, _comm, stream), "ncclAllReduce", _comm);
+
+    /// <summary>Sends <paramref name="count"/> floats at the device address <paramref name="data"/> to <paramref name="peer"/>, enqueued on <paramref name="stream"/>; the peer's matching <see cref="Receive"/> completes it.</summary>
+    public void Send(IntPtr data, long count, int peer, IntPtr stream) =>
+        Check(ncclSend(data, (nuint)count, DataType.Float32, peer, _comm, stream), $"ncclSend to rank {peer}", _comm);
+
+    /// <summary>Receives <paramref name="count"/> floats from <paramref name="peer"/> into the device address <paramref name="data"/>, enqueued on <paramref name="stream"/>.</summary>
+    public void Receive(IntPtr data, long count, int peer, IntPtr stream) =>
+        Check(ncclRecv(data, (nuint)count, DataType.Float32, peer, _comm, stream), $"ncclRecv from rank {peer}", _comm);
+
+    /// <summary>
+    /// Sends and receives in one NCCL group, on device addresses (another library's tensors): each (address, count, peer)
+    /// send and receive in the order given. A group also sets up the connections it uses in both directions at once, which
+    /// single calls would do one peer at a time, each waiting for its peer to make the matching call.
+    /// </summary>
+    public void Exchange(IReadOnlyList<(IntPtr Data, long Count, int Peer)> sends, IReadOnlyList<(IntPtr Data, long Count, int Peer)> receives, IntPtr stream)
+    {
+        Check(ncclGroupStart(), "ncclGroupStart");
+        foreach (var (data, count, peer) in sends) Check(ncclSend(data, (nuint)count, DataType.Float32, peer, _comm, stream), $"ncclSend to rank {peer}", _comm);
+        foreach (var (data, count, peer) in receives) Check(ncclRecv(data, (nuint)count, DataType.Float32, peer, _comm, stream), $"ncclRecv from rank {peer}", _comm);
+        Check(ncclGroupEnd(), "ncclGroupEnd", _comm);
+    }
+
     /// <summary>Throws when NCCL reported an asynchronous error (a peer that died, a network failure).</summary>
     public void ThrowIfFailed()
     {

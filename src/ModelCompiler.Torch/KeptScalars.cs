@@ -39,12 +39,13 @@ internal static class KeptScalars
 
     /// <summary>
     /// <paramref name="start"/>, <paramref name="start"/> + 1, …, <paramref name="stop"/> − 1 as int64 (or
-    /// <paramref name="type"/>), as <c>arange</c> with bounds that live through the call.
+    /// <paramref name="type"/>), on <paramref name="device"/> (the CPU by default), as <c>arange</c> with bounds that live
+    /// through the call.
     /// </summary>
-    public static Tensor Range(long start, long stop, ScalarType type = ScalarType.Int64)
+    public static Tensor Range(long start, long stop, ScalarType type = ScalarType.Int64, Device? device = null)
     {
         using Scalar from = start, to = stop;
-        return arange(from, to, One, type);
+        return arange(from, to, One, type, device);
     }
 
     /// <summary><paramref name="a"/> · <paramref name="factor"/> with the factor's kept scalar.</summary>

@@ -4,12 +4,18 @@
 //   die          rank 1's process ends abruptly (no exception, no abort) while rank 0 waits: mpirun must end the job
 //   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
 //   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
-//   pretrain S N M  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches; rank 0
-//                prints each step's losses (round-trip format) for the test to compare with one process
+//   pretrain S N M [cuda]  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches;
+//                rank 0 prints each step's losses (round-trip format) and wall time for the test to compare with one process. With
+//                cuda each rank trains on its GPU (CUDA_VISIBLE_DEVICES set per rank) and the pipeline's traffic goes through NCCL
+//   single N [cuda] [M]  the same recipe in one process (on the CPU, or on one GPU), its 16 rows in M micro-batches (default 1):
+//                the reference for the pipeline, and with M its per-micro-batch forward and backward times for the simulator
 using ILGPU;
 using ILGPU.Runtime;
 using ModelCompiler.Distributed;
 using ModelCompiler.Gpu;
+#if WITH_TORCH
+using TorchSharp;
+#endif
 
 string scenario = args.Length > 0 ? args[0] : "collectives";
 using var mpi = Mpi.Initialize();
@@ -21,7 +27,9 @@ return mpi.RunOrAbort(() => scenario switch
     "mismatch" => Mismatch(mpi),
     "nccl" => Nccl(mpi),
 #if WITH_TORCH
-    "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture)),
+    "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda")),
+    "single" => Single(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
+        args.Skip(2).Where(a => a != "cuda").Select(a => int.Parse(a, System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault(1)),
 #endif
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 });
@@ -88,18 +96,31 @@ static int Mismatch(Mpi mpi)
 }
 
 #if WITH_TORCH
-static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches)
+static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool cuda)
 {
     var kind = ModelCompiler.Pipeline.Schedules.Parse(schedule);
-    using var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);
+    using var model = PipelineOptions.Model(cuda);
     using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, mpi, kind, microBatches);
     for (int i = 0; i < steps; i++)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var report = trainer.TrainStep();
-        if (mpi.Rank == 0)
-        {
-            Console.WriteLine(System.FormattableString.Invariant($"step {report.Step} loss {report.Loss:R} mtp {report.MtpLoss:R} norm {report.GradientNorm:R}"));
-        }
+        if (mpi.Rank == 0) PipelineOptions.Print(report, clock.Elapsed.TotalSeconds);
+    }
+
+    return 0;
+}
+
+static int Single(int steps, bool cuda, int microBatches)
+{
+    using var model = PipelineOptions.Model(cuda);
+    var options = PipelineOptions.Test with { MicroBatchSize = PipelineOptions.Test.MicroBatchSize / microBatches, AccumulationSteps = microBatches };
+    using var trainer = new ModelCompiler.Torch.Training.Pretrainer(model, options);
+    for (int i = 0; i < steps; i++)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var report = trainer.TrainStep();
+        PipelineOptions.Print(report, clock.Elapsed.TotalSeconds);
     }
 
     return 0;
@@ -140,5 +161,18 @@ public static class PipelineOptions
 {
     /// <summary>Seed 7, 16 rows per step.</summary>
     public static ModelCompiler.Torch.Training.PretrainOptions Test { get; } = new() { Seed = 7, MicroBatchSize = 16, Steps = 5 };
+
+    /// <summary>TinySeek with seed 7, on this rank's GPU (the first one it sees) or on the CPU.</summary>
+    public static ModelCompiler.Torch.DeepSeekCausalLM Model(bool cuda)
+    {
+        var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);
+        if (cuda) model.to(DeviceType.CUDA);
+        return model;
+    }
+
+    /// <summary>One step's line: losses in round-trip format, then the step's wall time.</summary>
+    public static void Print(ModelCompiler.Torch.Training.StepReport report, double seconds) =>
+        Console.WriteLine(System.FormattableString.Invariant(
+            $"step {report.Step} loss {report.Loss:R} mtp {report.MtpLoss:R} norm {report.GradientNorm:R} seconds {seconds:F4} forward {report.Timings.Forward:F4} backward {report.Timings.Backward:F4} optimizer {report.Timings.Optimizer:F4}"));
 }
 #endif

@@ -58,7 +58,7 @@ public sealed class MoeGate : nn.Module<Tensor, Routing>
             var grouped = selection.view(tokens, m.ExpertGroups, -1);
             var groupScores = _bias is null ? grouped.amax([-1L]) : grouped.topk(2, -1).values.sum(-1);
             var kept = groupScores.topk(m.GroupsPerToken, -1).indexes;
-            var dropped = ones(tokens, m.ExpertGroups, ScalarType.Bool).scatter(1, kept, zeros(kept.shape, ScalarType.Bool));
+            var dropped = ones(tokens, m.ExpertGroups, ScalarType.Bool, x.device).scatter(1, kept, zeros(kept.shape, ScalarType.Bool, x.device));
             selection = grouped.masked_fill(dropped.unsqueeze(-1), KeptScalars.NegativeInfinity).flatten(1);
         }
 
@@ -138,7 +138,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
         if (UsesBatchedExperts(x.shape[0] * k))
         {
             var pairs = BatchedExperts(x, flatExperts, routing.Weights.flatten(), k);
-            var counted = flatExperts.bincount(null, _spec.RoutedExperts).data<long>().ToArray();
+            var counted = flatExperts.bincount(null, _spec.RoutedExperts).cpu().data<long>().ToArray();
             DispatchClock.Stop();
             if (_shared is not null) pairs = pairs.Plus(_shared.call(x));
             LastLoads = counted;
@@ -148,7 +148,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
 
         var order = flatExperts.sort(-1, descending: false, stable: true).Indices;
         var tokenOf = order.div(KeptScalars.OfInteger(k), rounding_mode: RoundingMode.floor);
-        var counts = flatExperts.bincount(null, _spec.RoutedExperts).data<long>().ToArray();
+        var counts = flatExperts.bincount(null, _spec.RoutedExperts).cpu().data<long>().ToArray();
         var gathered = x.index_select(0, tokenOf);
         var outputs = new List<Tensor>();
         long offset = 0;

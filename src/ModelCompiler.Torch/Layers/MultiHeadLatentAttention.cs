@@ -139,8 +139,8 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     {
         if (queries > 1)
         {
-            var positions = KeptScalars.Range(queryStart, queryStart + queries).view(queries, 1);
-            var future = KeptScalars.Range(0, keys).view(1, keys) > positions;                  // [queries, keys]
+            var positions = KeptScalars.Range(queryStart, queryStart + queries, device: scores.device).view(queries, 1);
+            var future = KeptScalars.Range(0, keys, device: scores.device).view(1, keys) > positions;                  // [queries, keys]
             scores = scores.masked_fill(future.view(1, queries, 1, keys), KeptScalars.NegativeInfinity);
         }
 

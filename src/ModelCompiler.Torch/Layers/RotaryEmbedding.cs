@@ -42,7 +42,7 @@ public sealed class RotaryEmbedding
     {
         using var scope = NewDisposeScope();
         long tokens = x.shape[1];
-        var angles = outer(KeptScalars.Range(start, start + tokens, ScalarType.Float64), _frequencies); // [tokens, rope/2]
+        var angles = outer(KeptScalars.Range(start, start + tokens, ScalarType.Float64, x.device), _frequencies.to(x.device)); // [tokens, rope/2]
         var cos = angles.cos().to(ScalarType.Float32).view(1, tokens, 1, -1);
         var sin = angles.sin().to(ScalarType.Float32).view(1, tokens, 1, -1);
         var pairs = x.to(ScalarType.Float32).view(x.shape[0], tokens, x.shape[2], -1, 2);

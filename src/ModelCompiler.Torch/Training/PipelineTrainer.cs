@@ -13,7 +13,9 @@ namespace ModelCompiler.Torch.Training;
 /// MPI tags per phase. Every rank holds a replica of the whole model and updates all of it: after the micro-batches, the
 /// gradients (zeros where a rank did not touch a parameter), the expert loads and the loss sums are summed over the ranks,
 /// which also sums DualPipe's two copies of each stage and the embedding used by stage 0 and by the MTP modules. The result
-/// is the single-process step up to the order of floating-point additions.
+/// is the single-process step up to the order of floating-point additions. A model on a CUDA GPU (one rank per GPU) sends
+/// its activations, gradients and the gradient all-reduce through NCCL instead (<see cref="NcclChannels"/>); the loss sums and
+/// expert loads, a few numbers, still go through MPI.
 /// </summary>
 public sealed class PipelineTrainer : IDisposable
 {
@@ -27,6 +29,9 @@ public sealed class PipelineTrainer : IDisposable
     private readonly (int First, int End)[] _layers;
     private readonly double _lambda, _gamma;
     private readonly int _depth;
+    private readonly Device _device;
+    private readonly NcclChannels? _channels;
+    private readonly List<Mpi.Request> _pending = [];
 
     /// <summary>Prepares rank <paramref name="mpi"/>.Rank; every rank must pass the same model seed, options and schedule (checked).</summary>
     /// <param name="model">The model with its MTP modules, initialised identically on every rank.</param>
@@ -62,6 +67,8 @@ public sealed class PipelineTrainer : IDisposable
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
         mpi.RequireSameOnAllRanks(Fingerprint(model, options, schedule, microBatches), "model, weights, options and schedule");
+        _device = model.parameters().First().device;
+        if (_device.type == DeviceType.CUDA) _channels = new NcclChannels(mpi, _table.Phases, _device);
     }
 
     /// <summary>Optimizer steps taken.</summary>
@@ -81,13 +88,13 @@ public sealed class PipelineTrainer : IDisposable
         _optimizer.ZeroGrad();
         double lr = _options.LearningRateAt(Step);
         var (rows, mask) = _data.Batch((long)Step * _options.MicroBatchSize * _options.AccumulationSteps, _options.MicroBatchSize * _options.AccumulationSteps);
+        (rows, mask) = (rows.to(_device), mask.to(_device));
         long tokens = mask.narrow(1, 1, mask.shape[1] - 1).sum().item<long>();
         using Scalar tokenScalar = tokens;
         var moeLayers = Pretrainer.MoeLayersOf(_model).ToList();
         var loads = moeLayers.Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
         double mainSum = 0, mtpSum = 0;
         int perBatch = (int)rows.shape[0] / _table.MicroBatches;
-        var pending = new List<Mpi.Request>();
 
         // Per phase: the micro-batches forwarded and backwarded so far, and what each backward needs. DualPipeV's turn (phase 0's
         // last stage and phase 1's first, both on the last rank) hands the activation and its gradient over in memory.
@@ -130,7 +137,7 @@ public sealed class PipelineTrainer : IDisposable
             }
             else
             {
-                input = Receive(_table.RankOf(phase, position - 1), ActivationTag + phase, [perBatch, rows.shape[1] - 1, _model.Spec.HiddenSize]).requires_grad_(true);
+                input = Receive(_table.RankOf(phase, position - 1), phase, gradient: false, [perBatch, rows.shape[1] - 1, _model.Spec.HiddenSize]).requires_grad_(true);
                 x = input;
             }
 
@@ -147,7 +154,7 @@ public sealed class PipelineTrainer : IDisposable
             }
             else if (!IsTurn(phase, position))
             {
-                pending.Add(_mpi.SendAsync(Values(x), _table.RankOf(phase, position + 1), ActivationTag + phase));
+                Send(x, _table.RankOf(phase, position + 1), phase, gradient: false);
             }
 
             saved[(phase, k)] = (input, x);
@@ -170,12 +177,12 @@ public sealed class PipelineTrainer : IDisposable
             }
             else
             {
-                var gradient = Receive(_table.RankOf(phase, position + 1), GradientTag + phase, output.shape);
+                var gradient = Receive(_table.RankOf(phase, position + 1), phase, gradient: true, output.shape);
                 output.backward([gradient]);
             }
 
             bool turnInput = _table.Chained && phase == 1 && position == 0;
-            if (input is not null && !turnInput) pending.Add(_mpi.SendAsync(Values(input.grad!), _table.RankOf(phase, position - 1), GradientTag + phase));
+            if (input is not null && !turnInput) Send(input.grad!, _table.RankOf(phase, position - 1), phase, gradient: true);
         }
 
         foreach (var op in _table.Ops[_mpi.Rank])
@@ -198,7 +205,9 @@ public sealed class PipelineTrainer : IDisposable
             }
         }
 
-        Mpi.WaitAll(pending);
+        Mpi.WaitAll(_pending);
+        _pending.Clear();
+        _channels?.Flush();
         double optimizerStarted = clock.Elapsed.TotalSeconds;
         SumGradients();
         var totals = new float[2 + loads.Sum(l => l.Length)];
@@ -222,7 +231,11 @@ public sealed class PipelineTrainer : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _optimizer.Dispose();
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        _channels?.Dispose();
+    }
 
     /// <summary>
     /// Sums every parameter's gradient over the ranks in one all-reduce. A parameter no rank touched keeps a null gradient,
@@ -234,6 +247,20 @@ public sealed class PipelineTrainer : IDisposable
         var present = parameters.Select(p => p.grad is null ? 0f : 1f).ToArray();
         _mpi.AllReduceSum(present);
         using var flat = cat(parameters.Select(p => (p.grad ?? zeros_like(p)).flatten()).ToList());
+        if (_channels is not null)
+        {
+            _channels.AllReduceSum(flat);
+            long at = 0;
+            for (int i = 0; i < parameters.Count; i++)
+            {
+                long count = parameters[i].numel();
+                parameters[i].grad = present[i] == 0 ? null : flat.narrow(0, at, count).view(parameters[i].shape).DetachFromDisposeScope();
+                at += count;
+            }
+
+            return;
+        }
+
         var values = flat.data<float>().ToArray();
         _mpi.AllReduceSum(values);
         long offset = 0;
@@ -252,11 +279,19 @@ public sealed class PipelineTrainer : IDisposable
         for (int e = 0; e < counts.Length; e++) table[e] += counts[e];
     }
 
-    private Tensor Receive(int source, int tag, long[] shape)
+    // Activations and gradients travel apart: MPI tags per phase and kind, or one NCCL channel each.
+    private Tensor Receive(int source, int phase, bool gradient, long[] shape)
     {
+        if (_channels is not null) return _channels.Receive(source, phase, gradient, shape, _device);
         var values = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        _mpi.Receive<float>(values, source, tag);
+        _mpi.Receive<float>(values, source, (gradient ? GradientTag : ActivationTag) + phase);
         return tensor(values).view(shape);
+    }
+
+    private void Send(Tensor x, int destination, int phase, bool gradient)
+    {
+        if (_channels is not null) _channels.Send(x, destination, phase, gradient);
+        else _pending.Add(_mpi.SendAsync(Values(x), destination, (gradient ? GradientTag : ActivationTag) + phase));
     }
 
     private static float[] Values(Tensor x)

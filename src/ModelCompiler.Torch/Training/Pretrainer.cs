@@ -110,6 +110,7 @@ public sealed class Pretrainer : IDisposable
     private readonly int _depth;
     private readonly double _gamma;
     private readonly bool _balance;
+    private readonly Device _device;
 
     private readonly IPretrainData _data;
 
@@ -125,6 +126,7 @@ public sealed class Pretrainer : IDisposable
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
+        _device = model.parameters().First().device; // the data comes from the CPU; a model on a GPU gets it there
         _balance = model.Spec.Moe is { } m
             && (m.SequenceBalanceLossWeight > 0 || m.ExpertBalanceLossWeight > 0 || m.DeviceBalanceLossWeight > 0 || m.CommunicationBalanceLossWeight > 0);
         foreach (var moe in MoeLayers()) moe.KeepRouting = _balance;
@@ -178,7 +180,7 @@ public sealed class Pretrainer : IDisposable
         {
             using var microScope = NewDisposeScope();
             var started = clock.Elapsed.TotalSeconds;
-            var (main, mtp) = Losses(rows, mask);
+            var (main, mtp) = Losses(rows.to(_device), mask.to(_device));
             var loss = StepLoss(main, mtp, _lambda, _depth, scalars.OfInteger(tokens));
             if (_balance)
             {
@@ -226,7 +228,7 @@ public sealed class Pretrainer : IDisposable
     {
         long length = rows.shape[1];
         var main = SummedCrossEntropy(model.Logits(model.FinalNorm(hidden)), rows.narrow(1, 1, length - 1), answerMask.narrow(1, 1, length - 1));
-        var mtp = zeros(1).squeeze();
+        var mtp = zeros(1, device: hidden.device).squeeze();
         var previous = hidden;
         for (int k = 1; k <= depth && length - 1 - k > 0; k++)
         {
@@ -253,7 +255,7 @@ public sealed class Pretrainer : IDisposable
     public Tensor BalanceLoss(long sequences)
     {
         var m = _model.Spec.Moe!;
-        var total = zeros(1).squeeze();
+        var total = zeros(1, device: _device).squeeze();
         using var scalars = new ScalarScope();
         foreach (var moe in MoeLayers())
         {
@@ -262,7 +264,7 @@ public sealed class Pretrainer : IDisposable
             var scores = routing.Scores.view(sequences, length, experts);
             var normalised = m.Scoring == ExpertScoring.Sigmoid ? scores / scores.sum(-1, keepdim: true) : scores;
             var p = normalised.mean([1L]);                                                                                       // [B, N_r]
-            var selected = zeros(routing.Experts.shape[0], experts).scatter(1, routing.Experts, ones(routing.Experts.shape)).view(sequences, length, experts);
+            var selected = zeros(routing.Experts.shape[0], experts, device: _device).scatter(1, routing.Experts, ones(routing.Experts.shape, device: _device)).view(sequences, length, experts);
             var f = selected.sum(1).mul(scalars.Of((double)experts / (m.ActivatedExperts * length)));                    // [B, N_r]
             double alpha = m.SequenceBalanceLossWeight + m.ExpertBalanceLossWeight;
             if (alpha > 0) total = total.Plus((f * p).sum(-1).mean().Times(alpha));
@@ -359,7 +361,7 @@ public sealed class Pretrainer : IDisposable
             {
                 double mean = loads[i].Average();
                 var step = loads[i].Select(c => (float)(gamma * Math.Sign(mean - c))).ToArray();
-                bias.add_(tensor(step), KeptScalars.One);
+                bias.add_(tensor(step, device: bias.device), KeptScalars.One);
             }
 
             i++;
