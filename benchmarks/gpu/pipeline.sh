@@ -11,7 +11,7 @@ ranks=.gpu/ranks-torch/ModelCompiler.Distributed.Ranks
 steps=${STEPS:-30}
 # Each rank sees only its own GPU (as cuda:0).
 printf '#!/bin/bash\nexport CUDA_VISIBLE_DEVICES=$OMPI_COMM_WORLD_LOCAL_RANK\nexec "$@"\n' > /tmp/bind.sh && chmod +x /tmp/bind.sh
-run() { echo "== $1"; shift; timeout 150 "$@" 2>&1 | grep -vE "^\s*$|^\[" | tail -40 || echo "(exit $?)"; }
+run() { echo "== $1"; shift; timeout 150 "$@" 2>&1 | grep -avE "^\s*$|^\[" | tail -40 || echo "(exit $?)"; }
 run "one process, CPU" mpirun -np 1 -x LD_LIBRARY_PATH $ranks single "$steps"
 run "one process, one GPU" mpirun -np 1 -x LD_LIBRARY_PATH -x NCCL_LIB /tmp/bind.sh $ranks single "$steps" cuda
 # The pipeline's micro-batches (4 of 4 rows) in one process: forward and backward per micro-batch for the simulator.

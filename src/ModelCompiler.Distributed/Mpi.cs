@@ -66,7 +66,7 @@ public sealed unsafe partial class Mpi : IDisposable
         fixed (byte* p = buffer)
         {
             Check(MPI_Get_library_version(p, out int length), "MPI_Get_library_version");
-            return System.Text.Encoding.ASCII.GetString(buffer, 0, length).Split('\n')[0].Trim();
+            return System.Text.Encoding.ASCII.GetString(buffer, 0, length).Split('\n')[0].TrimEnd('\0').Trim(); // Open MPI counts the terminating NUL
         }
     }
 

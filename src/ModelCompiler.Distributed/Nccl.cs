@@ -125,6 +125,17 @@ public sealed unsafe partial class NcclCommunicator : IDisposable
         Check(error, "an earlier NCCL operation");
     }
 
+    /// <summary>
+    /// Ends the communicator without waiting for its operations: after a failure, when a send or receive may never be
+    /// matched (<see cref="Dispose"/> would wait for it forever).
+    /// </summary>
+    public void Abort()
+    {
+        if (_comm == IntPtr.Zero) return;
+        ncclCommAbort(_comm);
+        _comm = IntPtr.Zero;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
@@ -151,6 +162,7 @@ public sealed unsafe partial class NcclCommunicator : IDisposable
     [LibraryImport(Library)] private static partial int ncclGetUniqueId(out UniqueId id);
     [LibraryImport(Library)] private static partial int ncclCommInitRank(out IntPtr comm, int ranks, UniqueId id, int rank);
     [LibraryImport(Library)] private static partial int ncclCommDestroy(IntPtr comm);
+    [LibraryImport(Library)] private static partial int ncclCommAbort(IntPtr comm);
     [LibraryImport(Library)] private static partial int ncclCommGetAsyncError(IntPtr comm, out int error);
     [LibraryImport(Library)] private static partial IntPtr ncclGetErrorString(int result);
     [LibraryImport(Library)] private static partial IntPtr ncclGetLastError(IntPtr comm);
