@@ -29,9 +29,9 @@ internal sealed class NcclChannels : IDisposable
     }
 
     /// <summary>
-    /// NCCL connects two ranks on their first message, and the sender waits on the host until the receiver joins; with
-    /// several channels, two ranks that each first send on a different one would wait for each other forever. So every
-    /// channel exchanges one value with every other rank, in one group, before the first step.
+    /// NCCL connects two ranks on their first message between them. The first two-GPU run, without this, hung on its first
+    /// sends — each rank's first send on a different channel, waiting, it seems, for the peer to join that channel — so every
+    /// channel exchanges one value with every other rank, in one group, before the first step (and then the runs went through).
     /// </summary>
     private void Connect(Mpi mpi, Device device)
     {

@@ -247,27 +247,24 @@ public sealed class PipelineTrainer : IDisposable
         var present = parameters.Select(p => p.grad is null ? 0f : 1f).ToArray();
         _mpi.AllReduceSum(present);
         using var flat = cat(parameters.Select(p => (p.grad ?? zeros_like(p)).flatten()).ToList());
+        Tensor summed;
         if (_channels is not null)
         {
-            _channels.AllReduceSum(flat);
-            long at = 0;
-            for (int i = 0; i < parameters.Count; i++)
-            {
-                long count = parameters[i].numel();
-                parameters[i].grad = present[i] == 0 ? null : flat.narrow(0, at, count).view(parameters[i].shape).DetachFromDisposeScope();
-                at += count;
-            }
-
-            return;
+            _channels.AllReduceSum(flat); // on the GPUs, in place
+            summed = flat;
+        }
+        else
+        {
+            var values = flat.data<float>().ToArray();
+            _mpi.AllReduceSum(values);
+            summed = tensor(values);
         }
 
-        var values = flat.data<float>().ToArray();
-        _mpi.AllReduceSum(values);
         long offset = 0;
         for (int i = 0; i < parameters.Count; i++)
         {
             long count = parameters[i].numel();
-            parameters[i].grad = present[i] == 0 ? null : tensor(values.AsSpan((int)offset, (int)count).ToArray()).view(parameters[i].shape).DetachFromDisposeScope();
+            parameters[i].grad = present[i] == 0 ? null : summed.narrow(0, offset, count).view(parameters[i].shape).DetachFromDisposeScope();
             offset += count;
         }
     }
