@@ -225,15 +225,18 @@ compare.SetAction(result =>
                         task.Description = string.Create(CultureInfo.InvariantCulture, $"{name}: step {step.Step} loss {step.Loss:F3}");
                     }
 
-                    // A run already in the folder is resumed (a finished one is only evaluated again): an interrupted comparison loses at most 50 steps.
-                    TorchSharp.torch.set_num_threads(count);
-                    try
+                    // A run already in the folder is resumed, a finished one taken as it is: an interrupted comparison loses at most 50 steps.
+                    if (!run.IsFinished)
                     {
-                        _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
-                    }
-                    finally
-                    {
-                        TorchSharp.torch.set_num_threads(threads);
+                        TorchSharp.torch.set_num_threads(count);
+                        try
+                        {
+                            _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
+                        }
+                        finally
+                        {
+                            TorchSharp.torch.set_num_threads(threads);
+                        }
                     }
 
                     task.Value = options.Steps;

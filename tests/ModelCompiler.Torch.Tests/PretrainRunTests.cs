@@ -20,11 +20,13 @@ public sealed class PretrainRunTests : IDisposable
         string straight = Path.Combine(_root, "straight"), split = Path.Combine(_root, "split");
         new PretrainRun(Tiny, Options, straight, checkpointEvery: 4, evalProblems: 10).Start();
         new PretrainRun(Tiny, Options with { StopAfter = 3 }, split, checkpointEvery: 4, evalProblems: 10).Start(); // "killed" after step 3
+        Assert.False(new PretrainRun(Tiny, Options, split).IsFinished);
         new PretrainRun(Tiny, Options, split, checkpointEvery: 4, evalProblems: 10).Resume();
 
         string[] Losses(string run) => File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
             .Select(e => $"{e.GetProperty("step").GetInt32()}:{e.GetProperty("loss").GetDouble():R}:{e.GetProperty("mtp_loss").GetDouble():R}:{e.GetProperty("grad_norm").GetDouble():R}").ToArray();
+        Assert.True(new PretrainRun(Tiny, Options, straight).IsFinished);
         Assert.Equal(8, Losses(straight).Length);
         Assert.Equal(Losses(straight), Losses(split));
         Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "checkpoint", "model.safetensors")), File.ReadAllBytes(Path.Combine(split, "checkpoint", "model.safetensors")));

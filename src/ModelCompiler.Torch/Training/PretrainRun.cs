@@ -80,6 +80,10 @@ public sealed class PretrainRun
     /// <summary>The run's metrics.jsonl: one line per step.</summary>
     public string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
 
+    /// <summary>Whether the folder's checkpoint is at the run's last step: nothing is left to train.</summary>
+    /// <exception cref="CheckpointException">The checkpoint's state is corrupted or belongs to another seed or precision.</exception>
+    public bool IsFinished => HasCheckpoint && ReadState().Step >= _options.Steps;
+
     private string CheckpointDirectory => Path.Combine(Directory, "checkpoint");
 
 
