@@ -94,6 +94,9 @@ public class DeepSeekCausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Token embeddings (shared with the MTP modules).</summary>
     public Tensor Embed(Tensor inputIds) => _model.Embedding.call(inputIds);
 
+    /// <summary>Where the weights are (the CPU, or the GPU the model was moved to): the device its inputs must be on.</summary>
+    public Device Device => _model.Embedding.weight!.device;
+
     /// <summary>The final RMSNorm.</summary>
     public Tensor FinalNorm(Tensor hidden) => _model.Norm.call(hidden);
 

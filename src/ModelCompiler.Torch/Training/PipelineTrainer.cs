@@ -67,7 +67,7 @@ public sealed class PipelineTrainer : IDisposable
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
         mpi.RequireSameOnAllRanks(Fingerprint(model, options, schedule, microBatches), "model, weights, options and schedule");
-        _device = model.parameters().First().device;
+        _device = model.Device;
         if (_device.type == DeviceType.CUDA) _channels = new NcclChannels(mpi, _table.Phases, _device);
     }
 

@@ -86,7 +86,6 @@ public sealed class PretrainRun
 
     private string CheckpointDirectory => Path.Combine(Directory, "checkpoint");
 
-
     /// <summary>One line of <c>metrics.jsonl</c> for a step that took <paramref name="seconds"/> (also written by pipelined runs).</summary>
     public static string MetricsLine(StepReport report, double seconds) => JsonSerializer.Serialize(new
     {

@@ -110,7 +110,7 @@ public sealed class Pretrainer : IDisposable
     private readonly int _depth;
     private readonly double _gamma;
     private readonly bool _balance;
-    private readonly Device _device;
+    private readonly Device _device; // the model's: the data comes from the CPU and goes there
 
     private readonly IPretrainData _data;
 
@@ -126,7 +126,7 @@ public sealed class Pretrainer : IDisposable
         _depth = model.MtpModules.Count;
         _lambda = model.Spec.Mtp?.LossWeight ?? 0;
         _gamma = options.BiasUpdateSpeed ?? model.Spec.Moe?.BiasUpdateSpeed ?? 0;
-        _device = model.parameters().First().device; // the data comes from the CPU; a model on a GPU gets it there
+        _device = model.Device;
         _balance = model.Spec.Moe is { } m
             && (m.SequenceBalanceLossWeight > 0 || m.ExpertBalanceLossWeight > 0 || m.DeviceBalanceLossWeight > 0 || m.CommunicationBalanceLossWeight > 0);
         foreach (var moe in MoeLayers()) moe.KeepRouting = _balance;
