@@ -93,8 +93,7 @@ pretrain.SetAction(result =>
     }
     catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException)
     {
-        Console.Error.WriteLine("error: " + e.Message);
-        return 1;
+        return Failed(e.Message);
     }
 });
 root.Subcommands.Add(pretrain);
@@ -133,8 +132,7 @@ grpo.SetAction(result =>
             });
         if (outcome!.NoSignal is { } why)
         {
-            Console.Error.WriteLine("error: " + why);
-            return 1;
+            return Failed(why);
         }
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -144,8 +142,7 @@ grpo.SetAction(result =>
     }
     catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
-        Console.Error.WriteLine("error: " + e.Message);
-        return 1;
+        return Failed(e.Message);
     }
 });
 root.Subcommands.Add(grpo);
@@ -171,8 +168,7 @@ comparePrecision.SetAction(result =>
     }
     catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
-        Console.Error.WriteLine("error: " + e.Message);
-        return 1;
+        return Failed(e.Message);
     }
 });
 root.Subcommands.Add(comparePrecision);
@@ -258,8 +254,7 @@ compare.SetAction(result =>
     }
     catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException or InvalidDataException)
     {
-        Console.Error.WriteLine("error: " + e.Message);
-        return 1;
+        return Failed(e.Message);
     }
 });
 root.Subcommands.Add(compare);
@@ -294,8 +289,7 @@ r1.SetAction(result =>
     }
     catch (Exception e) when (e is CheckpointException or ConfigException or IOException or ArgumentException)
     {
-        Console.Error.WriteLine("error: " + e.Message);
-        return 1;
+        return Failed(e.Message);
     }
 });
 root.Subcommands.Add(r1);
@@ -321,3 +315,10 @@ root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();
 
 static string Threads(int count) => count == 1 ? "1 thread" : $"{count} threads";
+
+// A command that cannot go on: the reason on stderr, exit code 1.
+static int Failed(string reason)
+{
+    Console.Error.WriteLine("error: " + reason);
+    return 1;
+}
