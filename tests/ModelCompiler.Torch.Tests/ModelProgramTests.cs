@@ -17,18 +17,13 @@ public sealed class ModelProgramTests
     public void Generate_names_the_bad_option(string option, string expected)
     {
         // The checkpoint folder does not exist: the options are refused before it is read.
-        string[] args = ["generate", "no-such-checkpoint", "--prompt-ids", "1,2", .. option.Split(' ')];
-        var (code, error) = Run(args);
-        Assert.Equal(2, code);
-        Assert.Contains(expected, error, StringComparison.Ordinal);
+        Refused(["generate", "no-such-checkpoint", "--prompt-ids", "1,2", .. option.Split(' ')], expected);
     }
 
     [Fact]
     public void A_prompt_id_that_is_not_a_number_is_named()
     {
-        var (code, error) = Run(["generate", "no-such-checkpoint", "--prompt-ids", "1,2;3,a"]);
-        Assert.Equal(2, code);
-        Assert.Contains("--prompt-ids: 'a' is not a token id", error, StringComparison.Ordinal);
+        Refused(["generate", "no-such-checkpoint", "--prompt-ids", "1,2;3,a"], "--prompt-ids: 'a' is not a token id");
     }
 
     [Theory]
@@ -39,17 +34,16 @@ public sealed class ModelProgramTests
     [InlineData("--steps 99999999999", "--steps must be a whole number from 1 to 2147483647")]
     public void Pretrain_checks_its_numbers_before_reading_the_data(string option, string expected)
     {
-        string[] args = ["pretrain", "--data", "no-such-file.txt", .. option.Split(' ')];
-        var (code, error) = Run(args);
-        Assert.Equal(2, code);
-        Assert.Contains(expected, error, StringComparison.Ordinal);
+        Refused(["pretrain", "--data", "no-such-file.txt", .. option.Split(' ')], expected);
     }
 
-    private static (int Code, string Error) Run(string[] args)
+    /// <summary>The command exits with 2 and says <paramref name="expected"/> on stderr.</summary>
+    private static void Refused(string[] args, string expected)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         int code = ModelProgram.Run(args, "Tiny", TestModels.Tiny(), () => new DeepSeekCausalLM(TestModels.Tiny()), output, error);
-        return (code, error.ToString());
+        Assert.Equal(2, code);
+        Assert.Contains(expected, error.ToString(), StringComparison.Ordinal);
     }
 }
