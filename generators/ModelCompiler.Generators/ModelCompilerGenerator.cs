@@ -29,7 +29,7 @@ namespace ModelCompiler.Generators
             var parsed = context.SyntaxProvider
                 .ForAttributeWithMetadataName(
                     ModelParser.ModelAttributeMetadataName,
-                    static (node, _) => node is ClassDeclarationSyntax,
+                    static (node, _) => node is ClassDeclarationSyntax or RecordDeclarationSyntax,
                     static (ctx, ct) => ModelParser.Parse(ctx, ct))
                 .WithTrackingName(StepNames.Parse);
 

@@ -25,6 +25,7 @@ public sealed class DiagnosticTests
         { "MC1004", "[DeepSeekModel(1000, 256, 2, DenseIntermediateSize = 64)][MultiHeadLatentAttention(4, 128)] public partial class [|M|]<T> { }" },
         { "MC1005", "[DeepSeekModel(1000, 256, 2, DenseIntermediateSize = 64)] public partial class [|M|] { }" },
         { "MC1006", Valid.Replace("hiddenSize: 256", "[|hiddenSize: 0|]") },
+        { "MC1007", Valid + "\npublic partial record class [|M|];" },
         { "MC2001", Valid.Replace("DenseLayers = 1", "[|DenseLayers = 5|]") },
         { "MC2002", Valid.Replace(", DenseIntermediateSize = 512)]", ")]").Replace("[DeepSeekModel(", "[[|DeepSeekModel(").Replace("DenseLayers = 1)]", "DenseLayers = 1)|]]") },
         { "MC2003", Valid.Replace("activatedExperts: 4", "[|activatedExperts: 17|]").Replace("ExpertGroups = 4, GroupsPerToken = 2", "ExpertGroups = 1") },
@@ -39,6 +40,7 @@ public sealed class DiagnosticTests
         { "MC2012", Valid.Replace("GroupsPerToken = 2", "GroupsPerToken = 2, [|Balancing = LoadBalancing.AuxiliaryLoss|]") },
         { "MC3001", Valid.Replace("expertIntermediateSize: 128", "[|expertIntermediateSize: 96|]") + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3)]" },
         { "MC3002", Valid + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3, [|PromotionInterval = 96|])]" },
+        { "MC3002", Valid + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3, [|WeightBlock = 0|])]" },
         { "MC5001", Valid + "\n[Grpo(8, Epsilon = 0.3, [|EpsilonHigh = 0.2|])]" },
         { "MC5002", Valid + "\n[Grpo(8, LossAggregation = GrpoLossAggregation.DrGrpo, [|RewardScaling = RewardScaling.Group|])]" },
         { "MC6001", Valid + "\n[PipelineParallel([|stages: 8|], schedule: PipelineSchedule.OneFOneB, microBatches: 16)]" },
@@ -62,6 +64,8 @@ public sealed class DiagnosticTests
         Assert.Equal(DiagnosticRule.Find(id).Severity == RuleSeverity.Error ? DiagnosticSeverity.Error : DiagnosticSeverity.Warning, reported[0].Severity);
         Assert.DoesNotContain(result.Diagnostics, d => d.Id != id && d.Severity == DiagnosticSeverity.Error);
         Assert.EndsWith($"docs/diagnostics/{id}.md", reported[0].Descriptor.HelpLinkUri, StringComparison.Ordinal);
+        string message = reported[0].GetMessage(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.DoesNotMatch(@"\{\d+\}", message); // every placeholder filled
     }
 
     [Fact]

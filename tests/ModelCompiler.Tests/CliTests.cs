@@ -57,6 +57,14 @@ public sealed class CliTests
             (code, _, stderr) = Run("plan", path, "--json");
             Assert.Equal(1, code);
             Assert.Contains("error MC2003: MixtureOfExperts.ActivatedExperts = 300 exceeds RoutedExperts = 256", stderr, StringComparison.Ordinal);
+
+            foreach (string block in new[] { "[100, 100]", "[0, 0]" })
+            {
+                File.WriteAllText(path, File.ReadAllText(Fixture("deepseek-v3.json")).Replace("\"weight_block_size\": [128, 128]", $"\"weight_block_size\": {block}", StringComparison.Ordinal));
+                (code, _, stderr) = Run("plan", path);
+                Assert.Equal(1, code);
+                Assert.Contains($"error MC3002: PrecisionPolicy.WeightBlock = {block[1..block.IndexOf(',')]} is not valid", stderr, StringComparison.Ordinal);
+            }
         }
         finally
         {

@@ -27,7 +27,13 @@ namespace ModelCompiler.Generators.Parsing
         public static ParseResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
         {
             var type = (INamedTypeSymbol)context.TargetSymbol;
-            var declaration = (ClassDeclarationSyntax)context.TargetNode;
+            var declaration = (TypeDeclarationSyntax)context.TargetNode;
+            if (declaration is RecordDeclarationSyntax)
+            {
+                var record = DiagnosticInfo.Create(DiagnosticRule.ModelClassIsRecord, LocationInfo.From(declaration.Identifier.GetLocation()), type.Name);
+                return new ParseResult(null, new[] { record }.ToEquatableArray());
+            }
+
             try
             {
                 return ParseCore(type, declaration, cancellationToken);
@@ -53,7 +59,7 @@ namespace ModelCompiler.Generators.Parsing
             return DiagnosticInfo.Create(DiagnosticRule.ComponentWithoutModel, location, name.Substring(0, name.Length - "Attribute".Length), type.Name);
         }
 
-        private static ParseResult ParseCore(INamedTypeSymbol type, ClassDeclarationSyntax declaration, CancellationToken cancellationToken)
+        private static ParseResult ParseCore(INamedTypeSymbol type, TypeDeclarationSyntax declaration, CancellationToken cancellationToken)
         {
             var diagnostics = new List<DiagnosticInfo>();
             var identifier = LocationInfo.From(declaration.Identifier.GetLocation());

@@ -1,3 +1,5 @@
+using System;
+using System.Globalization;
 using System.Collections.Generic;
 
 namespace ModelCompiler.Planning
@@ -50,6 +52,30 @@ namespace ModelCompiler.Planning
         /// <summary>How to fix it.</summary>
         public string Description { get; }
 
+        /// <summary>How many arguments <see cref="MessageFormat"/> takes: one more than its largest <c>{n}</c>.</summary>
+        public int Placeholders
+        {
+            get
+            {
+                int count = 0;
+                for (int i = 0; i < MessageFormat.Length; i++)
+                {
+                    if (MessageFormat[i] != '{') continue;
+                    if (i + 1 < MessageFormat.Length && MessageFormat[i + 1] == '{')
+                    {
+                        i++;
+                        continue;
+                    }
+
+                    int end = i + 1;
+                    while (end < MessageFormat.Length && char.IsDigit(MessageFormat[end])) end++;
+                    if (end > i + 1) count = Math.Max(count, int.Parse(MessageFormat.Substring(i + 1, end - i - 1), CultureInfo.InvariantCulture) + 1);
+                }
+
+                return count;
+            }
+        }
+
         /// <summary>The link to the rule's documentation page.</summary>
         public string HelpLink => "docs/diagnostics/" + Id + ".md";
 
@@ -95,6 +121,12 @@ namespace ModelCompiler.Planning
             "Attribute argument out of range",
             "{0}.{1} = {2} is out of range: {3}",
             "Sizes must be positive, weights and coefficients non-negative, and every value within the range the message names.");
+
+        /// <summary>MC1007: "'{0}' is a record; declare the model as a 'partial class'".</summary>
+        public static readonly DiagnosticRule ModelClassIsRecord = new("MC1007", RuleSeverity.Error, Usage,
+            "Model class cannot be a record",
+            "'{0}' is a record; declare the model as a 'partial class'",
+            "The generator re-opens the model as a partial class, and C# does not let a record and a class share a partial type; a model is a set of constants and generated members, with no value equality to gain from a record.");
 
         /// <summary>MC2001: "DeepSeekModel.DenseLayers = {0} exceeds Layers = {1}; at most {1} layers can be dense".</summary>
         public static readonly DiagnosticRule DenseLayersExceedLayers = new("MC2001", RuleSeverity.Error, Architecture,
@@ -237,7 +269,7 @@ namespace ModelCompiler.Planning
         /// <summary>Every rule, in id order.</summary>
         public static IReadOnlyList<DiagnosticRule> All { get; } = new[]
         {
-            ModelClassNotPartial, ContainingTypeNotPartial, ComponentWithoutModel, GenericModelClass, MissingAttention, ArgumentOutOfRange,
+            ModelClassNotPartial, ContainingTypeNotPartial, ComponentWithoutModel, GenericModelClass, MissingAttention, ArgumentOutOfRange, ModelClassIsRecord,
             DenseLayersExceedLayers, DenseWidthMissing, ActivatedExceedsRouted, GroupsDoNotDivideExperts, GroupsPerTokenExceedGroups,
             KeptGroupsTooSmall, OddRopeDimension, YarnBetaOrder, ModelTooLarge, KvLoraRankNotMultipleOf64, MoeUnused, NoBalancing,
             Fp8DimensionNotAligned, InvalidPrecision,

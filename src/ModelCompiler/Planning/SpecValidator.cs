@@ -226,24 +226,24 @@ namespace ModelCompiler.Planning
             const string A = SpecAttributes.Precision;
             var p = s.Precision;
             bool tile = ValidateTile(v, "ActivationTile", p.ActivationTile);
-            ValidateTile(v, "WeightBlock", p.WeightBlock);
+            bool blockValid = ValidateTile(v, "WeightBlock", p.WeightBlock);
             if (ValidateTile(v, "PromotionInterval", p.PromotionInterval) && tile && p.ActivationTile % p.PromotionInterval != 0)
             {
-                v.Add(DiagnosticRule.InvalidPrecision, A, "PromotionInterval", p.PromotionInterval,
+                v.Add(DiagnosticRule.InvalidPrecision, A, "PromotionInterval", "PromotionInterval", p.PromotionInterval,
                     string.Format(CultureInfo.InvariantCulture, "it must divide ActivationTile = {0}, since each tile's scale is applied when its partial sum is promoted", p.ActivationTile));
             }
 
             if (p.MasterWeights == NumericFormat.Fp8E4M3)
             {
-                v.Add(DiagnosticRule.InvalidPrecision, A, "MasterWeights", p.MasterWeights, "master weights must be Fp32, Bf16 or Fp16; FP8 cannot hold the optimizer's small updates");
+                v.Add(DiagnosticRule.InvalidPrecision, A, "MasterWeights", "MasterWeights", p.MasterWeights, "master weights must be Fp32, Bf16 or Fp16; FP8 cannot hold the optimizer's small updates");
             }
 
             if (p.OptimizerMoments == NumericFormat.Fp8E4M3)
             {
-                v.Add(DiagnosticRule.InvalidPrecision, A, "OptimizerMoments", p.OptimizerMoments, "AdamW moments must be Fp32, Bf16 or Fp16 (DeepSeek-V3: Bf16)");
+                v.Add(DiagnosticRule.InvalidPrecision, A, "OptimizerMoments", "OptimizerMoments", p.OptimizerMoments, "AdamW moments must be Fp32, Bf16 or Fp16 (DeepSeek-V3: Bf16)");
             }
 
-            if (p.Compute != NumericFormat.Fp8E4M3 || p.WeightBlock <= 0) return;
+            if (p.Compute != NumericFormat.Fp8E4M3 || !blockValid) return;
             int block = p.WeightBlock;
             var a = s.Attention;
             var dims = new List<(string Name, long Value)> { ("DeepSeekModel.HiddenSize", s.HiddenSize) };
@@ -264,7 +264,7 @@ namespace ModelCompiler.Planning
         private static bool ValidateTile(Collector v, string argument, int value)
         {
             if (value > 0 && value <= 4096 && value % 32 == 0) return true;
-            v.Add(DiagnosticRule.InvalidPrecision, SpecAttributes.Precision, argument, value, "it must be a positive multiple of 32 (the FP8 MMA depth), at most 4096 (DeepSeek-V3: 128)");
+            v.Add(DiagnosticRule.InvalidPrecision, SpecAttributes.Precision, argument, argument, value, "it must be a positive multiple of 32 (the FP8 MMA depth), at most 4096 (DeepSeek-V3: 128)");
             return false;
         }
 
@@ -331,6 +331,12 @@ namespace ModelCompiler.Planning
 
             public void Add(DiagnosticRule rule, string attribute, string argument, params object[] args)
             {
+                if (args.Length != rule.Placeholders)
+                {
+                    // A programming error, caught by the validator's tests: the message would not format.
+                    throw new InvalidOperationException($"{rule.Id} takes {rule.Placeholders} message arguments, not {args.Length} ({attribute}.{argument})");
+                }
+
                 var formatted = args.Select(a => Convert.ToString(a, CultureInfo.InvariantCulture) ?? string.Empty).ToEquatableArray();
                 Issues.Add(new SpecIssue(rule.Id, rule.Severity, attribute, argument, formatted));
             }
