@@ -23,10 +23,10 @@ internal static class PipelinePretraining
             using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
             using var trainer = new PipelineTrainer(model, options, mpi, kind, microBatches);
             StreamWriter? metrics = null;
-            if (mpi.Rank == 0)
+            using var folder = mpi.Rank == 0 ? RunFolder.OpenNew(directory, "trainer.json", message => Console.Error.WriteLine("note: " + message), "pipelined runs do not checkpoint yet") : null;
+            if (folder is not null)
             {
-                Directory.CreateDirectory(directory);
-                metrics = new StreamWriter(Path.Combine(directory, "metrics.jsonl"), append: false);
+                metrics = folder.AppendMetrics();
                 Console.WriteLine($"{schedule} over {mpi.Size} ranks ({mpi.LibraryVersion()}), {microBatches} micro-batches; stages hold layers "
                     + string.Join(", ", trainer.StageLayers.Select(l => $"[{l.First}, {l.End})")));
             }

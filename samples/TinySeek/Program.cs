@@ -27,6 +27,7 @@ var defaults = new PretrainOptions();
 var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.Steps };
 var output = new Option<string>("--out") { Description = "Run folder (metrics.jsonl, checkpoint/, report.md).", DefaultValueFactory = _ => "runs/pretrain" };
 var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint." };
+var extend = new Option<bool>("--extend") { Description = "With --resume: take --steps although the run was started with other steps (its learning-rate schedule changes)." };
 var seed = new Option<long>("--seed") { Description = "Seed of initialisation and data.", DefaultValueFactory = _ => defaults.Seed };
 var gamma = new Option<double?>("--bias-update-speed") { Description = $"γ of auxiliary-loss-free balancing (declared: {TinySeek.Config.BiasUpdateSpeed})." };
 var learningRate = new Option<double>("--learning-rate") { Description = "Peak learning rate (after warm-up; cosine decay to a tenth).", DefaultValueFactory = _ => defaults.LearningRate };
@@ -38,7 +39,7 @@ var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after thi
 var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1, dualpipe or dualpipev." };
 pipeline.AcceptOnlyFromAmong([.. ModelCompiler.Pipeline.Schedules.Names]);
 var microBatches = new Option<int>("--micro-batches") { Description = "Pipeline micro-batches per step (with --pipeline).", DefaultValueFactory = _ => 4 };
-var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, seed, gamma, learningRate, noise, every, stopAfter, precision, pipeline, microBatches };
+var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, extend, seed, gamma, learningRate, noise, every, stopAfter, precision, pipeline, microBatches };
 pretrain.SetAction(result =>
 {
     if (result.GetValue(pipeline) is { } schedule)
@@ -78,7 +79,7 @@ pretrain.SetAction(result =>
                     task.Description = string.Create(CultureInfo.InvariantCulture, $"step {step.Step} loss {step.Loss:F3} mtp {step.MtpLoss:F3} maxvio {step.MaxViolation:F2}");
                 }
 
-                outcome = result.GetValue(resume) ? run.Resume(Report) : run.Start(Report);
+                outcome = result.GetValue(resume) ? run.Resume(Report, extend: result.GetValue(extend)) : run.Start(Report);
             });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"loss {outcome!.FirstLoss:F3} → {outcome.FinalLoss:F3}; greedy accuracy on clean held-out problems {outcome.EvalAccuracy:P1}; MaxVio {outcome.MaxViolation:F3}"));
@@ -91,7 +92,7 @@ pretrain.SetAction(result =>
         Console.WriteLine($"report: {Path.Combine(run.Directory, "report.md")}");
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or TrainingDivergedException or IOException)
+    catch (Exception e) when (e is CheckpointException or ConfigException or TrainingDivergedException or IOException or InvalidDataException)
     {
         return Failed(e.Message);
     }
@@ -227,7 +228,7 @@ compare.SetAction(result =>
                         TorchSharp.torch.set_num_threads(count);
                         try
                         {
-                            _ = run.HasCheckpoint ? run.Resume(Report) : run.Start(Report);
+                            run.Continue(Report);
                         }
                         finally
                         {

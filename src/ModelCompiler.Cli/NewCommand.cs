@@ -30,6 +30,12 @@ internal static class NewCommand
             return 2;
         }
 
+        if (File.Exists(directory.FullName))
+        {
+            Console.Error.WriteLine($"error: {directory.FullName} is a file; give a folder to create. Nothing was written");
+            return 2;
+        }
+
         if (directory.Exists && directory.EnumerateFileSystemInfos().Any())
         {
             Console.Error.WriteLine($"error: {directory.FullName} exists and is not empty; nothing was written");

@@ -7,4 +7,13 @@ root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(ScaffoldCommand.Create());
 root.Subcommands.Add(NewCommand.Create());
 root.Subcommands.Add(ScheduleCommand.Create());
-return root.Parse(args).Invoke();
+try
+{
+    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    // A file that cannot be read or written (a read-only folder, a full disk): one line, not a stack trace.
+    Console.Error.WriteLine("error: " + e.Message);
+    return 2;
+}

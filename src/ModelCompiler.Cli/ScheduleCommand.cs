@@ -12,6 +12,9 @@ namespace ModelCompiler.Cli;
 /// </summary>
 internal static class ScheduleCommand
 {
+    /// <summary>The most ranks a timeline PNG draws (40 pixels of height each).</summary>
+    private const int MaxDrawnRanks = 256;
+
     public static Command Create()
     {
         var kind = new Option<string>("--kind") { Description = "1f1b, zbh1, dualpipe or dualpipev (P stages on P/2 ranks).", Required = true };
@@ -52,6 +55,12 @@ internal static class ScheduleCommand
         {
             // The message without .NET's " (Parameter 'stages')" suffix: the option is already named in it.
             Console.Error.WriteLine("error: " + (e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", string.Empty, StringComparison.Ordinal)));
+            return 2;
+        }
+
+        if (png is not null && table.Ranks > MaxDrawnRanks)
+        {
+            Console.Error.WriteLine($"error: --png draws at most {MaxDrawnRanks} ranks (one row of pixels each); this schedule has {table.Ranks}");
             return 2;
         }
 

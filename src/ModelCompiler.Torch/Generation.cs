@@ -21,6 +21,9 @@ public sealed record SamplingOptions(double Temperature = 0, double TopP = 1, lo
 /// <param name="DecodeSeconds">Time after the prompt's pass (which gives the first token): the steps that give the rest.</param>
 public sealed record GenerationResult(IReadOnlyList<IReadOnlyList<long>> Tokens, double PrefillTokensPerSecond, double DecodeTokensPerSecond, long CacheBytesPerToken, double DecodeSeconds);
 
+/// <summary>Generation stopped because the model's logits were NaN or infinite; the message names the sequence and position.</summary>
+public sealed class NonFiniteLogitsException(string message) : Exception(message);
+
 /// <summary>
 /// Autoregressive generation over MLA's latent cache, as DeepSeek's official <c>generate</c>: one prefill over the shortest
 /// prompt (naive or absorbed prompts alike write the latent cache through absorbed attention), then one token per step for
@@ -61,7 +64,7 @@ public static class Generation
             var logits = useCache
                 ? model.Forward(input, from, AttentionMode.Absorbed, cache)
                 : model.Forward(input, 0, AttentionMode.Naive, null);
-            var last = logits.select(1, -1);
+            var last = EnsureFinite(logits.select(1, -1), position);
             if (start == 0) prefillSeconds = clock.Elapsed.TotalSeconds;
             else decodeSteps++;
             var next = Choose(last, sampling, random);
@@ -80,6 +83,21 @@ public static class Generation
 
         double decodeSeconds = clock.Elapsed.TotalSeconds - prefillSeconds;
         return new GenerationResult(generated, shortest * batch / Math.Max(prefillSeconds, 1e-9), decodeSteps * batch / Math.Max(decodeSeconds, 1e-9), cache?.BytesPerToken ?? 0, decodeSeconds);
+    }
+
+    /// <summary>
+    /// Returns <paramref name="logits"/> [B, …], the logits of position <paramref name="position"/>, after checking that every
+    /// one is finite: no token is ever chosen from NaN.
+    /// </summary>
+    /// <exception cref="NonFiniteLogitsException">A NaN or infinite logit; the message names the sequence.</exception>
+    internal static Tensor EnsureFinite(Tensor logits, long position)
+    {
+        using var finite = isfinite(logits);
+        if (finite.all().item<bool>()) return logits;
+        using var rows = finite.view(logits.shape[0], -1).all(1);
+        long row = rows.logical_not().nonzero()[0, 0].item<long>();
+        throw new NonFiniteLogitsException($"the model's logits are not finite (NaN or infinity) for sequence {row} at position {position}: "
+            + "check the checkpoint's weights (each is checked when it loads) and the prompt; no token was chosen from them");
     }
 
     private static long[] Slice(long[,] tokens, int batch, int from, int to)

@@ -46,7 +46,7 @@ public static class SpeculativeDecoding
             var ids = tensor(known.ToArray(), [1, known.Count]);
             using var threads = SmallStep.Enter(known.Count, model.Spec.HiddenSize);
             var hidden = model.Hidden(ids, 0, AttentionMode.Absorbed, cache);
-            known.Add(Argmax(model, hidden.narrow(1, known.Count - 1, 1)));
+            known.Add(Argmax(model, hidden.narrow(1, known.Count - 1, 1), known.Count - 1));
             // The MTP module at position j reads h_j and the embedding of token j+1; its last position drafts the next token.
             draft = Draft(model, mtp, mtpCache, hidden, known, 0);
         }
@@ -62,7 +62,7 @@ public static class SpeculativeDecoding
             var hidden = model.Hidden(ids, m - 1, AttentionMode.Absorbed, cache);   // positions m−1 and m
             forwards++;
             drafts++;
-            var choices = model.Logits(model.FinalNorm(hidden)).argmax(-1).data<long>();   // the main model's token after each position
+            var choices = Generation.EnsureFinite(model.Logits(model.FinalNorm(hidden)), m - 1).argmax(-1).data<long>();   // the main model's token after each position
             long next = choices[0];
             if (next == draft && !stops.Contains(next) && m + 1 - prompt.Count < maxNewTokens)
             {
@@ -85,7 +85,7 @@ public static class SpeculativeDecoding
         return new SpeculativeResult(stop >= 0 ? tokens.Take(stop + 1).ToList() : tokens, drafts, accepted, forwards, decodeSeconds);
     }
 
-    private static long Argmax(DeepSeekCausalLM model, Tensor hidden) => model.Logits(model.FinalNorm(hidden)).argmax(-1).item<long>();
+    private static long Argmax(DeepSeekCausalLM model, Tensor hidden, long position) => Generation.EnsureFinite(model.Logits(model.FinalNorm(hidden)), position).argmax(-1).item<long>();
 
     /// <summary>Runs the MTP module over positions start … start+h−1 (h = hidden's length) and returns its draft for the token after the last.</summary>
     private static long Draft(DeepSeekCausalLM model, MtpModule mtp, LatentKvCache cache, Tensor hidden, List<long> known, int start)

@@ -96,6 +96,38 @@ public sealed class CliTests
         Assert.Equal(2, Run("schedule", "--kind", "dualpipe", "--stages", "7", "--microbatches", "20").Code);
     }
 
+    [Theory]
+    [InlineData("100000", "100000", "stages = 100000: at most 1024 are supported")]
+    [InlineData("1000", "100000", "micro-batches = 100000: at most 65536 are supported")]
+    [InlineData("1024", "65536", "stages × micro-batches = 67108864: at most 262144 are supported")]
+    public void Schedule_refuses_sizes_beyond_its_limits_before_building(string stages, string microBatches, string expected)
+    {
+        var clock = Stopwatch.StartNew();
+        var (code, _, stderr) = Run("schedule", "--kind", "1f1b", "--stages", stages, "--microbatches", microBatches);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed.TotalSeconds < 60, $"took {clock.Elapsed.TotalSeconds:F0} s");
+    }
+
+    [Fact]
+    public void New_onto_a_file_is_refused_in_one_line()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"modelc-file-{Guid.NewGuid():N}");
+        File.WriteAllText(file, "mine");
+        try
+        {
+            var (code, _, stderr) = Run("new", file, "--from", Fixture("tiny-v3.json"));
+            Assert.Equal(2, code);
+            Assert.Contains("is a file; give a folder to create", stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+            Assert.Equal("mine", File.ReadAllText(file));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     [Fact]
     public void New_project_verifies_and_runs_the_reference_checkpoint()
     {

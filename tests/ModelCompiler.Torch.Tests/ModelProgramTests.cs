@@ -13,7 +13,8 @@ public sealed class ModelProgramTests
     [InlineData("--top-p NaN", "--top-p: 'NaN' is not a number")]
     [InlineData("--seed 1.5", "--seed: '1.5' is not a whole number")]
     [InlineData("--stop 3,x", "--stop: 'x' is not a token id")]
-    [InlineData("--max-new-tokens", "--max-new-tokens needs a value")]
+    [InlineData("--max-new-tokens", "Required argument missing for option: '--max-new-tokens'")]
+    [InlineData("--bogus 7", "Unrecognized command or argument '--bogus'")]
     public void Generate_names_the_bad_option(string option, string expected)
     {
         // The checkpoint folder does not exist: the options are refused before it is read.
@@ -35,6 +36,27 @@ public sealed class ModelProgramTests
     public void Pretrain_checks_its_numbers_before_reading_the_data(string option, string expected)
     {
         Refused(["pretrain", "--data", "no-such-file.txt", .. option.Split(' ')], expected);
+    }
+
+    [Fact]
+    public void Generation_past_the_context_is_refused_before_loading()
+    {
+        // tests/fixtures/tiny-v3 declares max_position_embeddings 512.
+        string fixture = ModelCompiler.TestUtilities.RepositoryPaths.Combine("tests", "fixtures", "tiny-v3");
+        Refused(["generate", fixture, "--prompt-ids", "1,2,3", "--max-new-tokens", "600"], "run past the model's context of 512 positions (max_position_embeddings)");
+    }
+
+    [Fact]
+    public void Non_finite_logits_end_generation_with_an_error()
+    {
+        using var model = new DeepSeekCausalLM(TestModels.Tiny());
+        using (TorchSharp.torch.no_grad())
+        {
+            model.state_dict()["model.norm.weight"].fill_(KeptScalars.Of(double.NaN));
+        }
+
+        var error = Assert.Throws<NonFiniteLogitsException>(() => Generation.Generate(model, [[1, 2, 3]], 4));
+        Assert.Contains("the model's logits are not finite (NaN or infinity) for sequence 0 at position 3", error.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The command exits with 2 and says <paramref name="expected"/> on stderr.</summary>

@@ -61,7 +61,7 @@ public sealed class PretrainRunTests : IDisposable
         string run = Path.Combine(_root, "diverge");
         new PretrainRun(Tiny, Options with { Steps = 3 }, run, checkpointEvery: 3, evalProblems: 5).Start();
         var error = Assert.Throws<TrainingDivergedException>(() =>
-            new PretrainRun(Tiny, Options with { Steps = 40, LearningRate = 1e30, WarmupSteps = 1 }, run, checkpointEvery: 100).Resume());
+            new PretrainRun(Tiny, Options with { Steps = 40, LearningRate = 1e30, WarmupSteps = 1 }, run, checkpointEvery: 100).Resume(extend: true));
         Assert.Matches(@"^step \d+: the loss is not finite", error.Message);
         Assert.Contains("the last good checkpoint is step 3", error.Message, StringComparison.Ordinal);
 
@@ -82,7 +82,7 @@ public sealed class PretrainRunTests : IDisposable
         string path = Path.Combine(run, "checkpoint", file);
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
-        var error = Assert.Throws<CheckpointException>(() => new PretrainRun(Tiny, Options with { Steps = 4 }, run).Resume());
+        var error = Assert.Throws<CheckpointException>(() => new PretrainRun(Tiny, Options with { Steps = 2 }, run).Resume());
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 

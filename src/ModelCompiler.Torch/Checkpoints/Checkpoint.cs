@@ -85,12 +85,26 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    /// <summary>Reads tensor <paramref name="name"/> as float32; an FP8 weight is dequantised with its block scales.</summary>
+    /// <summary>
+    /// Reads tensor <paramref name="name"/> as float32; an FP8 weight is dequantised with its block scales. Every value and
+    /// scale must be finite.
+    /// </summary>
+    /// <exception cref="CheckpointException">The tensor is missing, its scales are, or a value or scale is NaN or infinite (the first one named by index).</exception>
     public Tensor ReadFloat(string name)
     {
         var file = _owner.TryGetValue(name, out var f) ? f : throw new CheckpointException($"{Directory}: no tensor named '{name}'");
         var entry = file.Tensors[name];
         var value = file.ReadFloat(name);
+        try
+        {
+            EnsureFinite(value, entry, file);
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+
         if (entry.DType != "F8_E4M3") return value;
         if (!_owner.ContainsKey(name + ScaleSuffix))
         {
@@ -103,6 +117,26 @@ public sealed class Checkpoint : IDisposable
         {
             return Fp8.Dequantize(value, scale, Spec.Precision.WeightBlock, name);
         }
+    }
+
+    /// <summary>Refuses a tensor holding NaN or infinity, naming the first such element by its index.</summary>
+    private void EnsureFinite(Tensor value, TensorEntry entry, SafetensorsFile file)
+    {
+        using var finite = isfinite(value);
+        if (finite.all().item<bool>()) return;
+        using var flat = finite.flatten().logical_not();
+        long first = flat.nonzero()[0, 0].item<long>();
+        var index = new long[entry.Shape.Length];
+        long rest = first;
+        for (int d = entry.Shape.Length - 1; d >= 0; d--)
+        {
+            index[d] = rest % entry.Shape[d];
+            rest /= entry.Shape[d];
+        }
+
+        float bad = value.flatten()[first].item<float>();
+        string what = entry.DType == "F8_E4M3" ? $"an E4M3 NaN byte (0x7F or 0xFF)" : float.IsNaN(bad) ? "NaN" : bad > 0 ? "+infinity" : "-infinity";
+        throw new CheckpointException($"{Directory}: tensor '{entry.Name}' in {Path.GetFileName(file.Path)} holds {what} at [{string.Join(", ", index)}] (element {first}, data byte {entry.Begin + (first * (entry.End - entry.Begin) / Math.Max(1, entry.Elements))}); a checkpoint's weights must be finite");
     }
 
     /// <summary>
@@ -127,6 +161,12 @@ public sealed class Checkpoint : IDisposable
                 throw new CheckpointException($"{Directory}: tensor '{name}' has shape [{string.Join(", ", entry.Shape)}] in {Path.GetFileName(_owner[name].Path)} but the model expects [{string.Join(", ", target.shape)}]");
             }
 
+            if (target.is_floating_point() && !SafetensorsFile.IsFloatingPoint(entry.DType))
+            {
+                throw new CheckpointException($"{Directory}: tensor '{name}' is stored as {entry.DType} in {Path.GetFileName(_owner[name].Path)}, but the model's parameter is floating point; "
+                    + "the file's dtype is wrong (its bytes would be read as integers)");
+            }
+
             using var value = ReadFloat(name);
             target.copy_(value.to(target.dtype));
         }
@@ -143,22 +183,11 @@ public sealed class Checkpoint : IDisposable
         AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), configJson);
     }
 
-    /// <summary>
-    /// Saves into a new folder <paramref name="directory"/> as a whole: written beside it under a temporary name and renamed,
-    /// so the folder either holds a complete checkpoint or does not exist.
-    /// </summary>
-    public static void SaveNew(DeepSeekCausalLM model, string directory, string configJson)
-    {
-        string temp = directory + ".tmp-" + Environment.ProcessId;
-        Save(model, temp, configJson);
-        System.IO.Directory.Move(temp, directory);
-    }
-
     /// <summary>Throws unless config.json declares the same network as <paramref name="model"/> (training-only settings aside).</summary>
     /// <exception cref="CheckpointException">The first settings that differ.</exception>
     public void EnsureDeclares(ModelSpec model, string name = "this model")
     {
-        if (!ModelProgram.SameArchitecture(Spec, model, out string difference))
+        if (!SpecComparison.SameArchitecture(Spec, model, out string difference))
         {
             throw new CheckpointException($"{Directory}/config.json does not declare {name}: {difference}");
         }

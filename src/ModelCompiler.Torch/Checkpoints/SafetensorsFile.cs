@@ -77,6 +77,9 @@ public sealed class SafetensorsFile : IDisposable
         return known;
     }
 
+    /// <summary>Whether a safetensors dtype holds real numbers (F64, F32, F16, BF16, F8_E4M3), not integers or booleans.</summary>
+    public static bool IsFloatingPoint(string dtype) => dtype is "F64" or "F32" or "F16" or "BF16" or "F8_E4M3";
+
     /// <summary>Opens and checks <paramref name="path"/>.</summary>
     /// <exception cref="CheckpointException">The file is missing, truncated or inconsistent.</exception>
     public static SafetensorsFile Open(string path)

@@ -38,6 +38,9 @@ public sealed class GrpoRun
     /// <summary>The run folder.</summary>
     public string Directory { get; }
 
+    /// <summary>Where a crash recovery of the folder is reported; standard error by default.</summary>
+    public Action<string> Notice { get; init; } = message => Console.Error.WriteLine("note: " + message);
+
     /// <summary>The named presets of grpo-reference §4 applied to <paramref name="declared"/> (G is kept).</summary>
     /// <exception cref="ArgumentException">An unknown preset.</exception>
     public static GrpoSpec Preset(GrpoSpec declared, string preset) => preset switch
@@ -55,7 +58,7 @@ public sealed class GrpoRun
         if (System.IO.Directory.Exists(Path.Combine(Directory, "checkpoint"))) throw new IOException($"{Directory} already holds a GRPO run; choose another --out. Nothing was changed.");
         using var policy = Load(checkpointDirectory);
         using var reference = _grpo.Beta != 0 ? Load(checkpointDirectory) : null;
-        System.IO.Directory.CreateDirectory(Directory); // once the starting checkpoint has loaded: a wrong --from leaves no folder
+        using var folder = RunFolder.OpenNew(Directory, "config.json", Notice, "GRPO runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
         IRewardFunction[] rewards = [new AccuracyReward(), new FormatReward()];
         using var trainer = new GrpoTrainer(policy, reference, _grpo, _options, rewards);
         var before = trainer.Evaluate(_options.EvalProblems);
@@ -111,7 +114,7 @@ public sealed class GrpoRun
             }
         }
 
-        Checkpoint.SaveNew(policy, Path.Combine(Directory, "checkpoint"), HuggingFaceConfig.ToJson(_spec));
+        folder.SaveCheckpoint(temp => Checkpoint.Save(policy, temp, HuggingFaceConfig.ToJson(_spec)));
         var result = new GrpoResult(before, after, trainer.Step, Directory, null);
         WriteReport(result, metricsPath);
         return result;

@@ -53,9 +53,9 @@ public sealed class IterativeRecipe
             policy = checkpoint.CreateModel(_spec, includeMtp: checkpoint.HasMtp);
         }
 
-        Directory.CreateDirectory(directory); // once the starting checkpoint has loaded: a wrong --from leaves no folder
-
         using var _ = policy;
+        using var folder = RunFolder.OpenNew(directory, "config.json", message => Console.Error.WriteLine("note: " + message), "these runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
+
         policy.Precision.Format = ModelCompiler.NumericFormat.Fp32;
         var phases = new List<RecipePhase>();
         void Record(RecipePhase phase)
@@ -89,7 +89,7 @@ public sealed class IterativeRecipe
             Record(new RecipePhase(round, "GRPO", rl.Evaluate(_rl.EvalProblems), $"{_rl.Steps} steps, {_rl.PromptsPerStep} prompts × G {_grpo.GroupSize}"));
         }
 
-        Checkpoint.SaveNew(policy, Path.Combine(directory, "checkpoint"), HuggingFaceConfig.ToJson(_spec));
+        folder.SaveCheckpoint(temp => Checkpoint.Save(policy, temp, HuggingFaceConfig.ToJson(_spec)));
         AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), "# Iterative SFT ↔ RL\n\n| round | phase | greedy | sampled | pass@G | |\n|---|---|---:|---:|---:|---|\n"
             + string.Join("\n", phases.Select(p => string.Create(CultureInfo.InvariantCulture,
                 $"| {p.Round} | {p.Phase} | {p.Evaluation.GreedyAccuracy:P1} | {p.Evaluation.SampledAccuracy:P1} | {p.Evaluation.PassAtG:P1} | {p.Detail} |"))) + "\n");

@@ -36,14 +36,15 @@ public static class Charts
     }
 
     /// <summary>
-    /// The objects of a metrics.jsonl with their line numbers, one per non-empty line.
+    /// The objects of a metrics.jsonl with their line numbers, one per non-empty line; a torn last line (a run killed while
+    /// writing it) is left out and reported to <paramref name="notice"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">A line that is not a JSON object, named by file and line.</exception>
-    internal static List<(int Line, JsonElement Row)> Rows(string metricsPath)
+    /// <exception cref="InvalidDataException">A complete line that is not a JSON object, named by file and line.</exception>
+    internal static List<(int Line, JsonElement Row)> Rows(string metricsPath, Action<string>? notice = null)
     {
         var rows = new List<(int, JsonElement)>();
         int number = 0;
-        foreach (string line in File.ReadLines(metricsPath))
+        foreach (string line in RunFolder.ReadMetricsLines(metricsPath, notice))
         {
             number++;
             if (line.Length == 0) continue;

@@ -33,16 +33,18 @@ public sealed record PretrainResult(int Steps, double FirstLoss, double FinalLos
 public sealed record SpeculationReport(double AcceptanceRate, double SpeedUp, bool Identical, int Prompts, double DecodeSpeedUp);
 
 /// <summary>
-/// A pre-training run in a folder: <c>metrics.jsonl</c> (one object per step), <c>checkpoint/</c> (weights with Hugging Face
-/// names, config.json, AdamW state, step and data position, written to a temporary folder and renamed, so a killed run
-/// loses at most the steps since the last checkpoint), and at the end an evaluation on clean held-out problems and
-/// <c>report.md</c>. <see cref="Resume"/> continues bit-exactly: the data stream is a function of (seed, position).
+/// A pre-training run in a folder (a <see cref="RunFolder"/>: one process at a time, crash-safe checkpoints and metrics):
+/// <c>metrics.jsonl</c> (one object per step), <c>checkpoint/</c> (weights with Hugging Face names, config.json, AdamW state,
+/// and <c>trainer.json</c> with the step and data position, written last), and at the end an evaluation on clean held-out
+/// problems and <c>report.md</c>. A killed run loses at most the steps since its last checkpoint, and <see cref="Resume"/>
+/// continues bit-exactly: the data stream is a function of (seed, position).
 /// </summary>
 public sealed class PretrainRun
 {
     /// <summary>Seed of the held-out evaluation stream (never used for training data).</summary>
     public const long EvalSeed = -7;
 
+    private const string TrainerStateName = "trainer.json";
     private static readonly JsonSerializerOptions s_json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
     private readonly ModelSpec _spec;
     private readonly PretrainOptions _options;
@@ -74,6 +76,9 @@ public sealed class PretrainRun
     /// <summary>Held-out problems evaluated at the end.</summary>
     public int EvalProblems { get; }
 
+    /// <summary>Where a crash recovery or a dropped metrics line is reported; standard error by default.</summary>
+    public Action<string> Notice { get; init; } = message => Console.Error.WriteLine("note: " + message);
+
     /// <summary>Whether the folder holds a checkpoint, so that <see cref="Resume"/> applies rather than <see cref="Start"/>.</summary>
     public bool HasCheckpoint => System.IO.Directory.Exists(CheckpointDirectory);
 
@@ -104,26 +109,55 @@ public sealed class PretrainRun
         loads = report.Loads,
     });
 
-    /// <summary>Starts a new run; refuses a folder that already holds a checkpoint (resume it, or choose another).</summary>
+    /// <summary>
+    /// Starts a new run; refuses a folder that already holds a run (a checkpoint, or metrics of steps not yet checkpointed),
+    /// or that another process is using.
+    /// </summary>
     public PretrainResult Start(Action<StepReport>? progress = null, CancellationToken cancellation = default)
     {
-        if (HasCheckpoint)
+        using var folder = OpenFolder(create: true);
+        if (folder.HasCheckpoint)
         {
             throw new IOException($"{Directory} already holds a run (checkpoint/); pass --resume to continue it or --out for a new folder. Nothing was changed.");
         }
 
-        System.IO.Directory.CreateDirectory(Directory);
+        if (folder.ReadMetrics(Notice).Any(line => line.Length > 0))
+        {
+            throw new IOException($"{Directory} holds the metrics of a run that stopped before its first checkpoint; pass --resume to start it over or --out for a new folder. Nothing was changed.");
+        }
+
         File.WriteAllText(MetricsPath, string.Empty);
         using var model = new DeepSeekCausalLM(_spec, includeMtp: true, seed: _options.Seed);
         using var trainer = new Pretrainer(model, _options, _data);
-        return Train(model, trainer, progress, cancellation);
+        return Train(folder, model, trainer, progress, cancellation);
     }
 
-    /// <summary>Continues the run in the folder from its checkpoint; refuses a corrupted or foreign checkpoint with the reason.</summary>
-    public PretrainResult Resume(Action<StepReport>? progress = null, CancellationToken cancellation = default)
+    /// <summary>
+    /// Continues the run in the folder from its checkpoint (a run that stopped before its first checkpoint starts over).
+    /// Refuses a corrupted or foreign checkpoint with the reason, and a different <see cref="PretrainOptions.Steps"/> unless
+    /// <paramref name="extend"/>: the learning-rate schedule spans the steps, so changing them changes the rates of the steps
+    /// still to come.
+    /// </summary>
+    public PretrainResult Resume(Action<StepReport>? progress = null, CancellationToken cancellation = default, bool extend = false)
     {
+        using var folder = OpenFolder(create: false);
+        if (!folder.HasCheckpoint)
+        {
+            Notice($"{Directory} has no checkpoint yet: the run starts over from step 1");
+            folder.TruncateMetrics(0, Notice);
+            using var fresh = new DeepSeekCausalLM(_spec, includeMtp: true, seed: _options.Seed);
+            using var freshTrainer = new Pretrainer(fresh, _options, _data);
+            return Train(folder, fresh, freshTrainer, progress, cancellation);
+        }
+
         var state = ReadState();
-        using var checkpoint = Checkpoint.Open(CheckpointDirectory);
+        if (state.Steps > 0 && state.Steps != _options.Steps && !extend)
+        {
+            throw new CheckpointException($"{Directory} is a run of {state.Steps} steps, not {_options.Steps}: its learning rate follows a schedule over {state.Steps} steps. "
+                + $"Resume with --steps {state.Steps}, or add --extend to continue on a schedule over {_options.Steps} steps. Nothing was changed.");
+        }
+
+        using var checkpoint = OpenCheckpoint();
         using var model = checkpoint.CreateModel(_spec, includeMtp: true);
         using var trainer = new Pretrainer(model, _options, _data);
         try
@@ -136,17 +170,43 @@ public sealed class PretrainRun
         }
 
         trainer.Restore(state.Step, state.DataPosition);
-        TruncateMetrics(state.Step);
-        return Train(model, trainer, progress, cancellation);
+        folder.TruncateMetrics(state.Step, Notice);
+        return Train(folder, model, trainer, progress, cancellation);
     }
 
-    private PretrainResult Train(DeepSeekCausalLM model, Pretrainer trainer, Action<StepReport>? progress, CancellationToken cancellation)
+    /// <summary>Resumes the run in the folder when it holds one, starts it otherwise.</summary>
+    public PretrainResult Continue(Action<StepReport>? progress = null, CancellationToken cancellation = default)
+    {
+        bool exists;
+        using (var folder = OpenFolder(create: true))
+        {
+            exists = folder.HasCheckpoint || folder.ReadMetrics(Notice).Any(line => line.Length > 0);
+        }
+
+        return exists ? Resume(progress, cancellation) : Start(progress, cancellation);
+    }
+
+    private RunFolder OpenFolder(bool create) => RunFolder.Open(Directory, TrainerStateName, create, Notice);
+
+    private Checkpoint OpenCheckpoint()
+    {
+        try
+        {
+            return Checkpoint.Open(CheckpointDirectory);
+        }
+        catch (ConfigException e)
+        {
+            throw new CheckpointException($"{CheckpointDirectory}: {e.Message}", e);
+        }
+    }
+
+    private PretrainResult Train(RunFolder folder, DeepSeekCausalLM model, Pretrainer trainer, Action<StepReport>? progress, CancellationToken cancellation)
     {
         double? firstLoss = null;
         StepReport? last = null;
         int lastCheckpoint = trainer.Step;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using (var metrics = new StreamWriter(MetricsPath, append: true))
+        using (var metrics = folder.AppendMetrics())
         {
             int stop = Math.Min(_options.Steps, _options.StopAfter ?? _options.Steps);
             while (trainer.Step < stop)
@@ -168,7 +228,7 @@ public sealed class PretrainRun
                 progress?.Invoke(report);
                 if (report.Step % CheckpointEvery == 0 || report.Step == stop)
                 {
-                    SaveCheckpoint(model, trainer);
+                    SaveCheckpoint(folder, model, trainer);
                     lastCheckpoint = report.Step;
                 }
             }
@@ -236,21 +296,17 @@ public sealed class PretrainRun
         return new SpeculationReport(acceptance, plainSeconds / speculativeSeconds, identical, prompts.Count, plainDecode / Math.Max(speculativeDecode, 1e-9));
     }
 
-    private void SaveCheckpoint(DeepSeekCausalLM model, Pretrainer trainer)
+    private void SaveCheckpoint(RunFolder folder, DeepSeekCausalLM model, Pretrainer trainer) => folder.SaveCheckpoint(temp =>
     {
-        string temp = CheckpointDirectory + ".tmp-" + Environment.ProcessId, old = CheckpointDirectory + ".old-" + Environment.ProcessId;
-        if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true);
         Checkpoint.Save(model, temp, HuggingFaceConfig.ToJson(_spec));
         trainer.Optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
-        File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps, model.Precision.Format), s_json));
-        if (System.IO.Directory.Exists(CheckpointDirectory)) System.IO.Directory.Move(CheckpointDirectory, old);
-        System.IO.Directory.Move(temp, CheckpointDirectory);
-        if (System.IO.Directory.Exists(old)) System.IO.Directory.Delete(old, recursive: true);
-    }
+        var state = new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps, model.Precision.Format);
+        AtomicFile.WriteAllText(Path.Combine(temp, TrainerStateName), JsonSerializer.Serialize(state, s_json)); // last: marks the save complete
+    });
 
     private TrainerState ReadState()
     {
-        string path = Path.Combine(CheckpointDirectory, "trainer.json");
+        string path = Path.Combine(CheckpointDirectory, TrainerStateName);
         if (!File.Exists(path)) throw new CheckpointException($"{Directory} has no checkpoint to resume ({path} is missing)");
         try
         {
@@ -270,19 +326,11 @@ public sealed class PretrainRun
     /// <summary>Loss of the first and the last step recorded in metrics.jsonl, and the last step's MaxVio (NaN when none is).</summary>
     private (double First, double Last, double MaxViolation) RecordedLosses()
     {
-        if (!File.Exists(MetricsPath)) return (double.NaN, double.NaN, double.NaN);
-        var lines = File.ReadLines(MetricsPath).Where(line => line.Length > 0).ToList();
+        var lines = RunFolder.ReadMetricsLines(MetricsPath, Notice).Where(line => line.Length > 0).ToList();
         if (lines.Count == 0) return (double.NaN, double.NaN, double.NaN);
         using var first = JsonDocument.Parse(lines[0]);
         using var final = JsonDocument.Parse(lines[^1]);
         return (first.RootElement.GetProperty("loss").GetDouble(), final.RootElement.GetProperty("loss").GetDouble(), final.RootElement.GetProperty("max_vio").GetDouble());
-    }
-
-    private void TruncateMetrics(int step)
-    {
-        if (!File.Exists(MetricsPath)) return;
-        var kept = File.ReadLines(MetricsPath).Where(line => line.Length > 0 && JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32() <= step).ToList();
-        AtomicFile.WriteAllText(MetricsPath, string.Concat(kept.Select(line => line + Environment.NewLine)));
     }
 
     private void WriteReport(PretrainResult result)

@@ -40,6 +40,27 @@ namespace ModelCompiler.HuggingFace
             return Parse(text, path);
         }
 
+        /// <summary>
+        /// The context length config.json declares (<c>max_position_embeddings</c>), which generation may not run past; null when
+        /// it declares none. (<see cref="ModelSpec.SequenceLength"/> is the training length, capped at
+        /// <see cref="SpecDefaults.SequenceLength"/>.)
+        /// </summary>
+        /// <exception cref="ConfigException">The file cannot be read, or the value is not a positive whole number.</exception>
+        public static int? ReadContextLength(string path)
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+                if (!document.RootElement.TryGetProperty("max_position_embeddings", out var value) || value.ValueKind == JsonValueKind.Null) return null;
+                return value.TryGetInt32(out int length) && length > 0 ? length
+                    : throw new ConfigException($"{path}: \"max_position_embeddings\" must be a positive whole number, not {value.GetRawText()}");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or InvalidOperationException)
+            {
+                throw new ConfigException($"{path}: cannot read max_position_embeddings: {e.Message}", e);
+            }
+        }
+
         /// <summary>Parses config.json text; <paramref name="source"/> names it in errors.</summary>
         /// <exception cref="ConfigException">Not JSON, or not a DeepSeek config.</exception>
         public static ModelSpec Parse(string json, string source = "config.json")

@@ -125,12 +125,32 @@ namespace ModelCompiler.Pipeline
             _ => throw new ArgumentException($"unknown schedule '{name}': expected {string.Join(", ", Names)}", nameof(name)),
         };
 
+        /// <summary>The most stages a table is built for (DeepSeek-V3 trains with 16).</summary>
+        public const int MaxStages = 1024;
+
+        /// <summary>The most micro-batches a table is built for.</summary>
+        public const int MaxMicroBatches = 65_536;
+
+        /// <summary>The most stage × micro-batch cells a table is built for: its ops, and the simulator's work, grow with them.</summary>
+        public const int MaxCells = 1 << 18;
+
+        /// <summary>
+        /// Why a table of <paramref name="stages"/> × <paramref name="microBatches"/> is too large to build, naming the limit;
+        /// null when it is not.
+        /// </summary>
+        public static string? SizeProblem(int stages, int microBatches) =>
+            stages > MaxStages ? $"stages = {stages}: at most {MaxStages} are supported"
+            : microBatches > MaxMicroBatches ? $"micro-batches = {microBatches}: at most {MaxMicroBatches} are supported"
+            : (long)stages * microBatches > MaxCells ? $"stages × micro-batches = {(long)stages * microBatches}: at most {MaxCells} are supported (the table holds a few ops per cell)"
+            : null;
+
         /// <summary>The table of <paramref name="kind"/> for <paramref name="stages"/> stages and <paramref name="microBatches"/> micro-batches.</summary>
-        /// <exception cref="ArgumentException">A combination the schedule cannot run (the messages match the MC6xxx diagnostics).</exception>
+        /// <exception cref="ArgumentException">A combination the schedule cannot run (the messages match the MC6xxx diagnostics), or one beyond <see cref="SizeProblem"/>'s limits.</exception>
         public static ScheduleTable Build(PipelineSchedule kind, int stages, int microBatches)
         {
             if (stages < 1) throw new ArgumentException($"stages = {stages}: at least 1 is needed", nameof(stages));
             if (microBatches < 1) throw new ArgumentException($"micro-batches = {microBatches}: at least 1 is needed", nameof(microBatches));
+            if (SizeProblem(stages, microBatches) is { } tooLarge) throw new ArgumentException(tooLarge, nameof(stages));
             return kind switch
             {
                 PipelineSchedule.OneFOneB => OneFOneB(stages, microBatches, zeroBubble: false),

@@ -271,8 +271,14 @@ namespace ModelCompiler.Planning
         private static void ValidatePipeline(ModelSpec s, PipelineSpec p, Collector v)
         {
             const string A = SpecAttributes.Pipeline;
-            bool stages = v.Size(A, "Stages", p.Stages);
-            bool micro = v.Size(A, "MicroBatches", p.MicroBatches);
+            bool stages = v.Size(A, "Stages", p.Stages, max: ModelCompiler.Pipeline.Schedules.MaxStages);
+            bool micro = v.Size(A, "MicroBatches", p.MicroBatches, max: ModelCompiler.Pipeline.Schedules.MaxMicroBatches);
+            if (stages && micro && ModelCompiler.Pipeline.Schedules.SizeProblem(p.Stages, p.MicroBatches) is { } tooLarge)
+            {
+                v.Add(DiagnosticRule.ArgumentOutOfRange, A, "MicroBatches", A, "MicroBatches", p.MicroBatches, tooLarge);
+                micro = false;
+            }
+
             if (!stages) return;
             if (s.Layers > 0 && p.Stages > s.Layers) v.Add(DiagnosticRule.MoreStagesThanLayers, A, "Stages", p.Stages, s.Layers);
             bool dual = p.Schedule is PipelineSchedule.DualPipe or PipelineSchedule.DualPipeV;
