@@ -23,7 +23,7 @@ internal static class PipelinePretraining
             using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
             using var trainer = new PipelineTrainer(model, options, mpi, kind, microBatches);
             StreamWriter? metrics = null;
-            using var folder = mpi.Rank == 0 ? RunFolder.OpenNew(directory, "trainer.json", message => Console.Error.WriteLine("note: " + message), "pipelined runs do not checkpoint yet") : null;
+            using var folder = mpi.Rank == 0 ? RunFolder.OpenNew(directory, message => Console.Error.WriteLine("note: " + message), "pipelined runs do not checkpoint yet") : null;
             if (folder is not null)
             {
                 metrics = folder.AppendMetrics();

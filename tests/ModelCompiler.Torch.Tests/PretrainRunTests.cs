@@ -83,6 +83,11 @@ public sealed class PretrainRunTests : IDisposable
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
         var error = Assert.Throws<CheckpointException>(() => new PretrainRun(Tiny, Options with { Steps = 2 }, run).Resume());
+        Assert.Contains($"{path} has {bytes.Length / 2} bytes, not the {bytes.Length} it had when it was saved", error.Message, StringComparison.Ordinal);
+
+        // A checkpoint without its manifest (saved by an earlier version): each file's own reader names the damage.
+        File.Delete(Path.Combine(run, "checkpoint", RunFolder.ManifestName));
+        error = Assert.Throws<CheckpointException>(() => new PretrainRun(Tiny, Options with { Steps = 2 }, run) { Notice = _ => { } }.Resume());
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 

@@ -68,7 +68,7 @@ public sealed class RunFolderTests : IDisposable
         var (older, newer) = TwoCheckpoints();
         Directory.Move(older, Path.Combine(Folder, "checkpoint.old-99999"));
         Directory.Move(newer, Path.Combine(Folder, "checkpoint.tmp-99999"));
-        File.Delete(Path.Combine(Folder, "checkpoint.tmp-99999", "trainer.json")); // not complete: its marker was never written
+        File.Delete(Path.Combine(Folder, "checkpoint.tmp-99999", RunFolder.ManifestName)); // not complete: its manifest was never written
 
         Run(Folder, notice: _notices.Add).Resume();
         Assert.Contains(_notices, n => n.Contains("adopted the complete checkpoint.old-99999/", StringComparison.Ordinal));
@@ -80,7 +80,7 @@ public sealed class RunFolderTests : IDisposable
     public void A_second_writer_is_refused_naming_the_holder()
     {
         Directory.CreateDirectory(Folder);
-        using (RunFolder.Open(Folder, "trainer.json", create: false, _notices.Add))
+        using (RunFolder.Open(Folder, create: false, _notices.Add))
         {
             var error = Assert.Throws<RunFolderBusyException>(() => Run(Folder).Start());
             Assert.Contains($"is in use by another run (process {Environment.ProcessId} on {Environment.MachineName}", error.Message, StringComparison.Ordinal);
@@ -124,9 +124,28 @@ public sealed class RunFolderTests : IDisposable
         Assert.Contains("cannot write there", error.Message, StringComparison.Ordinal);
 
         Run(Folder, stopAfter: 2).Start();
-        File.WriteAllText(Path.Combine(Folder, "checkpoint", "config.json"), "{\"model_type\": \"deepseek_v3\", \"hidden_si");
+        string config = Path.Combine(Folder, "checkpoint", "config.json");
+        File.WriteAllText(config, "{\"model_type\": \"deepseek_v3\", \"hidden_si");
         var damaged = Assert.Throws<CheckpointException>(() => Run(Folder).Resume());
+        Assert.Contains($"{config} has 40 bytes, not the", damaged.Message, StringComparison.Ordinal);
+
+        // Without the manifest (a checkpoint of an earlier version) the damaged file is still named, by the config reader.
+        File.Delete(Path.Combine(Folder, "checkpoint", RunFolder.ManifestName));
+        damaged = Assert.Throws<CheckpointException>(() => Run(Folder, notice: _notices.Add).Resume());
         Assert.Contains("config.json: not valid JSON", damaged.Message, StringComparison.Ordinal);
+        Assert.Contains(_notices, n => n.Contains("has no manifest.json", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_byte_changed_in_a_checkpoint_file_is_named_before_it_is_read()
+    {
+        Run(Folder, stopAfter: 2).Start();
+        string weights = Path.Combine(Folder, "checkpoint", "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^7] ^= 0x10; // one bit of one weight: a finite value still, undetectable without the manifest
+        File.WriteAllBytes(weights, bytes);
+        var error = Assert.Throws<CheckpointException>(() => Run(Folder).Resume());
+        Assert.Contains($"{weights}: its SHA-256 is not the one recorded when it was saved", error.Message, StringComparison.Ordinal);
     }
 
     public void Dispose()

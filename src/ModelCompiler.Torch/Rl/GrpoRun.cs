@@ -58,7 +58,7 @@ public sealed class GrpoRun
         if (System.IO.Directory.Exists(Path.Combine(Directory, "checkpoint"))) throw new IOException($"{Directory} already holds a GRPO run; choose another --out. Nothing was changed.");
         using var policy = Load(checkpointDirectory);
         using var reference = _grpo.Beta != 0 ? Load(checkpointDirectory) : null;
-        using var folder = RunFolder.OpenNew(Directory, "config.json", Notice, "GRPO runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
+        using var folder = RunFolder.OpenNew(Directory, Notice, "GRPO runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
         IRewardFunction[] rewards = [new AccuracyReward(), new FormatReward()];
         using var trainer = new GrpoTrainer(policy, reference, _grpo, _options, rewards);
         var before = trainer.Evaluate(_options.EvalProblems);

@@ -54,7 +54,7 @@ public sealed class IterativeRecipe
         }
 
         using var _ = policy;
-        using var folder = RunFolder.OpenNew(directory, "config.json", message => Console.Error.WriteLine("note: " + message), "these runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
+        using var folder = RunFolder.OpenNew(directory, message => Console.Error.WriteLine("note: " + message), "these runs do not resume"); // once the starting checkpoint has loaded: a wrong --from leaves no folder
 
         policy.Precision.Format = ModelCompiler.NumericFormat.Fp32;
         var phases = new List<RecipePhase>();

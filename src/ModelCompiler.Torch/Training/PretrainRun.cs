@@ -150,6 +150,7 @@ public sealed class PretrainRun
             return Train(folder, fresh, freshTrainer, progress, cancellation);
         }
 
+        folder.VerifyCheckpoint(Notice);
         var state = ReadState();
         if (state.Steps > 0 && state.Steps != _options.Steps && !extend)
         {
@@ -186,7 +187,7 @@ public sealed class PretrainRun
         return exists ? Resume(progress, cancellation) : Start(progress, cancellation);
     }
 
-    private RunFolder OpenFolder(bool create) => RunFolder.Open(Directory, TrainerStateName, create, Notice);
+    private RunFolder OpenFolder(bool create) => RunFolder.Open(Directory, create, Notice);
 
     private Checkpoint OpenCheckpoint()
     {
@@ -301,7 +302,7 @@ public sealed class PretrainRun
         Checkpoint.Save(model, temp, HuggingFaceConfig.ToJson(_spec));
         trainer.Optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
         var state = new TrainerState(trainer.Step, trainer.DataPosition, _options.Seed, _options.Steps, model.Precision.Format);
-        AtomicFile.WriteAllText(Path.Combine(temp, TrainerStateName), JsonSerializer.Serialize(state, s_json)); // last: marks the save complete
+        AtomicFile.WriteAllText(Path.Combine(temp, TrainerStateName), JsonSerializer.Serialize(state, s_json));
     });
 
     private TrainerState ReadState()

@@ -12,8 +12,10 @@ public sealed class RunFolderBusyException(string message) : IOException(message
 /// A run's folder, held by one process at a time. It keeps three promises whatever kills the process, and at whatever
 /// moment:
 /// <list type="bullet">
-/// <item><c>checkpoint/</c> is always whole: a save is written to <c>checkpoint.tmp-PID/</c> (its completion marker last),
-/// then swapped in by two renames; <see cref="Open"/> finishes or undoes a swap that a crash interrupted.</item>
+/// <item><c>checkpoint/</c> is always whole and checked: a save is written to <c>checkpoint.tmp-PID/</c>, then its
+/// <c>manifest.json</c> (each file's size and SHA-256, written last: its presence marks the save complete), then swapped in
+/// by two renames; <see cref="Open"/> finishes or undoes a swap that a crash interrupted, and
+/// <see cref="VerifyCheckpoint"/> names any file changed since it was written.</item>
 /// <item><c>metrics.jsonl</c> loses no line that a checkpoint covers: lines are appended whole and flushed; a line torn by a
 /// kill is the last one, and is dropped (with a notice) when the run resumes.</item>
 /// <item>Two processes never write one folder: <c>run.lock</c> is held exclusively for the run's lifetime (the kernel lets
@@ -22,19 +24,22 @@ public sealed class RunFolderBusyException(string message) : IOException(message
 /// </summary>
 public sealed class RunFolder : IDisposable
 {
+    private static readonly JsonSerializerOptions s_manifestJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
     /// <summary>Set to a number of milliseconds, each checkpoint save pauses that long between its two renames: the fault tests
     /// use it to kill runs inside the swap.</summary>
     public const string SavePauseVariable = "MODELCOMPILER_TEST_SAVE_PAUSE_MS";
 
+    /// <summary>The file a save writes last: every other file's size and SHA-256.</summary>
+    public const string ManifestName = "manifest.json";
+
     private const string LockName = "run.lock", OwnerName = "run.owner", TempTag = ".tmp-", OldTag = ".old-";
     private readonly FileStream _lock;
-    private readonly string _completeMarker;
 
-    private RunFolder(string directory, FileStream lockStream, string completeMarker)
+    private RunFolder(string directory, FileStream lockStream)
     {
         Directory = directory;
         _lock = lockStream;
-        _completeMarker = completeMarker;
     }
 
     /// <summary>The folder.</summary>
@@ -51,15 +56,14 @@ public sealed class RunFolder : IDisposable
 
     /// <summary>
     /// Takes the folder (created when <paramref name="create"/>; refused when it is missing otherwise) and recovers what a crash
-    /// left. <paramref name="completeMarker"/> names the file a save writes last, whose presence shows the save complete.
+    /// left.
     /// </summary>
     /// <param name="directory">The run folder.</param>
-    /// <param name="completeMarker">The checkpoint file written last.</param>
     /// <param name="create">Create the folder when missing.</param>
     /// <param name="notice">Told of every recovery step (an adopted or removed checkpoint).</param>
     /// <exception cref="RunFolderBusyException">Another live process holds the folder.</exception>
     /// <exception cref="IOException">The folder is missing (and not to be created) or cannot be written.</exception>
-    public static RunFolder Open(string directory, string completeMarker, bool create, Action<string> notice)
+    public static RunFolder Open(string directory, bool create, Action<string> notice)
     {
         if (!create && !System.IO.Directory.Exists(directory)) throw new IOException($"{directory}: no such run folder");
         FileStream lockStream;
@@ -81,7 +85,7 @@ public sealed class RunFolder : IDisposable
             throw new IOException($"{directory}: cannot write there ({e.Message})", e);
         }
 
-        var folder = new RunFolder(directory, lockStream, completeMarker);
+        var folder = new RunFolder(directory, lockStream);
         try
         {
             AtomicFile.WriteAllText(Path.Combine(directory, OwnerName), string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId} {Environment.MachineName} {DateTime.UtcNow:O}\n"));
@@ -105,9 +109,9 @@ public sealed class RunFolder : IDisposable
     /// when it holds a run, finished (a checkpoint, perhaps recovered from an interrupted save) or not (metrics without one),
     /// so that nothing a user has is overwritten. <paramref name="why"/> says why such a run cannot be continued.
     /// </summary>
-    public static RunFolder OpenNew(string directory, string completeMarker, Action<string> notice, string why)
+    public static RunFolder OpenNew(string directory, Action<string> notice, string why)
     {
-        var folder = Open(directory, completeMarker, create: true, notice);
+        var folder = Open(directory, create: true, notice);
         bool finished = folder.HasCheckpoint;
         if (finished || folder.ReadMetrics(notice).Any(line => line.Length > 0))
         {
@@ -119,8 +123,8 @@ public sealed class RunFolder : IDisposable
     }
 
     /// <summary>
-    /// Saves a checkpoint: <paramref name="write"/> fills a new folder (the completion marker last), which then replaces
-    /// <c>checkpoint/</c> by two renames.
+    /// Saves a checkpoint: <paramref name="write"/> fills a new folder, the manifest of its files is written last, and the
+    /// folder then replaces <c>checkpoint/</c> by two renames.
     /// </summary>
     public void SaveCheckpoint(Action<string> write)
     {
@@ -128,7 +132,9 @@ public sealed class RunFolder : IDisposable
         if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true);
         System.IO.Directory.CreateDirectory(temp);
         write(temp);
-        if (!File.Exists(Path.Combine(temp, _completeMarker))) throw new InvalidOperationException($"the checkpoint writer did not write its completion marker {_completeMarker}");
+        var manifest = new SortedDictionary<string, ManifestEntry>(StringComparer.Ordinal);
+        foreach (string file in System.IO.Directory.GetFiles(temp)) manifest[Path.GetFileName(file)] = Describe(file);
+        AtomicFile.WriteAllText(Path.Combine(temp, ManifestName), JsonSerializer.Serialize(manifest, s_manifestJson));
         if (System.IO.Directory.Exists(CheckpointDirectory)) System.IO.Directory.Move(CheckpointDirectory, old);
         if (Environment.GetEnvironmentVariable(SavePauseVariable) is { } pause && int.TryParse(pause, CultureInfo.InvariantCulture, out int milliseconds))
         {
@@ -137,6 +143,53 @@ public sealed class RunFolder : IDisposable
 
         System.IO.Directory.Move(temp, CheckpointDirectory);
         if (System.IO.Directory.Exists(old)) System.IO.Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>
+    /// Checks <c>checkpoint/</c> against its manifest: every file listed is there with its size and SHA-256, so that a file
+    /// damaged or replaced since the save is named before anything reads it. A checkpoint saved before manifests existed (no
+    /// manifest.json) is taken as it is, with a notice.
+    /// </summary>
+    /// <exception cref="CheckpointException">The manifest is unreadable, or a file is missing, of another size or changed.</exception>
+    public void VerifyCheckpoint(Action<string> notice)
+    {
+        string path = Path.Combine(CheckpointDirectory, ManifestName);
+        if (!File.Exists(path))
+        {
+            notice($"{CheckpointDirectory} has no {ManifestName} (saved by an earlier version): its files are not checked");
+            return;
+        }
+
+        SortedDictionary<string, ManifestEntry> manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize<SortedDictionary<string, ManifestEntry>>(File.ReadAllText(path), s_manifestJson) ?? throw new JsonException("empty");
+            if (manifest.Count == 0 || manifest.Values.Any(e => e is null || e.Bytes < 0 || e.Sha256 is not { Length: 64 })) throw new JsonException("an entry without a size or a SHA-256");
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"{path} is damaged ({e.Message}); the checkpoint cannot be checked", e);
+        }
+
+        foreach (var (name, expected) in manifest)
+        {
+            string file = Path.Combine(CheckpointDirectory, name);
+            if (name.Contains('/', StringComparison.Ordinal) || name.Contains('\\', StringComparison.Ordinal) || !File.Exists(file))
+            {
+                throw new CheckpointException($"{file}: listed in {ManifestName} but missing from the checkpoint");
+            }
+
+            var actual = Describe(file);
+            if (actual.Bytes != expected.Bytes)
+            {
+                throw new CheckpointException($"{file} has {actual.Bytes} bytes, not the {expected.Bytes} it had when it was saved: the file was damaged or cut short");
+            }
+
+            if (!string.Equals(actual.Sha256, expected.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CheckpointException($"{file}: its SHA-256 is not the one recorded when it was saved ({ManifestName}): the file was damaged or changed");
+            }
+        }
     }
 
     /// <summary>
@@ -186,6 +239,12 @@ public sealed class RunFolder : IDisposable
         return lines;
     }
 
+    private static ManifestEntry Describe(string file)
+    {
+        using var stream = File.OpenRead(file);
+        return new ManifestEntry(stream.Length, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream)));
+    }
+
     private static int StepOf(string path, int number, string line)
     {
         try
@@ -225,8 +284,8 @@ public sealed class RunFolder : IDisposable
             .Order(StringComparer.Ordinal)
             .ToList();
         if (leftovers.Count == 0) return;
-        string? adopt = leftovers.FirstOrDefault(d => Path.GetFileName(d).Contains(TempTag, StringComparison.Ordinal) && File.Exists(Path.Combine(d, _completeMarker)))
-            ?? (HasCheckpoint ? null : leftovers.FirstOrDefault(d => Path.GetFileName(d).Contains(OldTag, StringComparison.Ordinal) && File.Exists(Path.Combine(d, _completeMarker))));
+        string? adopt = leftovers.FirstOrDefault(d => Path.GetFileName(d).Contains(TempTag, StringComparison.Ordinal) && File.Exists(Path.Combine(d, ManifestName)))
+            ?? (HasCheckpoint ? null : leftovers.FirstOrDefault(d => Path.GetFileName(d).Contains(OldTag, StringComparison.Ordinal) && File.Exists(Path.Combine(d, ManifestName))));
         if (adopt is not null)
         {
             // The same two renames as a save, so that a crash here too leaves something the next recovery takes.
@@ -248,4 +307,7 @@ public sealed class RunFolder : IDisposable
             notice($"{Directory}: removed {Path.GetFileName(leftover)}/, left by an interrupted checkpoint save");
         }
     }
+
+    /// <summary>One file of a checkpoint as its manifest records it.</summary>
+    private sealed record ManifestEntry(long Bytes, string Sha256);
 }
