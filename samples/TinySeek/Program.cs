@@ -296,24 +296,35 @@ r1.SetAction(result =>
 root.Subcommands.Add(r1);
 
 // Counts (steps, rounds, problems, …) below 1, rates not above 0 and shares outside [0, 1] are refused before anything
-// runs, naming the option.
+// runs, naming the option. The validators read the option's own token: a token that is not a number at all is left to the
+// parser, which names it (GetValueOrDefault would throw on it).
 foreach (var count in new[] { steps, every, microBatches, grpoSteps, prompts, precisionProblems, compareSteps, compareWindow, rounds, rlSteps })
 {
-    count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
+    count.Validators.Add(r => { if (Given(r, out int value) && value < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
 }
+
+stopAfter.Validators.Add(r => { if (Given(r, out int value) && value < 1) r.AddError($"{r.Option.Name} must be at least 1."); });
 
 foreach (var rate in new[] { learningRate, compareRate, grpoLr })
 {
-    rate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError($"{r.Option.Name} must be a positive number."); });
+    rate.Validators.Add(r => { if (Given(r, out double value) && !(value > 0)) r.AddError($"{r.Option.Name} must be a positive number."); });
 }
 
 foreach (var share in new[] { noise, precisionNoise })
 {
-    share.Validators.Add(r => { if (r.GetValueOrDefault<double>() is not (>= 0 and <= 1)) r.AddError($"{r.Option.Name} is a share: from 0 to 1."); });
+    share.Validators.Add(r => { if (Given(r, out double value) && value is not (>= 0 and <= 1)) r.AddError($"{r.Option.Name} is a share: from 0 to 1."); });
 }
 
 root.SetAction(_ => plan.Parse([]).Invoke());
 return root.Parse(args).Invoke();
+
+// The value given on the command line for an option, when it was given and parses.
+static bool Given<T>(System.CommandLine.Parsing.OptionResult result, out T value)
+    where T : ISpanParsable<T>
+{
+    value = default!;
+    return result.Tokens.Count == 1 && T.TryParse(result.Tokens[0].Value, CultureInfo.InvariantCulture, out value!);
+}
 
 static string Threads(int count) => count == 1 ? "1 thread" : $"{count} threads";
 

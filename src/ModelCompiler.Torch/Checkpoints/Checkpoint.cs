@@ -47,11 +47,14 @@ public sealed class Checkpoint : IDisposable
 
     /// <summary>Opens <paramref name="directory"/>: reads config.json and every safetensors header.</summary>
     /// <exception cref="CheckpointException">A file is missing, truncated or inconsistent.</exception>
-    /// <exception cref="ConfigException">config.json cannot be read as a DeepSeek config.</exception>
+    /// <exception cref="ConfigException">config.json cannot be read as a DeepSeek config, or declares a model that cannot be built.</exception>
     public static Checkpoint Open(string directory)
     {
         if (!System.IO.Directory.Exists(directory)) throw new CheckpointException($"{directory}: no such checkpoint folder (it holds config.json and model.safetensors)");
-        var spec = HuggingFaceConfig.Read(Path.Combine(directory, "config.json"));
+        string configPath = Path.Combine(directory, "config.json");
+        var spec = HuggingFaceConfig.Read(configPath);
+        var errors = ModelPlanner.Plan(spec).Issues.Where(i => i.Severity == RuleSeverity.Error).ToList();
+        if (errors.Count > 0) throw new ConfigException($"{configPath} declares a model that cannot be built: {string.Join("; ", errors)}");
         string index = Path.Combine(directory, "model.safetensors.index.json");
         List<string> paths;
         if (File.Exists(index))

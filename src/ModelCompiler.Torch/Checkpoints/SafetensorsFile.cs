@@ -159,15 +159,23 @@ public sealed class SafetensorsFile : IDisposable
         using (document)
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object) throw new CheckpointException($"{path}: corrupt header at byte offset 8: not a JSON object");
-            foreach (var property in document.RootElement.EnumerateObject())
+            try
             {
-                if (property.Name == "__metadata__")
+                foreach (var property in document.RootElement.EnumerateObject())
                 {
-                    foreach (var item in property.Value.EnumerateObject()) metadata[item.Name] = item.Value.ToString();
-                    continue;
-                }
+                    if (property.Name == "__metadata__")
+                    {
+                        foreach (var item in property.Value.EnumerateObject()) metadata[item.Name] = item.Value.ToString();
+                        continue;
+                    }
 
-                tensors[property.Name] = ParseEntry(path, property, dataLength);
+                    tensors[property.Name] = ParseEntry(path, property, dataLength);
+                }
+            }
+            catch (InvalidOperationException e)
+            {
+                // JsonDocument checks a name's UTF-8 only when it is read; __metadata__ must be an object of strings.
+                throw new CheckpointException($"{path}: corrupt header (bytes 8-{dataStart - 1}): {e.Message}", e);
             }
         }
 

@@ -182,7 +182,7 @@ public sealed class RunFolder : IDisposable
             var actual = Describe(file);
             if (actual.Bytes != expected.Bytes)
             {
-                throw new CheckpointException($"{file} has {actual.Bytes} bytes, not the {expected.Bytes} it had when it was saved: the file was damaged or cut short");
+                throw new CheckpointException($"{file} has {actual.Bytes} bytes, not the {expected.Bytes} it had when it was saved ({ManifestName}): the file was damaged or cut short");
             }
 
             if (!string.Equals(actual.Sha256, expected.Sha256, StringComparison.OrdinalIgnoreCase))
