@@ -131,10 +131,28 @@ public sealed class RunFolder : IDisposable
         string temp = CheckpointDirectory + TempTag + Environment.ProcessId, old = CheckpointDirectory + OldTag + Environment.ProcessId;
         if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true);
         System.IO.Directory.CreateDirectory(temp);
-        write(temp);
-        var manifest = new SortedDictionary<string, ManifestEntry>(StringComparer.Ordinal);
-        foreach (string file in System.IO.Directory.GetFiles(temp)) manifest[Path.GetFileName(file)] = Describe(file);
-        AtomicFile.WriteAllText(Path.Combine(temp, ManifestName), JsonSerializer.Serialize(manifest, s_manifestJson));
+        try
+        {
+            write(temp);
+            var manifest = new SortedDictionary<string, ManifestEntry>(StringComparer.Ordinal);
+            foreach (string file in System.IO.Directory.GetFiles(temp)) manifest[Path.GetFileName(file)] = Describe(file);
+            AtomicFile.WriteAllText(Path.Combine(temp, ManifestName), JsonSerializer.Serialize(manifest, s_manifestJson));
+        }
+        catch
+        {
+            // A save that fails (a full disk) leaves nothing behind to fill the disk further; checkpoint/ is untouched.
+            try
+            {
+                System.IO.Directory.Delete(temp, recursive: true);
+            }
+            catch (IOException)
+            {
+                // The next Open removes it.
+            }
+
+            throw;
+        }
+
         if (System.IO.Directory.Exists(CheckpointDirectory)) System.IO.Directory.Move(CheckpointDirectory, old);
         if (Environment.GetEnvironmentVariable(SavePauseVariable) is { } pause && int.TryParse(pause, CultureInfo.InvariantCulture, out int milliseconds))
         {
