@@ -6,6 +6,7 @@ using ModelCompiler.Generators.Diagnostics;
 using ModelCompiler.Generators.Emit;
 using ModelCompiler.Generators.Model;
 using ModelCompiler.Generators.Parsing;
+using ModelCompiler.Planning;
 
 namespace ModelCompiler.Generators
 {
@@ -95,9 +96,16 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.EmitKernels);
             context.RegisterSourceOutput(kernels, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
-            context.RegisterSourceOutput(parsed.Select(static (result, _) => result.Diagnostics), static (spc, diagnostics) =>
+            // The kernel plan's MC4001 (a kernel left out) matters only where kernels are generated: with ModelCompiler.Gpu.
+            var diagnostics = parsed
+                .Select(static (result, _) => result.Diagnostics)
+                .Combine(facts.Select(static (f, _) => f.Gpu));
+            context.RegisterSourceOutput(diagnostics, static (spc, pair) =>
             {
-                foreach (var diagnostic in diagnostics) spc.ReportDiagnostic(diagnostic.ToDiagnostic());
+                foreach (var diagnostic in pair.Left)
+                {
+                    if (pair.Right || diagnostic.RuleId != DiagnosticRule.KernelNotGenerated.Id) spc.ReportDiagnostic(diagnostic.ToDiagnostic());
+                }
             });
 
             // A component attribute ([MixtureOfExperts], …) on a class without [DeepSeekModel] does nothing: say so.

@@ -29,7 +29,7 @@ public sealed class RuleCatalogTests
     [Fact]
     public void Ids_sit_in_the_range_of_their_category()
     {
-        var ranges = new Dictionary<string, char> { ["MC.Usage"] = '1', ["MC.Architecture"] = '2', ["MC.Kernels"] = '3', ["MC.Modules"] = '4', ["MC.Training"] = '5', ["MC.Pipeline"] = '6', ["MC.Generator"] = '9' };
+        var ranges = new Dictionary<string, char> { ["MC.Usage"] = '1', ["MC.Architecture"] = '2', ["MC.Kernels"] = '3', ["MC.KernelPlan"] = '4', ["MC.Training"] = '5', ["MC.Pipeline"] = '6', ["MC.Generator"] = '9' };
         Assert.All(DiagnosticRule.All, rule => Assert.Equal(ranges[rule.Category], rule.Id[2]));
     }
 }

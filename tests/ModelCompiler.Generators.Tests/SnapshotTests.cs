@@ -19,7 +19,12 @@ public sealed class SnapshotTests
         var (result, output, _) = GeneratorRunner.Run(sample == "TinySeek" ? CompilationFactory.CreateWithTorchAndGpu(source) : CompilationFactory.CreateWithGpu(source));
 
         Assert.Null(result.Exception);
-        Assert.Empty(result.Diagnostics);
+        // TinySeek's 4 heads are too few for the tensor-core MLA decoders: the kernel plan says so (MC4001, info), nothing else.
+        string[] expected = sample == "TinySeek"
+            ? ["MC4001: MlaDecodeMma is not generated for this declaration: 4 heads are not a multiple of the 16 rows of an mma tile",
+               "MC4001: MlaDecodeWarpGroup is not generated for this declaration: 4 heads are not a multiple of the 64 rows of a warp-group MMA"]
+            : [];
+        Assert.Equal(expected, result.Diagnostics.Select(d => $"{d.Id}: {d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)}"));
         Assert.Empty(GeneratorRunner.CompileDiagnostics(output));
         Snapshot.Verify("tests/ModelCompiler.Generators.Tests", nameof(SnapshotTests), $"{nameof(Sample_output_matches_snapshots)}_sample={sample}",
             GeneratorRunner.Files(result), GeneratorRunner.Version);

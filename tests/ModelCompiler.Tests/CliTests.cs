@@ -28,6 +28,24 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void Plan_kernels_prints_the_kernel_plan_and_says_what_is_left_out()
+    {
+        var (code, table, stderr) = Run("plan", Fixture("deepseek-v2-lite.json"), "--kernels");
+        Assert.Equal(0, code);
+        Assert.Contains("MlaDecodeMma", table, StringComparison.Ordinal);
+        Assert.Contains("MlaDecodeWarpGroup    │ not generated: 16 heads are not a", table, StringComparison.Ordinal); // the cell wraps at 80 columns
+        Assert.Contains("info MC4001: MlaDecodeWarpGroup is not generated for this declaration", stderr, StringComparison.Ordinal);
+
+        (code, string json, _) = Run("plan", Fixture("deepseek-v3.json"), "--kernels", "--json");
+        Assert.Equal(0, code);
+        using var document = JsonDocument.Parse(json);
+        var kernels = document.RootElement.GetProperty("kernels").EnumerateArray().ToList();
+        Assert.Equal(14, kernels.Count);
+        Assert.All(kernels, k => Assert.Equal(JsonValueKind.Null, k.GetProperty("limit").ValueKind));
+        Assert.Equal(512, document.RootElement.GetProperty("hidden").GetProperty("group").GetInt32());
+    }
+
+    [Fact]
     public void Plan_table_and_scaffold_print_what_a_user_reads()
     {
         var (code, table, _) = Run("plan", Fixture("deepseek-v3.json"));

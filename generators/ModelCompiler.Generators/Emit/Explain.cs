@@ -48,7 +48,7 @@ namespace ModelCompiler.Generators.Emit
             Line(1, a.QueryLoraRank > 0
                 ? $"q_a_proj [{a.QueryLoraRank}, {d}] → q_a_layernorm {norm(a.QueryLoraRank)} → q_b_proj [{Int((long)a.Heads * qk)}, {a.QueryLoraRank}] → {qShape}"
                 : $"q_proj [{Int((long)a.Heads * qk)}, {d}] → {qShape}");
-            Line(1, $"kv_a_proj_with_mqa [{a.KeyValueLoraRank + a.QkRopeHeadDim}, {d}] → c_kv [T, {a.KeyValueLoraRank}] → kv_a_layernorm {norm(a.KeyValueLoraRank)}; k_pe [T, {a.QkRopeHeadDim}], one rotary key shared by all heads");
+            Line(1, $"kv_a_proj_with_mqa [{a.CacheWidth}, {d}] → c_kv [T, {a.KeyValueLoraRank}] → kv_a_layernorm {norm(a.KeyValueLoraRank)}; k_pe [T, {a.QkRopeHeadDim}], one rotary key shared by all heads");
             Line(1, Rope(s));
             Line(1, $"kv_b_proj [{Int((long)a.Heads * (a.QkNopeHeadDim + a.ValueHeadDim))}, {a.KeyValueLoraRank}] → k_nope [T, {a.Heads}, {a.QkNopeHeadDim}], v [T, {a.Heads}, {a.ValueHeadDim}] (naive); absorbed: W_UK folds into q, W_UV applies after attention");
             Line(1, $"softmax(q·kᵀ × {Display(RopeMath.SoftmaxScale(s))}) · v → o [T, {a.Heads} × {a.ValueHeadDim}] → o_proj [{d}, {Int((long)a.Heads * a.ValueHeadDim)}]");

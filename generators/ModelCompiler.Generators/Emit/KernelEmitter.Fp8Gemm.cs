@@ -1,4 +1,5 @@
 using System.Linq;
+using ModelCompiler.Planning;
 
 namespace ModelCompiler.Generators.Emit
 {

@@ -1,4 +1,5 @@
 using System.Linq;
+using ModelCompiler.Planning;
 
 namespace ModelCompiler.Generators.Emit
 {
@@ -35,15 +36,20 @@ namespace ModelCompiler.Generators.Emit
                 var a = Attention;
                 w.WriteLine("/// <summary>");
                 w.WriteLine("/// Launches the kernels on one device's default stream: each is loaded once (the <see cref=\"Cuda\"/> variant where the device");
-                w.WriteLine("/// has warp shuffles, the <see cref=\"OpenCL\"/> one elsewhere) and every buffer's length is checked first.");
+                w.WriteLine("/// has warp shuffles, the <see cref=\"OpenCL\"/> one elsewhere) and every buffer's length is checked first. It owns the");
+                w.WriteLine("/// device memory some kernels need besides their arguments (tensor maps, MLA split scratch): dispose it with the device.");
                 w.WriteLine("/// </summary>");
                 w.WriteLine(Headers.GeneratedCode);
-                using (w.WriteBlock("public sealed class Launcher"))
+                using (w.WriteBlock("public sealed class Launcher : System.IDisposable"))
                 {
                     w.WriteLine("private readonly GpuDevice _device;");
                     w.WriteLine("private readonly bool _shuffles;");
                     w.WriteLine("private readonly bool _tensorCores;");
                     if (_warpGroup.Unsupported is null) w.WriteLine("private bool _warpGroups;");
+                    if (_warpGroup.Unsupported is null) w.WriteLine("private TensorMapCache? _mlaMaps;   // MlaDecodeWarpGroup's four maps (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle)");
+                    if (_gemm.Unsupported is null) w.WriteLine($"private TensorMapCache? _gemmMaps;  // Fp8Gemm's two maps (a, weight: bytes, {Fp8GemmShape.Tile} × {Fp8GemmShape.Tile} boxes, 128-byte swizzle)");
+                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;   // MlaDecode's per-split outputs");
+                    w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp; // and their log-sum-exps");
                     w.WriteLine();
                     w.WriteSummary("A launcher for the kernels on device.");
                     w.WriteLine("public Launcher(GpuDevice device)");
@@ -58,6 +64,16 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine();
                     w.WriteSummary("The device the kernels run on.");
                     w.WriteLine("public GpuDevice Device => _device;");
+                    w.WriteLine();
+                    w.WriteSummary("Frees the device memory the launcher allocated (not the device's).");
+                    w.WriteLine("public void Dispose()");
+                    using (w.WriteBraces())
+                    {
+                        if (_warpGroup.Unsupported is null) w.WriteLine("_mlaMaps?.Dispose();");
+                        if (_gemm.Unsupported is null) w.WriteLine("_gemmMaps?.Dispose();");
+                        w.WriteLine("_partial?.Dispose();");
+                        w.WriteLine("_logSumExp?.Dispose();");
+                    }
                     w.WriteLine();
                     w.WriteLine("private AcceleratorStream Stream => _device.Accelerator.DefaultStream;");
                     if (_warpGroup.Unsupported is null)
@@ -230,9 +246,6 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"gemm(Stream, new KernelConfig(checked(((m + {T - 1}) / {T}) * (n / {T})), {Fp8GemmShape.Threads}, SharedMemoryConfig.RequestDynamic<Float4>({Fp8GemmShape.SharedBytes / 16})), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);");
                 }
 
-                w.WriteLine();
-                w.WriteSummary($"Fp8Gemm's two tensor maps (a, weight: bytes, {T} × {T} boxes, 128-byte swizzle).");
-                w.WriteLine("private TensorMapCache? _gemmMaps;");
             }
 
             private void WriteMlaLauncher(IndentedWriter w)
@@ -307,16 +320,6 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine($"combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * {a.Heads * (a.KeyValueLoraRank / 4)}, 256), 256), partial, logSumExp, output, batch, splits);");
                 }
 
-                if (_warpGroup.Unsupported is null)
-                {
-                    w.WriteLine();
-                    w.WriteSummary("The four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle).");
-                    w.WriteLine("private TensorMapCache? _mlaMaps;");
-                }
-
-                w.WriteLine();
-                w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;");
-                w.WriteLine("private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp;");
                 w.WriteLine();
                 w.WriteLine("private ArrayView<float> Scratch(ref ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? buffer, long length)");
                 using (w.WriteBraces())

@@ -34,7 +34,7 @@ namespace ModelCompiler.Generators.Emit
 
             private void WriteRouteCuda(IndentedWriter w, MoeSpec moe)
             {
-                var r = new RouterShape(moe);
+                var r = _plan.Router!;
                 int p = r.PerLane, e = r.Experts, k = moe.ActivatedExperts;
                 bool sigmoid = moe.Scoring == ExpertScoring.Sigmoid;
                 WriteRouteSummary(w, moe, $"Launch: one warp per token, groups of 128 (4 tokens); lane l holds {(p == 1 ? "expert l" : $"experts {p}·l … {p}·l + {p - 1}")} in registers{(r.Groups > 1 ? $", so a group is {r.LanesPerGroup} adjacent lanes" : string.Empty)}. Every choice is a shuffle: no shared memory, no sort.");

@@ -1,4 +1,5 @@
 using System.Linq;
+using ModelCompiler.Planning;
 using static ModelCompiler.Generators.Emit.Literals;
 
 namespace ModelCompiler.Generators.Emit

@@ -19,7 +19,7 @@ namespace ModelCompiler.Generators.Emit
         {
             var h = g.Hierarchy;
             var s = g.Spec;
-            var k = new KernelSet(s);
+            var k = new KernelSet(s, g.Plan.Kernels);
             var w = new IndentedWriter();
             Headers.Write(w, h);
             w.WriteLine("using System;");
@@ -65,11 +65,12 @@ namespace ModelCompiler.Generators.Emit
             return new GeneratedFile(h.FilenameHint + ".Kernels.g.cs", w.ToString());
         }
 
-        /// <summary>The kernels one declaration gets, with the reasons for those it does not.</summary>
+        /// <summary>The kernels one declaration gets, as its <see cref="KernelPlan"/> says, with their geometry.</summary>
         private sealed partial class KernelSet
         {
             private readonly ModelSpec _spec;
-            private readonly List<(string Name, string Title, RowShape Shape)> _norms = new List<(string, string, RowShape)>();
+            private readonly KernelPlan _plan;
+            private readonly EquatableArray<NormKernel> _norms;
             private readonly int _tile;
             private readonly int _block;
             private readonly RowShape _hidden;
@@ -78,68 +79,33 @@ namespace ModelCompiler.Generators.Emit
             private readonly WarpGroupMlaShape _warpGroup;
             private readonly Fp8GemmShape _gemm;
 
-            public KernelSet(ModelSpec spec)
+            public KernelSet(ModelSpec spec, KernelPlan plan)
             {
                 _spec = spec;
-                _tile = spec.Precision.ActivationTile;
-                _block = spec.Precision.WeightBlock;
-                _hidden = new RowShape(spec.HiddenSize);
-                _norms.Add(("Hidden", "the residual stream (input_layernorm, post_attention_layernorm, norm)", _hidden));
-                if (spec.Attention.QueryLoraRank > 0)
-                {
-                    _norms.Add(("QueryLatent", "the query latent (q_a_layernorm)", new RowShape(spec.Attention.QueryLoraRank)));
-                }
-
-                _norms.Add(("KeyValueLatent", "the key-value latent (kv_a_layernorm)", new RowShape(spec.Attention.KeyValueLoraRank)));
-                _expertWidth = spec.Moe?.ExpertIntermediateSize ?? spec.DenseIntermediateSize;
-                _mla = new MlaShape(spec.Attention);
-                _warpGroup = new WarpGroupMlaShape(spec.Attention);
-                _gemm = new Fp8GemmShape(spec.Precision);
+                _plan = plan;
+                _norms = plan.Norms;
+                _tile = plan.ActivationTile;
+                _block = plan.WeightBlock;
+                _hidden = plan.Hidden;
+                _expertWidth = plan.ExpertWidth;
+                _mla = plan.Mla;
+                _warpGroup = plan.WarpGroupMla;
+                _gemm = plan.Fp8Gemm;
             }
 
             private AttentionSpec Attention => _spec.Attention;
 
-            private int HiddenLanesPerTile => _hidden.LanesPerTile(_tile);
+            private int HiddenLanesPerTile => _plan.HiddenLanesPerTile;
 
-            private string? HiddenQuantUnsupported => HiddenLanesPerTile == 0
-                ? $"the hidden size {_spec.HiddenSize} is not a multiple of the {_tile}-wide activation tile held by a power-of-two run of lanes"
-                : null;
+            private KernelLimit? HiddenQuantUnsupported => _plan["RmsNormQuantHidden"].Limit;
 
-            private string? ActQuantUnsupported => _spec.HiddenSize % _tile != 0 || _tile % 16 != 0 || _tile / 16 > 32 || !RowShape.IsPowerOfTwo(_tile / 16)
-                ? $"the hidden size {_spec.HiddenSize} and the {_tile}-wide tile do not map onto lanes of 16 bf16 values"
-                : null;
+            private KernelLimit? ActQuantUnsupported => _plan["ActQuantHidden"].Limit;
 
-            private string? SwiGluQuantUnsupported => _expertWidth % _tile != 0 || _tile % 4 != 0 || _tile / 4 > 32 || !RowShape.IsPowerOfTwo(_tile / 4)
-                ? $"the expert width {_expertWidth} is not a multiple of the {_tile}-wide activation tile"
-                : null;
+            private KernelLimit? SwiGluQuantUnsupported => _plan["SwiGluQuantExpert"].Limit;
 
-            private string? RouterUnsupported => _spec.Moe is { } moe ? new RouterShape(moe).Unsupported(moe) : "the model has no MoE layer";
+            private KernelLimit? RouterUnsupported => _plan["Route"].Limit;
 
-            public IEnumerable<string> Inventory()
-            {
-                foreach (var (name, title, shape) in _norms)
-                {
-                    string reads = shape.Warps > 1 ? "on CUDA the row read twice, kept in L2 between the reads" : "row in registers";
-                    yield return $"RmsNorm{name}: RMSNorm of {title}, {shape.Width} wide, {reads} ({shape.Group} threads × {shape.Slots} loads of {shape.Vector}).";
-                }
-
-                yield return HiddenQuantUnsupported is { } q ? $"RmsNormQuantHidden: not generated because {q}." : $"RmsNormQuantHidden: RMSNorm fused with FP8 E4M3 1×{_tile} quantisation.";
-                yield return ActQuantUnsupported is { } a ? $"ActQuantHidden: not generated because {a}." : $"ActQuantHidden: bf16 → FP8 E4M3 with one FP32 scale per 1×{_tile} tile (act_quant).";
-                yield return "RotaryEmbedding: interleaved RoPE on q_pe and k_pe from cos/sin tables.";
-                yield return "SwiGlu: silu(a)·b.";
-                yield return SwiGluQuantUnsupported is { } sq ? $"SwiGluQuantExpert: not generated because {sq}." : $"SwiGluQuantExpert: silu(a)·b fused with FP8 E4M3 1×{_tile} quantisation, rows of {_expertWidth}.";
-                yield return $"DequantizeWeight: FP8 E4M3 weights with {_block}×{_block} block scales → FP32.";
-                yield return RouterUnsupported is { } r ? $"Route: not generated because {r}." : "Route: the whole MoE gate after its GEMM in one warp per token.";
-                yield return _mla.Unsupported is { } m
-                    ? $"MlaDecode (CUDA): the tensor-core kernel was not generated because {m}; CUDA runs the shared-memory kernel."
-                    : $"MlaDecode: absorbed MLA decoding over the latent cache, tensor-core mma on CUDA ({_mla.HeadsPerGroup} heads per group), split over the sequence, MlaCombine merging the splits.";
-                yield return _warpGroup.Unsupported is { } wg
-                    ? $"MlaDecodeWarpGroup (Hopper): not generated because {wg}."
-                    : $"MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.";
-                yield return _gemm.Unsupported is { } gemm
-                    ? $"Fp8Gemm (Hopper): not generated because {gemm}."
-                    : $"Fp8Gemm: the FP8 GEMM with 1×{_tile} activation and {_block}×{_block} weight scales on Hopper's warp-group MMA (wgmma e4m3, sm_90a), promoted to FP32 every {_spec.Precision.PromotionInterval} values of k.";
-            }
+            public IEnumerable<string> Inventory() => _plan.Kernels.Select(k => k.ToString());
 
             public void WriteConstants(IndentedWriter w)
             {

@@ -79,7 +79,7 @@ namespace ModelCompiler.Generators.Emit
                     rows.Add((prefix + "self_attn.q_proj.weight", $"[{(long)a.Heads * a.QkHeadDim}, {d}]"));
                 }
 
-                rows.Add((prefix + "self_attn.kv_a_proj_with_mqa.weight", $"[{a.KeyValueLoraRank + a.QkRopeHeadDim}, {d}]"));
+                rows.Add((prefix + "self_attn.kv_a_proj_with_mqa.weight", $"[{a.CacheWidth}, {d}]"));
                 rows.Add((prefix + "self_attn.kv_a_layernorm.weight", $"[{a.KeyValueLoraRank}]"));
                 rows.Add((prefix + "self_attn.kv_b_proj.weight", $"[{(long)a.Heads * (a.QkNopeHeadDim + a.ValueHeadDim)}, {a.KeyValueLoraRank}]"));
                 rows.Add((prefix + "self_attn.o_proj.weight", $"[{d}, {(long)a.Heads * a.ValueHeadDim}]"));

@@ -66,7 +66,7 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
             _q = nn.Linear(d, h * a.QkHeadDim, hasBias: false);
         }
 
-        _kvA = nn.Linear(d, a.KeyValueLoraRank + a.QkRopeHeadDim, hasBias: false);
+        _kvA = nn.Linear(d, a.CacheWidth, hasBias: false);
         _kvNorm = new RmsNorm(a.KeyValueLoraRank, spec.RmsNormEpsilon);
         _kvB = nn.Linear(a.KeyValueLoraRank, h * (a.QkNopeHeadDim + a.ValueHeadDim), hasBias: false);
         _o = nn.Linear(h * a.ValueHeadDim, d, hasBias: false);

@@ -84,6 +84,7 @@ namespace ModelCompiler.Planning
         private const string Kernels = "MC.Kernels";
         private const string Training = "MC.Training";
         private const string Pipeline = "MC.Pipeline";
+        private const string KernelPlan = "MC.KernelPlan";
         private const string Generator = "MC.Generator";
 
         /// <summary>MC1001: "The class '{0}' carries [DeepSeekModel] but is not partial; declare it 'partial' so the generator can add the generated members".</summary>
@@ -212,6 +213,12 @@ namespace ModelCompiler.Planning
             "PrecisionPolicy.{0} = {1} is not valid: {2}",
             "Tiles and blocks are positive multiples of 32; promotion intervals divide the activation tile; master weights and optimizer moments cannot be FP8.");
 
+        /// <summary>MC4001: "{0} is not generated for this declaration: {1}".</summary>
+        public static readonly DiagnosticRule KernelNotGenerated = new("MC4001", RuleSeverity.Info, KernelPlan,
+            "Kernel not generated for this declaration",
+            "{0} is not generated for this declaration: {1}",
+            "A kernel the model would use on a GPU cannot be specialised to these widths, so a slower general path runs instead (or, for an FP8 kernel, none). The kernel plan (modelc plan --kernels) lists every kernel and why; change the argument named in the message if the fast kernel matters.");
+
         /// <summary>MC5001: "Grpo.EpsilonHigh = {0} is below Epsilon = {1}; the upper clip range cannot be narrower than the lower one".</summary>
         public static readonly DiagnosticRule GrpoClipRangeInverted = new("MC5001", RuleSeverity.Error, Training,
             "GRPO upper clip below lower clip",
@@ -273,6 +280,7 @@ namespace ModelCompiler.Planning
             DenseLayersExceedLayers, DenseWidthMissing, ActivatedExceedsRouted, GroupsDoNotDivideExperts, GroupsPerTokenExceedGroups,
             KeptGroupsTooSmall, OddRopeDimension, YarnBetaOrder, ModelTooLarge, KvLoraRankNotMultipleOf64, MoeUnused, NoBalancing,
             Fp8DimensionNotAligned, InvalidPrecision,
+            KernelNotGenerated,
             GrpoClipRangeInverted, DrGrpoWithStdScaling,
             MoreStagesThanLayers, OddStagesForDualPipe, TooFewMicroBatches, PipelineNeverFills,
             InternalError,

@@ -63,6 +63,9 @@ namespace ModelCompiler.Planning
         /// <summary>Number of ranks the pipeline runs on (DualPipeV folds P stages onto P/2 ranks).</summary>
         public int Ranks { get; init; }
 
+        /// <summary>The GPU kernels the declaration gets: geometry, and why any are left out.</summary>
+        public KernelPlan Kernels { get; init; } = new KernelPlan();
+
         /// <summary>Bytes per element of <paramref name="format"/> (FP8 counts its 1 byte; scales are not included).</summary>
         public static int BytesPerElement(NumericFormat format) => format switch
         {

@@ -26,7 +26,9 @@ namespace ModelCompiler.Planning
             if (issues.Any(i => i.Severity == RuleSeverity.Error)) return new PlanResult(null, issues.ToEquatableArray());
             try
             {
-                return new PlanResult(Build(spec), issues.ToEquatableArray());
+                var plan = Build(spec);
+                issues.AddRange(KernelPlanner.Issues(plan.Kernels));
+                return new PlanResult(plan, issues.ToEquatableArray());
             }
             catch (OverflowException)
             {
@@ -57,7 +59,7 @@ namespace ModelCompiler.Planning
                 long mtpActivated = rows.Where(r => r.IsMtp).Sum(r => r.Activated);
 
                 var a = s.Attention;
-                long latent = (long)a.KeyValueLoraRank + a.QkRopeHeadDim;
+                long latent = a.CacheWidth;
                 long naive = (long)a.Heads * (a.QkHeadDim + a.ValueHeadDim);
                 long mha = 2L * a.Heads * a.QkNopeHeadDim;
                 const int bf16 = 2;
@@ -91,6 +93,7 @@ namespace ModelCompiler.Planning
                     ActivationBytesPerToken = activationElements * computeBytes,
                     Stages = stages.ToEquatableArray(),
                     Ranks = s.Pipeline is { Schedule: PipelineSchedule.DualPipeV } p ? p.Stages / 2 : s.Pipeline?.Stages ?? 1,
+                    Kernels = KernelPlanner.Plan(s),
                 };
             }
         }
@@ -254,7 +257,7 @@ namespace ModelCompiler.Planning
                         ? (d * a.QueryLoraRank) + a.QueryLoraRank + ((long)a.QueryLoraRank * h * qk) // q_a_proj, q_a_layernorm, q_b_proj
                         : d * h * qk;                                                                 // q_proj
                     Attention = query
-                        + (d * (a.KeyValueLoraRank + a.QkRopeHeadDim))                       // kv_a_proj_with_mqa
+                        + (d * a.CacheWidth)                                                  // kv_a_proj_with_mqa
                         + a.KeyValueLoraRank                                                 // kv_a_layernorm
                         + ((long)a.KeyValueLoraRank * h * (a.QkNopeHeadDim + a.ValueHeadDim)) // kv_b_proj
                         + (h * a.ValueHeadDim * d);                                          // o_proj
@@ -322,7 +325,7 @@ namespace ModelCompiler.Planning
                     var a = _s.Attention;
                     long d = _s.HiddenSize, h = a.Heads;
                     long attention = (2 * d) + (a.QueryLoraRank > 0 ? 2L * a.QueryLoraRank : 0) + (h * a.QkHeadDim)
-                        + a.KeyValueLoraRank + a.QkRopeHeadDim + a.KeyValueLoraRank + (h * (a.QkNopeHeadDim + a.ValueHeadDim)) + (h * a.ValueHeadDim);
+                        + a.CacheWidth + a.KeyValueLoraRank + (h * (a.QkNopeHeadDim + a.ValueHeadDim)) + (h * a.ValueHeadDim);
                     long ffn = 2 * d;
                     if (_s.IsMoeLayer(layer) && _s.Moe is { } m)
                     {

@@ -85,6 +85,12 @@ namespace ModelCompiler.Planning
     {
         /// <summary>Per-head query/key width: non-rotary plus rotary.</summary>
         public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;
+
+        /// <summary>
+        /// What the latent cache holds per token and layer: the compressed key-value latent c_KV (d_c) and the shared rotary key
+        /// k_pe (d_rope); also the K of absorbed attention's scores.
+        /// </summary>
+        public int CacheWidth => KeyValueLoraRank + QkRopeHeadDim;
     }
 
     /// <summary>DeepSeekMoE.</summary>

@@ -127,10 +127,11 @@ namespace ModelCompiler.Planning
                 v.Add(DiagnosticRule.OddRopeDimension, A, "QkRopeHeadDim", a.QkRopeHeadDim, a.QkRopeHeadDim + 1);
             }
 
-            if (a.KeyValueLoraRank > 0 && a.KeyValueLoraRank <= MaxDimension && a.KeyValueLoraRank % 64 != 0)
+            const int Tile = MlaShape.LatentTile;
+            if (a.KeyValueLoraRank > 0 && a.KeyValueLoraRank <= MaxDimension && a.KeyValueLoraRank % Tile != 0)
             {
-                int below = a.KeyValueLoraRank / 64 * 64;
-                v.Add(DiagnosticRule.KvLoraRankNotMultipleOf64, A, "KeyValueLoraRank", a.KeyValueLoraRank, below == 0 ? "64" : $"{below} or {below + 64}");
+                int below = a.KeyValueLoraRank / Tile * Tile;
+                v.Add(DiagnosticRule.KvLoraRankNotMultipleOf64, A, "KeyValueLoraRank", a.KeyValueLoraRank, below == 0 ? $"{Tile}" : $"{below} or {below + Tile}");
             }
         }
 

@@ -60,6 +60,35 @@ namespace ModelCompiler
             return rows;
         }
 
+        /// <summary>The rows of a kernel plan: each kernel (what it computes, or why it is left out), then the geometry.</summary>
+        public static IReadOnlyList<PlanReportRow> KernelRows(KernelPlan kernels)
+        {
+            var rows = new List<PlanReportRow>();
+            void Add(string section, string name, string value) => rows.Add(new PlanReportRow(section, name, value));
+            foreach (var kernel in kernels.Kernels)
+            {
+                Add("Kernels", kernel.Name, kernel.Limit is { } limit ? $"not generated: {limit.Reason} ({limit.Attribute}.{limit.Argument})" : kernel.Summary);
+            }
+
+            foreach (var norm in kernels.Norms)
+            {
+                var r = norm.Shape;
+                Add("Geometry", $"RmsNorm{norm.Name}", $"rows of {r.Width}: {r.Group} threads × {r.Slots} loads of {r.Vector} floats{(r.HasTail ? ", last load guarded" : string.Empty)}");
+            }
+
+            if (kernels.Router is { } router)
+            {
+                Add("Geometry", "Route", $"one warp per token: {router.PerLane} experts per lane on {router.ActiveLanes} lanes" + (router.Groups > 1 ? $", a group on {router.LanesPerGroup} lanes" : string.Empty));
+            }
+
+            var mla = kernels.Mla;
+            Add("Geometry", "MlaDecodeMma", $"{mla.HeadsPerGroup} heads × {MlaShape.Chunk}-token chunks per group of {mla.Threads} threads, {mla.SharedBytes:N0} B shared");
+            var wg = kernels.WarpGroupMla;
+            Add("Geometry", "MlaDecodeWarpGroup", $"{WarpGroupMlaShape.HeadsPerGroup} heads × {WarpGroupMlaShape.Chunk}-token chunks per group of {WarpGroupMlaShape.Threads} threads, {wg.SharedBytes:N0} B shared");
+            Add("Geometry", "Fp8Gemm", $"{Fp8GemmShape.Tile} × {Fp8GemmShape.Tile} output tiles, {Fp8GemmShape.Stages} stages of {Fp8GemmShape.StageBytes:N0} B, {Fp8GemmShape.SharedBytes:N0} B shared, {Fp8GemmShape.Threads} threads");
+            return rows;
+        }
+
         /// <summary>The rows as aligned plain text, one section after another.</summary>
         public static string Format(ModelSpec spec, ModelPlan plan)
         {

@@ -26,8 +26,9 @@ namespace Samples.DeepSeekV3
         /// <item>SwiGluQuantExpert: silu(a)·b fused with FP8 E4M3 1×128 quantisation, rows of 2048.</item>
         /// <item>DequantizeWeight: FP8 E4M3 weights with 128×128 block scales → FP32.</item>
         /// <item>Route: the whole MoE gate after its GEMM in one warp per token.</item>
-        /// <item>MlaDecode: absorbed MLA decoding over the latent cache, tensor-core mma on CUDA (32 heads per group), split over the sequence, MlaCombine merging the splits.</item>
-        /// <item>MlaDecodeWarpGroup: the same on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; MlaDecode picks it on compute capability 9.0.</item>
+        /// <item>MlaDecode: absorbed MLA decoding over the latent cache, split over the sequence, MlaCombine merging the splits; a shared-memory kernel where no tensor-core variant below runs.</item>
+        /// <item>MlaDecodeMma: MlaDecode on CUDA with tensor-core mma.sync, 32 heads per group.</item>
+        /// <item>MlaDecodeWarpGroup: MlaDecode on Hopper's warp-group MMA (wgmma, sm_90a), 64 heads per group, 64-token chunks copied asynchronously; picked on compute capability 9.0.</item>
         /// <item>Fp8Gemm: the FP8 GEMM with 1×128 activation and 128×128 weight scales on Hopper's warp-group MMA (wgmma e4m3, sm_90a), promoted to FP32 every 128 values of k.</item>
         /// </list>
         /// </remarks>
@@ -2019,15 +2020,20 @@ namespace Samples.DeepSeekV3
 
             /// <summary>
             /// Launches the kernels on one device's default stream: each is loaded once (the <see cref="Cuda"/> variant where the device
-            /// has warp shuffles, the <see cref="OpenCL"/> one elsewhere) and every buffer's length is checked first.
+            /// has warp shuffles, the <see cref="OpenCL"/> one elsewhere) and every buffer's length is checked first. It owns the
+            /// device memory some kernels need besides their arguments (tensor maps, MLA split scratch): dispose it with the device.
             /// </summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
-            public sealed class Launcher
+            public sealed class Launcher : System.IDisposable
             {
                 private readonly GpuDevice _device;
                 private readonly bool _shuffles;
                 private readonly bool _tensorCores;
                 private bool _warpGroups;
+                private TensorMapCache? _mlaMaps;   // MlaDecodeWarpGroup's four maps (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle)
+                private TensorMapCache? _gemmMaps;  // Fp8Gemm's two maps (a, weight: bytes, 128 × 128 boxes, 128-byte swizzle)
+                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;   // MlaDecode's per-split outputs
+                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp; // and their log-sum-exps
 
                 /// <summary>A launcher for the kernels on device.</summary>
                 public Launcher(GpuDevice device)
@@ -2040,6 +2046,15 @@ namespace Samples.DeepSeekV3
 
                 /// <summary>The device the kernels run on.</summary>
                 public GpuDevice Device => _device;
+
+                /// <summary>Frees the device memory the launcher allocated (not the device's).</summary>
+                public void Dispose()
+                {
+                    _mlaMaps?.Dispose();
+                    _gemmMaps?.Dispose();
+                    _partial?.Dispose();
+                    _logSumExp?.Dispose();
+                }
 
                 private AcceleratorStream Stream => _device.Accelerator.DefaultStream;
 
@@ -2217,12 +2232,6 @@ namespace Samples.DeepSeekV3
                     combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * 16384, 256), 256), partial, logSumExp, output, batch, splits);
                 }
 
-                /// <summary>The four tensor maps MlaDecodeWarpGroup copies through (q̃, q_pe, c_KV, k_pe: 64 × 64 boxes, 128-byte swizzle).</summary>
-                private TensorMapCache? _mlaMaps;
-
-                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;
-                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp;
-
                 private ArrayView<float> Scratch(ref ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? buffer, long length)
                 {
                     if (buffer is null || buffer.Length < length)
@@ -2264,9 +2273,6 @@ namespace Samples.DeepSeekV3
                         new System.Action<long, ArrayView<float>, ArrayView<float>, long, int, int, int>(Cuda.Fp8Gemm), dynamicSharedBytes: 135216, hopperSpecific: true);
                     gemm(Stream, new KernelConfig(checked(((m + 127) / 128) * (n / 128)), 256, SharedMemoryConfig.RequestDynamic<Float4>(8451)), maps, activationScales, weightScales, output.LoadEffectiveAddressAsPtr().ToInt64(), m, n, k);
                 }
-
-                /// <summary>Fp8Gemm's two tensor maps (a, weight: bytes, 128 × 128 boxes, 128-byte swizzle).</summary>
-                private TensorMapCache? _gemmMaps;
             }
         }
     }

@@ -26,9 +26,10 @@ namespace Samples.TinySeek
         /// <item>SwiGluQuantExpert: not generated because the expert width 32 is not a multiple of the 128-wide activation tile.</item>
         /// <item>DequantizeWeight: FP8 E4M3 weights with 128×128 block scales → FP32.</item>
         /// <item>Route: the whole MoE gate after its GEMM in one warp per token.</item>
-        /// <item>MlaDecode (CUDA): the tensor-core kernel was not generated because 4 heads are not a multiple of the 16 rows of an mma tile; CUDA runs the shared-memory kernel.</item>
-        /// <item>MlaDecodeWarpGroup (Hopper): not generated because 4 heads are not a multiple of the 64 rows of a warp-group MMA.</item>
-        /// <item>Fp8Gemm (Hopper): not generated because the declaration computes in Fp32, not FP8 E4M3.</item>
+        /// <item>MlaDecode: absorbed MLA decoding over the latent cache, split over the sequence, MlaCombine merging the splits; a shared-memory kernel where no tensor-core variant below runs.</item>
+        /// <item>MlaDecodeMma: not generated because 4 heads are not a multiple of the 16 rows of an mma tile.</item>
+        /// <item>MlaDecodeWarpGroup: not generated because 4 heads are not a multiple of the 64 rows of a warp-group MMA.</item>
+        /// <item>Fp8Gemm: not generated because the declaration computes in Fp32, not FP8 E4M3.</item>
         /// </list>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
@@ -826,14 +827,17 @@ namespace Samples.TinySeek
 
             /// <summary>
             /// Launches the kernels on one device's default stream: each is loaded once (the <see cref="Cuda"/> variant where the device
-            /// has warp shuffles, the <see cref="OpenCL"/> one elsewhere) and every buffer's length is checked first.
+            /// has warp shuffles, the <see cref="OpenCL"/> one elsewhere) and every buffer's length is checked first. It owns the
+            /// device memory some kernels need besides their arguments (tensor maps, MLA split scratch): dispose it with the device.
             /// </summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelCompiler.Generators", "%VERSION%")]
-            public sealed class Launcher
+            public sealed class Launcher : System.IDisposable
             {
                 private readonly GpuDevice _device;
                 private readonly bool _shuffles;
                 private readonly bool _tensorCores;
+                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;   // MlaDecode's per-split outputs
+                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp; // and their log-sum-exps
 
                 /// <summary>A launcher for the kernels on device.</summary>
                 public Launcher(GpuDevice device)
@@ -845,6 +849,13 @@ namespace Samples.TinySeek
 
                 /// <summary>The device the kernels run on.</summary>
                 public GpuDevice Device => _device;
+
+                /// <summary>Frees the device memory the launcher allocated (not the device's).</summary>
+                public void Dispose()
+                {
+                    _partial?.Dispose();
+                    _logSumExp?.Dispose();
+                }
 
                 private AcceleratorStream Stream => _device.Accelerator.DefaultStream;
 
@@ -958,9 +969,6 @@ namespace Samples.TinySeek
                         new System.Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(MlaCombine));
                     combine(Stream, new KernelConfig(BufferChecks.Groups((long)batch * 64, 256), 256), partial, logSumExp, output, batch, splits);
                 }
-
-                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _partial;
-                private ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? _logSumExp;
 
                 private ArrayView<float> Scratch(ref ILGPU.Runtime.MemoryBuffer1D<float, Stride1D.Dense>? buffer, long length)
                 {
