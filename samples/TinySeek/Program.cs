@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ModelCompiler.Checkpoints;
 using ModelCompiler;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using ModelCompiler.Checkpoints;
 using ModelCompiler;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ModelCompiler.Checkpoints;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;
 using ModelCompiler.TestUtilities;

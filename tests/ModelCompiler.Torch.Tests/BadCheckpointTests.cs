@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using ModelCompiler.Checkpoints;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;

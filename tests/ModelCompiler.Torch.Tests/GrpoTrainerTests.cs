@@ -1,3 +1,4 @@
+using ModelCompiler.Checkpoints;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;

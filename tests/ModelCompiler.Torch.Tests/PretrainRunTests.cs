@@ -1,3 +1,4 @@
+using ModelCompiler.Checkpoints;
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Checkpoints;
 using ModelCompiler.Torch.Training;

@@ -38,7 +38,7 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteLine("}");
                     w.WriteLine();
                     w.WriteSummary($"Loads a Hugging Face checkpoint folder (config.json + safetensors, FP8 block-scaled weights dequantised) whose config.json declares {h.Name}; the MTP modules are loaded when the checkpoint has them.");
-                    w.WriteLine("/// <exception cref=\"global::ModelCompiler.Torch.Checkpoints.CheckpointException\">The folder does not hold this model: the message names the tensor, shape or setting.</exception>");
+                    w.WriteLine("/// <exception cref=\"global::ModelCompiler.Checkpoints.CheckpointException\">The folder does not hold this model: the message names the tensor, shape or setting.</exception>");
                     using (w.WriteBlock("public static Module Load(string checkpointDirectory)"))
                     {
                         w.WriteLine("using var checkpoint = global::ModelCompiler.Torch.Checkpoints.Checkpoint.Open(checkpointDirectory);");

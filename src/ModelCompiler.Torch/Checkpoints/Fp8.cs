@@ -1,3 +1,4 @@
+using ModelCompiler.Checkpoints;
 using static TorchSharp.torch;
 
 namespace ModelCompiler.Torch.Checkpoints;
@@ -10,15 +11,8 @@ public static class Fp8
 {
     private static readonly float[] s_e4m3 = Enumerable.Range(0, 256).Select(DecodeByte).ToArray();
 
-    /// <summary>The value of one E4M3 byte.</summary>
-    public static float DecodeByte(int bits)
-    {
-        int sign = (bits >> 7) & 1, exponent = (bits >> 3) & 0xF, mantissa = bits & 0x7;
-        float magnitude = exponent == 0xF && mantissa == 0x7 ? float.NaN
-            : exponent == 0 ? mantissa / 8f * MathF.Pow(2, -6)
-            : (1 + (mantissa / 8f)) * MathF.Pow(2, exponent - 7);
-        return sign == 1 ? -magnitude : magnitude;
-    }
+    /// <summary>The value of one E4M3 byte (<see cref="Fp8E4M3.Decode"/>).</summary>
+    public static float DecodeByte(int bits) => Fp8E4M3.Decode((byte)bits);
 
     /// <summary>Decodes raw E4M3 bytes (a U8 tensor) to float32 of the same shape.</summary>
     public static Tensor DecodeE4M3(Tensor bytes)

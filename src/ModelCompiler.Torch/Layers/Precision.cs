@@ -1,3 +1,4 @@
+using ModelCompiler.Checkpoints;
 using ModelCompiler;
 using TorchSharp;
 using TorchSharp.Modules;

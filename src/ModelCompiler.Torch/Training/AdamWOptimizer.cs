@@ -1,3 +1,4 @@
+using ModelCompiler.Checkpoints;
 using ModelCompiler.Torch.Checkpoints;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using ModelCompiler.Checkpoints;
 using ModelCompiler;
 using ModelCompiler.HuggingFace;
 using ModelCompiler.Planning;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using ModelCompiler.Checkpoints;
 using ModelCompiler.Torch.Checkpoints;
 
 namespace ModelCompiler.Torch.Training;

@@ -56,7 +56,7 @@ namespace Samples.TinySeek
             }
 
             /// <summary>Loads a Hugging Face checkpoint folder (config.json + safetensors, FP8 block-scaled weights dequantised) whose config.json declares TinySeek; the MTP modules are loaded when the checkpoint has them.</summary>
-            /// <exception cref="global::ModelCompiler.Torch.Checkpoints.CheckpointException">The folder does not hold this model: the message names the tensor, shape or setting.</exception>
+            /// <exception cref="global::ModelCompiler.Checkpoints.CheckpointException">The folder does not hold this model: the message names the tensor, shape or setting.</exception>
             public static Module Load(string checkpointDirectory)
             {
                 using var checkpoint = global::ModelCompiler.Torch.Checkpoints.Checkpoint.Open(checkpointDirectory);
