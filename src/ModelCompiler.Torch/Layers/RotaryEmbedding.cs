@@ -4,9 +4,9 @@ using static TorchSharp.torch;
 namespace ModelCompiler.Torch.Layers;
 
 /// <summary>
-/// RoPE in DeepSeek's interleaved layout: channels (2i, 2i+1) form one complex number rotated by pos·f_i. With YaRN the
-/// frequencies between the β_fast and β_slow correction dimensions blend linearly from f_i to f_i/s
-/// (deepseek-reference §7.1); the matching softmax correction mscale² is <see cref="RopeMath.SoftmaxScale"/>.
+/// RoPE in DeepSeek's interleaved layout: channels (2i, 2i+1) form one complex number rotated by pos·f_i, the frequencies
+/// <see cref="RopeMath.Frequencies"/> gives (YaRN's blend included); the matching softmax correction mscale² is
+/// <see cref="RopeMath.SoftmaxScale"/>.
 /// </summary>
 public sealed class RotaryEmbedding
 {
@@ -15,19 +15,7 @@ public sealed class RotaryEmbedding
     /// <summary>Builds the frequency table of a <paramref name="ropeDim"/>-wide rotary slice.</summary>
     public RotaryEmbedding(int ropeDim, double theta, YarnSpec? yarn)
     {
-        var frequencies = new double[ropeDim / 2];
-        for (int i = 0; i < frequencies.Length; i++) frequencies[i] = 1.0 / Math.Pow(theta, 2.0 * i / ropeDim);
-        if (yarn is not null)
-        {
-            var (low, high) = RopeMath.CorrectionRange(ropeDim, theta, yarn);
-            double highBound = low == high ? high + 0.001 : high;
-            for (int i = 0; i < frequencies.Length; i++)
-            {
-                double ramp = Math.Clamp((i - low) / (highBound - low), 0.0, 1.0);
-                frequencies[i] = (frequencies[i] / yarn.Factor * ramp) + (frequencies[i] * (1 - ramp));
-            }
-        }
-
+        var frequencies = RopeMath.Frequencies(ropeDim, theta, yarn);
         Frequencies = frequencies;
         _frequencies = tensor(frequencies, ScalarType.Float64);
     }

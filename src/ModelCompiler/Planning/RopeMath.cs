@@ -28,6 +28,27 @@ namespace ModelCompiler.Planning
         }
 
         /// <summary>
+        /// The rotation frequency of each channel pair of a <paramref name="ropeDim"/>-wide rotary slice: θ^(−2i/d); with YaRN
+        /// the pairs between the β_fast and β_slow correction dimensions blend linearly from f_i to f_i/s (deepseek-reference
+        /// §7.1). Pair i at position p turns by p · f_i.
+        /// </summary>
+        public static double[] Frequencies(int ropeDim, double theta, YarnSpec? yarn)
+        {
+            var frequencies = new double[ropeDim / 2];
+            for (int i = 0; i < frequencies.Length; i++) frequencies[i] = 1.0 / Math.Pow(theta, 2.0 * i / ropeDim);
+            if (yarn is null) return frequencies;
+            var (low, high) = CorrectionRange(ropeDim, theta, yarn);
+            double highBound = low == high ? high + 0.001 : high;
+            for (int i = 0; i < frequencies.Length; i++)
+            {
+                double ramp = Math.Min(Math.Max((i - low) / (highBound - low), 0.0), 1.0);
+                frequencies[i] = (frequencies[i] / yarn.Factor * ramp) + (frequencies[i] * (1 - ramp));
+            }
+
+            return frequencies;
+        }
+
+        /// <summary>
         /// The YaRN correction range [low, high] in frequency-pair indices: pairs below low keep θ^(−2i/d), pairs above high
         /// are divided by the factor, pairs between blend linearly (DeepSeek-V3: 10 and 23).
         /// </summary>
