@@ -80,6 +80,11 @@ public sealed class BatchGenerator(InferenceEngine engine)
                 running.Add(new Running(waiting.Dequeue(), slot));
             }
 
+            if (running.Count == 0)
+            {
+                throw new InvalidOperationException($"no sequence can start: the cache's {cache.Slots} slots are all held by sequences outside this generator");
+            }
+
             // Feed: prompt chunks share the step's token budget; a decoding sequence feeds one token.
             int budget = engine.Options.MaxTokensPerStep - running.Count(r => r.Fed >= requests[r.Request].Prompt.Count);
             var inputs = new List<StepInput>();

@@ -4,7 +4,7 @@ using ModelCompiler.Gpu;
 
 namespace ModelCompiler.Inference;
 
-/// <summary>The widths the attention kernels share, passed as one argument.</summary>
+/// <summary>The widths the attention kernels share, passed as one argument (public: the CUDA launcher ILGPU emits must see it).</summary>
 /// <param name="Heads">Query heads.</param>
 /// <param name="Latent">d_c.</param>
 /// <param name="Rope">d_rope.</param>
@@ -13,7 +13,7 @@ namespace ModelCompiler.Inference;
 /// <param name="Context">Positions scored per row: the step's last position + 1.</param>
 /// <param name="CacheBf16">1 when the cache holds bf16.</param>
 /// <param name="Scale">The softmax scale.</param>
-internal readonly record struct AttentionDims(int Heads, int Latent, int Rope, int QueryWidth, int PagesPerSequence, int Context, int CacheBf16, float Scale)
+public readonly record struct AttentionDims(int Heads, int Latent, int Rope, int QueryWidth, int PagesPerSequence, int Context, int CacheBf16, float Scale)
 {
     /// <summary>Values per cached token.</summary>
     public int Width => Latent + Rope;
@@ -28,7 +28,7 @@ internal readonly record struct AttentionDims(int Heads, int Latent, int Rope, i
 /// Activations are FP32; a weight is read from an FP32 view or, when <c>bf16</c> is 1, from a bf16 view (the other view is
 /// empty). Each is launched in groups of <see cref="Threads"/>; "per item" kernels take one thread per output element.
 /// </summary>
-internal static class EngineKernels
+internal static partial class EngineKernels
 {
     /// <summary>Threads per group.</summary>
     public const int Threads = 256;

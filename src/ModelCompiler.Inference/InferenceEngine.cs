@@ -87,6 +87,19 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>The device.</summary>
     public GpuDevice Device => _device;
 
+    /// <summary>When set, every launch waits for the device and its time is added to <see cref="Profile"/>.</summary>
+    public bool Profiling
+    {
+        get => _k.Profiling;
+        set => _k.Profiling = value;
+    }
+
+    /// <summary>Seconds and launches per kernel while <see cref="Profiling"/>, since the last <see cref="ResetProfile"/>.</summary>
+    public IReadOnlyDictionary<string, (double Seconds, int Launches)> Profile => _k.Profile;
+
+    /// <summary>Forgets the profile so far.</summary>
+    public void ResetProfile() => _k.ResetProfile();
+
     /// <summary>
     /// Runs one step and returns the logits of each input's last token, [inputs.Count, vocabulary] (of every token fed,
     /// [tokens, vocabulary], when <paramref name="allTokens"/>), on the device, valid until the next step. Each input's slot
@@ -126,15 +139,18 @@ public sealed class InferenceEngine : IDisposable
         }
 
         int context = positions.Max() + 1;
-        Cache.Synchronise();
         var ints = Ints("ids", tokens);
-        ints.CopyFromCPU(ids);
         var sequenceView = Ints("sequences", tokens);
-        sequenceView.CopyFromCPU(sequences);
         var positionView = Ints("positions", tokens);
-        positionView.CopyFromCPU(positions);
         var lastView = Ints("last", last.Length);
-        lastView.CopyFromCPU(last);
+        _k.Timed("step inputs to the device", () =>
+        {
+            Cache.Synchronise();
+            ints.CopyFromCPU(ids);
+            sequenceView.CopyFromCPU(sequences);
+            positionView.CopyFromCPU(positions);
+            lastView.CopyFromCPU(last);
+        });
         int rows = last.Length;
 
         var a = _spec.Attention;
@@ -214,7 +230,8 @@ public sealed class InferenceEngine : IDisposable
                 _k.Route(logits, w.RouterBias, _model.Empty, selection, chosen, weights, tokens, moe);
                 var hidden = Floats("expertHidden", (long)tokens * moe.ActivatedExperts * moe.ExpertIntermediateSize);
                 _k.ExpertGateUp(normed, chosen, experts.Gate, experts.Up, hidden, tokens, moe.ActivatedExperts, moe.ExpertIntermediateSize, d);
-                _k.ExpertDownCombine(hidden, chosen, weights, experts.Down, delta, tokens, moe.ActivatedExperts, moe.ExpertIntermediateSize, d);
+                var pairOutputs = Floats("expertOutputs", (long)tokens * moe.ActivatedExperts * d);
+                _k.ExpertDownCombine(hidden, chosen, weights, experts.Down, delta, pairOutputs, tokens, moe.ActivatedExperts, moe.ExpertIntermediateSize, d);
             }
 
             _k.Add(x, delta, (long)tokens * d);
@@ -285,7 +302,7 @@ public sealed class InferenceEngine : IDisposable
 
         if (!w.IsBf16)
         {
-            _blas.Gemm(x.SubView(0, (long)m * k), w.F32, y.SubView(0, (long)m * n), m, n, k);
+            _k.Timed("cuBLAS GEMM", () => _blas.Gemm(x.SubView(0, (long)m * k), w.F32, y.SubView(0, (long)m * n), m, n, k));
             return;
         }
 
@@ -297,7 +314,8 @@ public sealed class InferenceEngine : IDisposable
         }
 
         _k.ToBf16(x, _bf16Input.View, length);
-        _blas.GemmBf16(_bf16Input.View.SubView(0, length), w.Bf16, y.SubView(0, (long)m * n), m, n, k);
+        var input = _bf16Input.View.SubView(0, length);
+        _k.Timed("cuBLAS GEMM", () => _blas.GemmBf16(input, w.Bf16, y.SubView(0, (long)m * n), m, n, k));
     }
 
     /// <summary>A scratch buffer named <paramref name="name"/> of at least <paramref name="length"/> floats, kept across steps.</summary>
