@@ -34,6 +34,21 @@ public sealed partial class CuBlas : IDisposable
     public void GemmBf16(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<float> c, int m, int n, int k) =>
         GemmEx(a.LoadEffectiveAddressAsPtr(), b.LoadEffectiveAddressAsPtr(), c.LoadEffectiveAddressAsPtr(), m, n, k, DataR16BF, DataR32F);
 
+    /// <summary>
+    /// For each of <paramref name="batch"/> matrices, row-major C_b[m, n] = A_b[m, k] · B_b (B_b [k, n]), or · B_bᵀ (B_b [n, k])
+    /// when <paramref name="transposeB"/>; each operand given by its address, row stride and the stride between batches, in
+    /// elements. Inputs both FP32 or both bf16; C is FP32; FP32 accumulation.
+    /// </summary>
+    public unsafe void GemmStridedBatched(bool bf16, IntPtr a, int lda, long strideA, IntPtr b, int ldb, long strideB, bool transposeB, IntPtr c, int ldc, long strideC,
+        int m, int n, int k, int batch)
+    {
+        // Column-major: Cᵀ[n, m] = op(B)ᵀ[n, k] · Aᵀ[k, m]; a row-major matrix is its transpose in column-major.
+        float alpha = 1f, beta = 0f;
+        int type = bf16 ? DataR16BF : DataR32F;
+        Check(cublasGemmStridedBatchedEx(_handle, transposeB ? OpTranspose : OpNone, OpNone, n, m, k, &alpha, b, type, ldb, strideB, a, type, lda, strideA, &beta,
+            c, DataR32F, ldc, strideC, batch, ComputeR32F, DefaultTensorOpAlgorithm), $"cublasGemmStridedBatchedEx(m={m}, n={n}, k={k}, batch={batch})");
+    }
+
     private unsafe void GemmEx(IntPtr a, IntPtr b, IntPtr c, int m, int n, int k, int inputType, int outputType)
     {
         float alpha = 1f, beta = 0f;
@@ -61,6 +76,10 @@ public sealed partial class CuBlas : IDisposable
 
     [LibraryImport(Library)]
     private static partial int cublasSetStream_v2(IntPtr handle, IntPtr stream);
+
+    [LibraryImport(Library)]
+    private static unsafe partial int cublasGemmStridedBatchedEx(IntPtr handle, int transa, int transb, int m, int n, int k, float* alpha, IntPtr a, int aType, int lda,
+        long strideA, IntPtr b, int bType, int ldb, long strideB, float* beta, IntPtr c, int cType, int ldc, long strideC, int batchCount, int computeType, int algo);
 
     [LibraryImport(Library)]
     private static unsafe partial int cublasGemmEx(IntPtr handle, int transa, int transb, int m, int n, int k, float* alpha,

@@ -8,9 +8,9 @@ namespace ModelCompiler.Inference;
 /// <summary>
 /// The warp-per-row variants, for backends with warp shuffles (CUDA): one warp computes one dot product of a weight row
 /// with an activation row, each lane reading 16 bytes at a time (8 bf16 or 4 FP32 weights) and the lanes' sums folded by
-/// shuffles. The routed experts run expert-major: a warp owns one row of one expert, reads it once per token that chose
-/// that expert (from L2 after the first), and skips experts no token chose, so a decode step reads each chosen expert once
-/// whatever the batch (the masked layout: routing stays on the device). Rows must be multiples of 8 values (16 bytes).
+/// shuffles. The routed experts run pair-major: a warp owns one row of the expert one (token, k) pair chose, so routing
+/// stays on the device and every warp has work (an expert-major layout, tried first, left a popular expert's warps to do
+/// all its tokens one after another). Rows must be multiples of 8 values (16 bytes).
 /// </summary>
 internal static partial class EngineKernels
 {
@@ -25,15 +25,16 @@ internal static partial class EngineKernels
         float sum = 0;
         if (bf16 != 0)
         {
+            // Two 16-byte weight loads per iteration where the row allows, so that two are in flight at once.
             var ws = w16.Cast<Float4>();
-            for (int i = lane * 8; i < length; i += 256)
+            int i = lane * 8;
+            for (; i + 256 < length; i += 512)
             {
-                Float4 w = ws[(wAt + i) / 8];
-                Float4 a = xs[(xAt + i) / 4], b = xs[((xAt + i) / 4) + 1];
-                uint w0 = Interop.FloatAsInt(w.X), w1 = Interop.FloatAsInt(w.Y), w2 = Interop.FloatAsInt(w.Z), w3 = Interop.FloatAsInt(w.W);
-                sum += (a.X * Bf16.Low(w0)) + (a.Y * Bf16.High(w0)) + (a.Z * Bf16.Low(w1)) + (a.W * Bf16.High(w1))
-                    + (b.X * Bf16.Low(w2)) + (b.Y * Bf16.High(w2)) + (b.Z * Bf16.Low(w3)) + (b.W * Bf16.High(w3));
+                Float4 w = ws[(wAt + i) / 8], v = ws[(wAt + i + 256) / 8];
+                sum += Dot8(w, xs[(xAt + i) / 4], xs[((xAt + i) / 4) + 1]) + Dot8(v, xs[(xAt + i + 256) / 4], xs[((xAt + i + 256) / 4) + 1]);
             }
+
+            if (i < length) sum += Dot8(ws[(wAt + i) / 8], xs[(xAt + i) / 4], xs[((xAt + i) / 4) + 1]);
         }
         else
         {
@@ -50,41 +51,41 @@ internal static partial class EngineKernels
         return sum;
     }
 
-    /// <summary>
-    /// One warp per (expert, row of the expert's width): for each (token, k) pair routed to the expert,
-    /// hidden[pair, row] = silu(gate_e[row] · x_t) · (up_e[row] · x_t).
-    /// </summary>
-    public static void ExpertGateUpWarp(ArrayView<float> x, ArrayView<int> experts, ArrayView<float> g32, ArrayView<ushort> g16, ArrayView<float> u32,
-        ArrayView<ushort> u16, int bf16, ArrayView<float> hidden, int pairs, int topK, int width, int d, long rows)
+    /// <summary>Eight bf16 weights (one 16-byte load) times eight FP32 values.</summary>
+    private static float Dot8(Float4 w, Float4 a, Float4 b)
     {
-        long warp = ((long)Grid.IdxX * WarpsPerGroup) + Warp.WarpIdx;
-        if (warp >= rows) return;
-        long expert = warp / width, row = warp % width;
-        long wAt = ((expert * width) + row) * d;
-        for (int p = 0; p < pairs; p++)
-        {
-            if (experts[p] != expert) continue;
-            long xAt = (long)(p / topK) * d;
-            float gate = WarpDot(x, xAt, g32, g16, bf16, wAt, d);
-            float up = WarpDot(x, xAt, u32, u16, bf16, wAt, d);
-            if (Warp.LaneIdx == 0) hidden[((long)p * width) + row] = gate / (1f + MathF.Exp(-gate)) * up;
-        }
+        uint w0 = Interop.FloatAsInt(w.X), w1 = Interop.FloatAsInt(w.Y), w2 = Interop.FloatAsInt(w.Z), w3 = Interop.FloatAsInt(w.W);
+        return (a.X * Bf16.Low(w0)) + (a.Y * Bf16.High(w0)) + (a.Z * Bf16.Low(w1)) + (a.W * Bf16.High(w1))
+            + (b.X * Bf16.Low(w2)) + (b.Y * Bf16.High(w2)) + (b.Z * Bf16.Low(w3)) + (b.W * Bf16.High(w3));
     }
 
-    /// <summary>One warp per (expert, output column c): for each pair routed to the expert, y[pair, c] = down_e[c] · hidden[pair].</summary>
-    public static void ExpertDownWarp(ArrayView<float> hidden, ArrayView<int> experts, ArrayView<float> d32, ArrayView<ushort> d16, int bf16, ArrayView<float> y,
-        int pairs, int width, int d, long rows)
+    /// <summary>
+    /// One warp per ((token, k) pair, row of the expert's width): hidden[pair, row] = silu(gate_e[row] · x_t) · (up_e[row] · x_t)
+    /// for the pair's expert e. Every warp has work, whatever the routing: a busy expert's rows are read once per token that
+    /// chose it, from L2 after the first.
+    /// </summary>
+    public static void ExpertGateUpWarp(ArrayView<float> x, ArrayView<int> experts, ArrayView<float> g32, ArrayView<ushort> g16, ArrayView<float> u32,
+        ArrayView<ushort> u16, int bf16, ArrayView<float> hidden, int topK, int width, int d, long rows)
     {
         long warp = ((long)Grid.IdxX * WarpsPerGroup) + Warp.WarpIdx;
         if (warp >= rows) return;
-        long expert = warp / d, column = warp % d;
-        long wAt = ((expert * d) + column) * width;
-        for (int p = 0; p < pairs; p++)
-        {
-            if (experts[p] != expert) continue;
-            float value = WarpDot(hidden, (long)p * width, d32, d16, bf16, wAt, width);
-            if (Warp.LaneIdx == 0) y[((long)p * d) + column] = value;
-        }
+        long pair = warp / width, row = warp % width;
+        long wAt = (((long)experts[pair] * width) + row) * d;
+        long xAt = pair / topK * d;
+        float gate = WarpDot(x, xAt, g32, g16, bf16, wAt, d);
+        float up = WarpDot(x, xAt, u32, u16, bf16, wAt, d);
+        if (Warp.LaneIdx == 0) hidden[warp] = gate / (1f + MathF.Exp(-gate)) * up;
+    }
+
+    /// <summary>One warp per (pair, output column c): y[pair, c] = down_e[c] · hidden[pair] for the pair's expert e.</summary>
+    public static void ExpertDownWarp(ArrayView<float> hidden, ArrayView<int> experts, ArrayView<float> d32, ArrayView<ushort> d16, int bf16, ArrayView<float> y,
+        int width, int d, long rows)
+    {
+        long warp = ((long)Grid.IdxX * WarpsPerGroup) + Warp.WarpIdx;
+        if (warp >= rows) return;
+        long pair = warp / d, column = warp % d;
+        float value = WarpDot(hidden, pair * width, d32, d16, bf16, (((long)experts[pair] * d) + column) * width, width);
+        if (Warp.LaneIdx == 0) y[warp] = value;
     }
 
     /// <summary>Per item over [tokens, d]: out[t, c] += Σ_k weight[t, k] · y[(t, k), c], the routed experts' gate-weighted sum.</summary>

@@ -37,6 +37,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly List<IDisposable> _scratch = [];
     private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> _floats = new(StringComparer.Ordinal);
     private readonly Dictionary<string, MemoryBuffer1D<int, Stride1D.Dense>> _ints = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, MemoryBuffer1D<ushort, Stride1D.Dense>> _halves = new(StringComparer.Ordinal);
     private MemoryBuffer1D<ushort, Stride1D.Dense>? _bf16Input;
 
     /// <summary>Builds the engine for <paramref name="model"/> on <paramref name="device"/>, with a cache for <paramref name="options"/>.</summary>
@@ -192,14 +193,14 @@ public sealed class InferenceEngine : IDisposable
 
             // Absorbed attention over each token's own sequence, up to its position.
             var absorbed = Floats("absorbed", (long)tokens * h * a.KeyValueLoraRank);
-            _k.AbsorbQuery(q, w.KeyValueB, absorbed, tokens, h, a.QkNopeHeadDim, qk, a.ValueHeadDim, a.KeyValueLoraRank);
+            AbsorbQuery(q, w.KeyValueB, absorbed, tokens);
             var scores = Floats("scores", (long)tokens * h * context);
             _k.Scores(absorbed, q, sequenceView, positionView, Cache.Tables, c32, c16, scores, dims, tokens);
             _k.Softmax(scores, tokens * h, context);
             var attended = Floats("attended", (long)tokens * h * a.KeyValueLoraRank);
             _k.AttendLatent(scores, sequenceView, positionView, Cache.Tables, c32, c16, attended, dims, tokens);
             var values = Floats("values", (long)tokens * h * a.ValueHeadDim);
-            _k.ApplyValue(attended, w.KeyValueB, values, tokens, h, a.QkNopeHeadDim, a.ValueHeadDim, a.KeyValueLoraRank);
+            ApplyValue(attended, w.KeyValueB, values, tokens);
             Linear(values, w.Output, delta, tokens);
             _k.Add(x, delta, (long)tokens * d);
 
@@ -282,6 +283,7 @@ public sealed class InferenceEngine : IDisposable
     {
         foreach (var buffer in _floats.Values) buffer.Dispose();
         foreach (var buffer in _ints.Values) buffer.Dispose();
+        foreach (var buffer in _halves.Values) buffer.Dispose();
         foreach (var item in _scratch) item.Dispose();
         _bf16Input?.Dispose();
         _cos.Dispose();
@@ -316,6 +318,65 @@ public sealed class InferenceEngine : IDisposable
         _k.ToBf16(x, _bf16Input.View, length);
         var input = _bf16Input.View.SubView(0, length);
         _k.Timed("cuBLAS GEMM", () => _blas.GemmBf16(input, w.Bf16, y.SubView(0, (long)m * n), m, n, k));
+    }
+
+    /// <summary>
+    /// The absorbed queries q̃[t, h] = q_nope[t, h] · W_UK[h] ([nope, d_c], kv_b_proj's key rows): one strided batched GEMM over
+    /// the heads on CUDA, the general kernel elsewhere.
+    /// </summary>
+    private void AbsorbQuery(ArrayView<float> q, DeviceWeight kvB, ArrayView<float> absorbed, int tokens)
+    {
+        var a = _spec.Attention;
+        int h = a.Heads, qk = a.QkHeadDim, latent = a.KeyValueLoraRank, rowsPerHead = a.QkNopeHeadDim + a.ValueHeadDim;
+        if (_blas is null)
+        {
+            _k.AbsorbQuery(q, kvB, absorbed, tokens, h, a.QkNopeHeadDim, qk, a.ValueHeadDim, latent);
+            return;
+        }
+
+        var input = Operand(q, (long)tokens * h * qk, kvB.IsBf16);
+        _k.Timed("cuBLAS batched GEMM", () => _blas.GemmStridedBatched(kvB.IsBf16, input, h * qk, qk, Address(kvB), latent, (long)rowsPerHead * latent, transposeB: false,
+            absorbed.LoadEffectiveAddressAsPtr(), h * latent, latent, tokens, latent, a.QkNopeHeadDim, h));
+    }
+
+    /// <summary>The heads' values o[t, h] = ō[t, h] · W_UV[h]ᵀ (W_UV [v, d_c], kv_b_proj's value rows): one strided batched GEMM on CUDA.</summary>
+    private void ApplyValue(ArrayView<float> attended, DeviceWeight kvB, ArrayView<float> values, int tokens)
+    {
+        var a = _spec.Attention;
+        int h = a.Heads, latent = a.KeyValueLoraRank, v = a.ValueHeadDim, rowsPerHead = a.QkNopeHeadDim + a.ValueHeadDim;
+        if (_blas is null)
+        {
+            _k.ApplyValue(attended, kvB, values, tokens, h, a.QkNopeHeadDim, v, latent);
+            return;
+        }
+
+        var input = Operand(attended, (long)tokens * h * latent, kvB.IsBf16);
+        IntPtr valueRows = Address(kvB) + (nint)((long)a.QkNopeHeadDim * latent * (kvB.IsBf16 ? 2 : 4));
+        _k.Timed("cuBLAS batched GEMM", () => _blas.GemmStridedBatched(kvB.IsBf16, input, h * latent, latent, valueRows, latent, (long)rowsPerHead * latent, transposeB: true,
+            values.LoadEffectiveAddressAsPtr(), h * v, v, tokens, v, latent, h));
+    }
+
+    /// <summary>The address of <paramref name="x"/> as a GEMM operand beside a weight: itself for FP32, its bf16 copy for a bf16 weight.</summary>
+    private IntPtr Operand(ArrayView<float> x, long length, bool bf16)
+    {
+        if (!bf16) return x.LoadEffectiveAddressAsPtr();
+        var copy = Halves("operand", length);
+        _k.ToBf16(x, copy, length);
+        return copy.LoadEffectiveAddressAsPtr();
+    }
+
+    private static IntPtr Address(DeviceWeight w) => w.IsBf16 ? w.Bf16.LoadEffectiveAddressAsPtr() : w.F32.LoadEffectiveAddressAsPtr();
+
+    private ArrayView<ushort> Halves(string name, long length)
+    {
+        if (!_halves.TryGetValue(name, out var buffer) || buffer.Length < length)
+        {
+            buffer?.Dispose();
+            buffer = _device.Accelerator.Allocate1D<ushort>(Math.Max(length, 1));
+            _halves[name] = buffer;
+        }
+
+        return buffer.View.SubView(0, length);
     }
 
     /// <summary>A scratch buffer named <paramref name="name"/> of at least <paramref name="length"/> floats, kept across steps.</summary>

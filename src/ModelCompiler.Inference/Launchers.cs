@@ -199,12 +199,12 @@ internal sealed class Launchers(GpuDevice device)
         {
             if (Warps && width % 8 == 0 && d % 8 == 0)
             {
-                long rows = gate.Shape[0] * (long)width;
+                long rows = (long)tokens * topK * width;
                 device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int,
-                    ArrayView<float>, int, int, int, int, long>>(
-                    new Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, int, int,
+                    ArrayView<float>, int, int, int, long>>(
+                    new Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, int,
                         long>(EngineKernels.ExpertGateUpWarp))
-                    (Stream, Warp(rows), x, experts, gate.F32, gate.Bf16, up.F32, up.Bf16, gate.Bf16Flag, hidden, tokens * topK, topK, width, d, rows);
+                    (Stream, Warp(rows), x, experts, gate.F32, gate.Bf16, up.F32, up.Bf16, gate.Bf16Flag, hidden, topK, width, d, rows);
                 return;
             }
 
@@ -224,10 +224,10 @@ internal sealed class Launchers(GpuDevice device)
         {
             if (Warps && width % 8 == 0 && d % 8 == 0)
             {
-                long rows = down.Shape[0] * (long)d;
-                device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, int, long>>(
-                    new Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, int, long>(EngineKernels.ExpertDownWarp))
-                    (Stream, Warp(rows), hidden, experts, down.F32, down.Bf16, down.Bf16Flag, scratch, tokens * topK, width, d, rows);
+                long rows = (long)tokens * topK * d;
+                device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, long>>(
+                    new Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, int, long>(EngineKernels.ExpertDownWarp))
+                    (Stream, Warp(rows), hidden, experts, down.F32, down.Bf16, down.Bf16Flag, scratch, width, d, rows);
                 long items = (long)tokens * d;
                 device.Load<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long>>(
                     new Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long>(EngineKernels.CombineExperts))
