@@ -116,7 +116,21 @@ static int Bench(GpuDevice device, string config, Dictionary<string, string> opt
         Console.WriteLine($"| {batch} | {prefill.PrefillTokens / prefill.Seconds:F0} | {decodeSeconds / decodeSteps * 1000:F2} | {batch * decodeSteps / decodeSeconds:F0} | {prefill.Steps} + {decodeSteps} |");
     }
 
-    // Where a decode step's time goes, at the first and the largest batch: each launch timed alone (no overlap).
+    Console.WriteLine(engine.GraphFailure is { } failure ? $"\nCUDA graphs turned off: {failure}" : $"\n{engine.GraphCount} CUDA graphs captured (one per step shape)");
+
+    // Replaying graphs must give the tokens of eager launches.
+    {
+        var requests = Enumerable.Range(0, 4).Select(_ => new GenerationRequest(Enumerable.Range(0, prompt).Select(_ => random.Next(spec.VocabularySize)).ToArray(), 16)).ToList();
+        var replayed = generator.Generate(requests);
+        bool graphs = engine.UseGraphs;
+        engine.UseGraphs = false;
+        var eager = generator.Generate(requests);
+        engine.UseGraphs = graphs;
+        bool same = replayed.Tokens.Zip(eager.Tokens).All(pair => pair.First.SequenceEqual(pair.Second));
+        Console.WriteLine($"graph replay against eager launches, 4 sequences × 16 tokens: {(same ? "identical tokens" : "TOKENS DIFFER")} ({(graphs ? "graphs on" : "graphs off")})");
+    }
+
+    // Where a decode step's time goes, at the first and the largest batch: each launch timed alone (no overlap, no graphs).
     foreach (int batch in new[] { batches.Min(), batches.Max() }.Distinct())
     {
         var requests = Enumerable.Range(0, batch).Select(_ => new GenerationRequest(Enumerable.Range(0, prompt).Select(_ => random.Next(spec.VocabularySize)).ToArray(), 9)).ToList();

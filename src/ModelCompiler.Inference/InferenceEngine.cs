@@ -38,7 +38,12 @@ public sealed class InferenceEngine : IDisposable
     private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> _floats = new(StringComparer.Ordinal);
     private readonly Dictionary<string, MemoryBuffer1D<int, Stride1D.Dense>> _ints = new(StringComparer.Ordinal);
     private readonly Dictionary<string, MemoryBuffer1D<ushort, Stride1D.Dense>> _halves = new(StringComparer.Ordinal);
+    private readonly AcceleratorStream _stream;
+    private readonly bool _ownStream;
+    private readonly Dictionary<(int Tokens, int Rows, int Context), (CudaGraph Graph, int Generation)> _graphs = new();
+    private readonly HashSet<(int Tokens, int Rows, int Context)> _seen = new();
     private MemoryBuffer1D<ushort, Stride1D.Dense>? _bf16Input;
+    private int _generation; // bumped whenever a scratch buffer is reallocated: graphs captured before it read stale addresses
 
     /// <summary>Builds the engine for <paramref name="model"/> on <paramref name="device"/>, with a cache for <paramref name="options"/>.</summary>
     public InferenceEngine(GpuDevice device, DeviceModel model, EngineOptions? options = null)
@@ -55,8 +60,12 @@ public sealed class InferenceEngine : IDisposable
         var a = _spec.Attention;
         int pages = Options.CachePages ?? Options.MaxSequences * PagedLatentCache.PagesFor(Options.MaxLength);
         Cache = new PagedLatentCache(device.Accelerator, _spec, model.Precision, Options.MaxSequences, Options.MaxLength, pages);
-        _blas = device.Backend == GpuBackend.Cuda ? new CuBlas(device.Accelerator.DefaultStream) : null;
-        _k = new Launchers(device);
+        // On CUDA the engine works on a stream of its own: the legacy default stream cannot be captured into a graph.
+        _ownStream = device.Backend == GpuBackend.Cuda;
+        _stream = _ownStream ? device.Accelerator.CreateStream() : device.Accelerator.DefaultStream;
+        _blas = device.Backend == GpuBackend.Cuda ? new CuBlas(_stream) : null;
+        _k = new Launchers(device, _stream);
+        UseGraphs = device.Backend == GpuBackend.Cuda;
         _scale = (float)RopeMath.SoftmaxScale(_spec);
 
         // cos/sin of every position the engine can reach, computed in double (position × frequency needs more than 24 bits).
@@ -87,6 +96,19 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>The device.</summary>
     public GpuDevice Device => _device;
+
+    /// <summary>
+    /// Whether a step is replayed from a CUDA graph once its shape (tokens, rows, context bucket) has run once eagerly: the
+    /// ~700 launches of a decode step cost one. On by default on CUDA; a capture that fails turns it off (see
+    /// <see cref="GraphFailure"/>) and the engine goes on eagerly.
+    /// </summary>
+    public bool UseGraphs { get; set; }
+
+    /// <summary>Why graphs were turned off, when a capture failed.</summary>
+    public string? GraphFailure { get; private set; }
+
+    /// <summary>Graphs captured so far.</summary>
+    public int GraphCount => _graphs.Count;
 
     /// <summary>When set, every launch waits for the device and its time is added to <see cref="Profile"/>.</summary>
     public bool Profiling
@@ -139,11 +161,16 @@ public sealed class InferenceEngine : IDisposable
             if (!allTokens) last[s] = t - 1;
         }
 
+        // With graphs, the scores' width is bucketed (positions past a token's own score −∞), so that a decode step's graph
+        // serves 128 positions in a row.
         int context = positions.Max() + 1;
+        if (UseGraphs) context = Math.Min(Options.MaxLength, (context + 127) / 128 * 128);
+        int rows = last.Length;
         var ints = Ints("ids", tokens);
         var sequenceView = Ints("sequences", tokens);
         var positionView = Ints("positions", tokens);
-        var lastView = Ints("last", last.Length);
+        var lastView = Ints("last", rows);
+        _stream.Synchronize(); // the last step's work may still read these
         _k.Timed("step inputs to the device", () =>
         {
             Cache.Synchronise();
@@ -152,8 +179,45 @@ public sealed class InferenceEngine : IDisposable
             positionView.CopyFromCPU(positions);
             lastView.CopyFromCPU(last);
         });
-        int rows = last.Length;
 
+        var key = (tokens, rows, context);
+        if (UseGraphs && !Profiling && _graphs.TryGetValue(key, out var captured) && captured.Generation == _generation)
+        {
+            captured.Graph.Launch(_stream);
+            return Floats("logits", (long)rows * _spec.VocabularySize);
+        }
+
+        if (UseGraphs && !Profiling && _seen.Contains(key))
+        {
+            // Seen once already: every kernel is loaded and every scratch buffer sized for this shape, so nothing allocates.
+            int generation = _generation;
+            try
+            {
+                var graph = CudaGraph.Capture(_stream, () => Layers(tokens, rows, context));
+                if (_generation != generation) throw new InvalidOperationException("a scratch buffer was reallocated while capturing");
+                if (_graphs.Remove(key, out var stale)) stale.Graph.Dispose();
+                _graphs[key] = (graph, _generation);
+                graph.Launch(_stream);
+                return Floats("logits", (long)rows * _spec.VocabularySize);
+            }
+            catch (InvalidOperationException e)
+            {
+                GraphFailure = e.Message;
+                UseGraphs = false;
+            }
+        }
+
+        _seen.Add(key);
+        return Layers(tokens, rows, context);
+    }
+
+    /// <summary>The device work of a step whose inputs are on the device: every layer, the final norm and the head.</summary>
+    private ArrayView<float> Layers(int tokens, int rows, int context)
+    {
+        var ints = Ints("ids", tokens);
+        var sequenceView = Ints("sequences", tokens);
+        var positionView = Ints("positions", tokens);
+        var lastView = Ints("last", rows);
         var a = _spec.Attention;
         int d = _spec.HiddenSize, h = a.Heads, qk = a.QkHeadDim, width = a.CacheWidth;
         var dims = new AttentionDims(h, a.KeyValueLoraRank, a.QkRopeHeadDim, qk, Cache.PagesPerSequence, context, Cache.Precision == EnginePrecision.Bf16 ? 1 : 0, _scale);
@@ -218,7 +282,7 @@ public sealed class InferenceEngine : IDisposable
             }
             else
             {
-                delta.MemSetToZero(_device.Accelerator.DefaultStream);
+                delta.MemSetToZero(_stream);
             }
 
             if (w.Experts is { } experts && _spec.Moe is { } moe)
@@ -259,13 +323,15 @@ public sealed class InferenceEngine : IDisposable
         else
         {
             var seedView = Ints("seeds", rows);
+            _stream.Synchronize();
             seedView.CopyFromCPU(seeds ?? new int[rows]);
             _k.Sample(logits, chosen, seedView, rows, _spec.VocabularySize, temperature, topP, step);
         }
 
         var result = new int[rows];
-        chosen.CopyToCPU(_device.Accelerator.DefaultStream, result);
-        _device.Accelerator.DefaultStream.Synchronize();
+        _stream.Synchronize();
+        chosen.CopyToCPU(_stream, result);
+        _stream.Synchronize();
         return result;
     }
 
@@ -273,8 +339,9 @@ public sealed class InferenceEngine : IDisposable
     public float[] Download(ArrayView<float> logits, int rows)
     {
         var result = new float[(long)rows * _spec.VocabularySize];
-        logits.SubView(0, result.Length).CopyToCPU(_device.Accelerator.DefaultStream, result);
-        _device.Accelerator.DefaultStream.Synchronize();
+        _stream.Synchronize();
+        logits.SubView(0, result.Length).CopyToCPU(_stream, result);
+        _stream.Synchronize();
         return result;
     }
 
@@ -284,12 +351,14 @@ public sealed class InferenceEngine : IDisposable
         foreach (var buffer in _floats.Values) buffer.Dispose();
         foreach (var buffer in _ints.Values) buffer.Dispose();
         foreach (var buffer in _halves.Values) buffer.Dispose();
+        foreach (var (graph, _) in _graphs.Values) graph.Dispose();
         foreach (var item in _scratch) item.Dispose();
         _bf16Input?.Dispose();
         _cos.Dispose();
         _sin.Dispose();
         _blas?.Dispose();
         Cache.Dispose();
+        if (_ownStream) _stream.Dispose();
     }
 
     /// <summary>y[m, n] = x[m, k] · wᵀ: cuBLAS on CUDA (bf16 weights take bf16 inputs), the general kernel elsewhere.</summary>
@@ -313,6 +382,7 @@ public sealed class InferenceEngine : IDisposable
         {
             _bf16Input?.Dispose();
             _bf16Input = _device.Accelerator.Allocate1D<ushort>(Math.Max(length, (long)Options.MaxTokensPerStep * _spec.HiddenSize));
+            _generation++;
         }
 
         _k.ToBf16(x, _bf16Input.View, length);
@@ -374,6 +444,7 @@ public sealed class InferenceEngine : IDisposable
             buffer?.Dispose();
             buffer = _device.Accelerator.Allocate1D<ushort>(Math.Max(length, 1));
             _halves[name] = buffer;
+            _generation++;
         }
 
         return buffer.View.SubView(0, length);
@@ -387,6 +458,7 @@ public sealed class InferenceEngine : IDisposable
             buffer?.Dispose();
             buffer = _device.Accelerator.Allocate1D<float>(Math.Max(length, 1));
             _floats[name] = buffer;
+            _generation++;
         }
 
         return buffer.View.SubView(0, length);
@@ -399,6 +471,7 @@ public sealed class InferenceEngine : IDisposable
             buffer?.Dispose();
             buffer = _device.Accelerator.Allocate1D<int>(Math.Max(length, 1));
             _ints[name] = buffer;
+            _generation++;
         }
 
         return buffer.View.SubView(0, length);

@@ -10,7 +10,7 @@ namespace ModelCompiler.Inference;
 /// <see cref="EngineKernels"/> loaded on one device (once each) and launched on its default stream with the geometry each
 /// expects: one group per row or output element, or one thread per element in groups of <see cref="EngineKernels.Threads"/>.
 /// </summary>
-internal sealed class Launchers(GpuDevice device)
+internal sealed class Launchers(GpuDevice device, AcceleratorStream stream)
 {
 
     private readonly Dictionary<string, (double Seconds, int Launches)> _profile = new(StringComparer.Ordinal);
@@ -30,7 +30,7 @@ internal sealed class Launchers(GpuDevice device)
     /// <summary>Whether the warp-per-row kernels run: the backend has warp shuffles and every width they read is a multiple of 8.</summary>
     public bool Warps { get; init; } = device.HasWarpShuffles;
 
-    private AcceleratorStream Stream => device.Accelerator.DefaultStream;
+    private AcceleratorStream Stream => stream;
 
     /// <summary>Runs <paramref name="launch"/>, timing it under <paramref name="name"/> when profiling.</summary>
     public void Timed(string name, Action launch)

@@ -42,7 +42,7 @@ public sealed class WarpKernelTests(SimulatorDevice fixture) : IClassFixture<Sim
         var shared = Values(random, Tokens * D); // what the shared experts put in the output first
         float[] Run(bool warps)
         {
-            var k = new Launchers(fixture.Device) { Warps = warps };
+            var k = new Launchers(fixture.Device, accelerator.DefaultStream) { Warps = warps };
             using var hidden = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, Tokens * TopK * Width).ToArray());
             using var output = accelerator.Allocate1D(shared);
             using var scratch = accelerator.Allocate1D<float>(Tokens * TopK * D);
@@ -77,7 +77,7 @@ public sealed class WarpKernelTests(SimulatorDevice fixture) : IClassFixture<Sim
         var dims = new AttentionDims(Heads, Latent, Rope, Nope + Rope, 2, Context, precision == EnginePrecision.Bf16 ? 1 : 0, 0.37f);
         (float[] Values, float[] Scores) Run(bool warps)
         {
-            var k = new Launchers(fixture.Device) { Warps = warps };
+            var k = new Launchers(fixture.Device, accelerator.DefaultStream) { Warps = warps };
             using var output = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, Tokens * Heads * Value).ToArray());
             using var scores = accelerator.Allocate1D(Enumerable.Repeat(float.NaN, Tokens * Heads * Context).ToArray());
             k.ApplyValue(attended.View, kvB, output.View, Tokens, Heads, Nope, Value, Latent);
