@@ -53,6 +53,7 @@ namespace ModelCompiler.Generators
             context.RegisterSourceOutput(config, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
             var pipeline = plans
+                .Select(static (generation, _) => Projections.Pipeline(generation))
                 .Select(static (generation, _) => PipelineEmitter.Emit(generation))
                 .Where(static file => file is not null)
                 .WithTrackingName(StepNames.EmitPipeline);
@@ -68,6 +69,7 @@ namespace ModelCompiler.Generators
                 .WithTrackingName(StepNames.Facts);
             var hasTorch = facts.Select(static (f, _) => f.Torch);
             var module = plans
+                .Select(static (generation, _) => Projections.Module(generation))
                 .Combine(hasTorch)
                 .Where(static pair => pair.Right)
                 .Select(static (pair, _) => ModuleEmitter.Emit(pair.Left))
@@ -75,6 +77,7 @@ namespace ModelCompiler.Generators
             context.RegisterSourceOutput(module, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
             var training = plans
+                .Select(static (generation, _) => Projections.Training(generation))
                 .Combine(hasTorch)
                 .Where(static pair => pair.Right)
                 .Select(static (pair, _) => TrainingEmitter.Emit(pair.Left))
@@ -82,6 +85,7 @@ namespace ModelCompiler.Generators
             context.RegisterSourceOutput(training, static (spc, file) => spc.AddSource(file.HintName, file.Text));
 
             var grpo = plans
+                .Select(static (generation, _) => Projections.Grpo(generation))
                 .Combine(hasTorch)
                 .Where(static pair => pair.Right)
                 .Select(static (pair, _) => GrpoEmitter.Emit(pair.Left))
@@ -90,6 +94,7 @@ namespace ModelCompiler.Generators
             context.RegisterSourceOutput(grpo, static (spc, file) => spc.AddSource(file!.HintName, file.Text));
 
             var kernels = plans
+                .Select(static (generation, _) => Projections.Kernels(generation))
                 .Combine(facts.Select(static (f, _) => f.Gpu))
                 .Where(static pair => pair.Right)
                 .Select(static (pair, _) => KernelEmitter.Emit(pair.Left))

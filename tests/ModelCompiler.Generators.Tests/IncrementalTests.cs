@@ -82,11 +82,31 @@ public sealed class IncrementalTests
 
         var grpo = Edit("Epsilon = 0.2", "Epsilon = 0.3");
         Assert.All(Reasons(grpo, StepNames.Plan), r => Assert.Equal(IncrementalStepRunReason.Modified, r));
-        Assert.All(Reasons(grpo, StepNames.EmitKernels), r => Assert.Equal(IncrementalStepRunReason.Unchanged, r));
+        Assert.All(Reasons(grpo, StepNames.EmitKernels), r => Assert.Equal(IncrementalStepRunReason.Cached, r));
 
         var wider = Edit("hiddenSize: 64", "hiddenSize: 128");
         Assert.All(Reasons(wider, StepNames.EmitKernels), r => Assert.Equal(IncrementalStepRunReason.Modified, r));
         Assert.Contains("public const int Hidden = 128;", wider.GeneratedSources.Single(s => s.HintName.EndsWith(".Kernels.g.cs", StringComparison.Ordinal)).SourceText.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Each output re-runs only for an edit of what it prints: every other output's emit step is Cached.</summary>
+    [Theory]
+    [InlineData("Epsilon = 0.2", "Epsilon = 0.3", new[] { StepNames.EmitConfig, StepNames.EmitGrpo })]
+    [InlineData("LossWeight = 0.3", "LossWeight = 0.2", new[] { StepNames.EmitConfig, StepNames.EmitTraining })]
+    [InlineData("hiddenSize: 64", "hiddenSize: 128", new[] { StepNames.EmitConfig, StepNames.EmitModule, StepNames.EmitKernels })]
+    public void An_edit_re_runs_only_the_outputs_that_show_it(string from, string to, string[] rerun)
+    {
+        var compilation = CompilationFactory.CreateWithTorchAndGpu(Model);
+        Assert.Contains(from, Model, StringComparison.Ordinal);
+        var driver = GeneratorRunner.CreateDriver().RunGenerators(compilation);
+        var tree = compilation.SyntaxTrees.Single();
+        var edited = compilation.ReplaceSyntaxTree(tree, tree.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(tree.GetText().ToString().Replace(from, to, StringComparison.Ordinal))));
+        var result = driver.RunGenerators(edited).GetRunResult().Results.Single();
+        foreach (string step in new[] { StepNames.EmitConfig, StepNames.EmitModule, StepNames.EmitTraining, StepNames.EmitGrpo, StepNames.EmitKernels })
+        {
+            var expected = rerun.Contains(step) ? IncrementalStepRunReason.Modified : IncrementalStepRunReason.Cached;
+            Assert.All(Reasons(result, step), r => Assert.True(r == expected, $"{step}: {r}, expected {expected} after '{from}' → '{to}'"));
+        }
     }
 
     [Fact]

@@ -65,7 +65,9 @@ namespace ModelCompiler.Generators.Emit
             yield return p.Compute == NumericFormat.Fp8E4M3
                 ? $"Precision: GEMM inputs FP8 E4M3, 1×{p.ActivationTile} activation tiles and {p.WeightBlock}×{p.WeightBlock} weight blocks, straight-through gradient; master weights {p.MasterWeights}, AdamW moments {p.OptimizerMoments}."
                 : $"Precision: GEMM inputs {p.Compute}; master weights {p.MasterWeights}, AdamW moments {p.OptimizerMoments}.";
-            yield return "Optimizer: AdamW β 0.9 / 0.95, weight decay 0.1 on matrices, linear warm-up then cosine to 10 %, gradient clipping at 1.0 (PretrainOptions overrides).";
+            yield return string.Format(CultureInfo.InvariantCulture, "Optimizer: AdamW β {0} / {1}, weight decay {2} on matrices, linear warm-up then cosine to {3} %, gradient clipping at {4} (PretrainOptions overrides).",
+                Display(SpecDefaults.AdamBeta1), Display(SpecDefaults.AdamBeta2), Display(SpecDefaults.WeightDecay), Display(SpecDefaults.FinalLearningRateRatio * 100),
+                SpecDefaults.GradientClip.ToString("0.0", CultureInfo.InvariantCulture));
         }
 
         private static void Const(IndentedWriter w, string type, string name, string value, string summary)

@@ -32,19 +32,19 @@ public sealed record PretrainOptions
     public int WarmupSteps { get; init; } = 30;
 
     /// <summary>The cosine decays to this fraction of the peak at the last step.</summary>
-    public double FinalLearningRateRatio { get; init; } = 0.1;
+    public double FinalLearningRateRatio { get; init; } = SpecDefaults.FinalLearningRateRatio;
 
     /// <summary>AdamW weight decay on matrices (norms and biases are not decayed).</summary>
-    public double WeightDecay { get; init; } = 0.1;
+    public double WeightDecay { get; init; } = SpecDefaults.WeightDecay;
 
     /// <summary>AdamW β1.</summary>
-    public double Beta1 { get; init; } = 0.9;
+    public double Beta1 { get; init; } = SpecDefaults.AdamBeta1;
 
     /// <summary>AdamW β2.</summary>
-    public double Beta2 { get; init; } = 0.95;
+    public double Beta2 { get; init; } = SpecDefaults.AdamBeta2;
 
     /// <summary>Gradient-norm clip.</summary>
-    public double GradientClip { get; init; } = 1.0;
+    public double GradientClip { get; init; } = SpecDefaults.GradientClip;
 
     /// <summary>Bias update speed γ; null takes the declaration's.</summary>
     public double? BiasUpdateSpeed { get; init; }

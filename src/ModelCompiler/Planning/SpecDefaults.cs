@@ -59,5 +59,20 @@ namespace ModelCompiler.Planning
 
         /// <summary>Default GRPO updates per rollout μ.</summary>
         public const int GrpoUpdatesPerRollout = 1;
+
+        /// <summary>AdamW's β1 in pre-training (DeepSeek-V3: 0.9).</summary>
+        public const double AdamBeta1 = 0.9;
+
+        /// <summary>AdamW's β2 in pre-training (DeepSeek-V3: 0.95).</summary>
+        public const double AdamBeta2 = 0.95;
+
+        /// <summary>AdamW's weight decay on matrices in pre-training (DeepSeek-V3: 0.1).</summary>
+        public const double WeightDecay = 0.1;
+
+        /// <summary>The fraction of the peak learning rate the cosine decays to at the last step.</summary>
+        public const double FinalLearningRateRatio = 0.1;
+
+        /// <summary>The gradient-norm clip in pre-training (DeepSeek-V3: 1.0).</summary>
+        public const double GradientClip = 1.0;
     }
 }
