@@ -2,6 +2,7 @@
 # ModelCompiler's two commands:
 #   ./build.sh demo   the main job: build the samples and print their generated plans
 #   ./build.sh test   build everything and run every test
+#   ./build.sh pack   the NuGet packages, the modelc tool and the dotnet new template, into artifacts/feed
 # Before building, it installs what a fresh Debian 12 machine lacks, only when it is missing (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -110,8 +111,37 @@ test() {
     return "$status"
 }
 
+# Packages.slnf lists what is packed. The build is deterministic (ContinuousIntegrationBuild maps source paths to the
+# repository root, the commit is recorded) and goes to its own folder, so that it never disturbs an in-place build or a
+# test run. The version is the release version with -dev.<commits> appended unless --version says otherwise: every
+# commit packs under a new version, so a consumer never restores a stale copy of the same version from the NuGet cache.
+pack() {
+    local out=artifacts/feed version="" build=artifacts/pack
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --out) out=$2; shift 2 ;;
+            --version) version=$2; shift 2 ;;
+            --build) build=$2; shift 2 ;;
+            *) echo "usage: ./build.sh pack [--out DIR] [--version X.Y.Z[-suffix]] [--build DIR]" >&2; exit 2 ;;
+        esac
+    done
+    ensure_dotnet
+    local prefix commit stamp
+    prefix=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' Directory.Build.props)
+    commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+    stamp=$(git log -1 --format=%ct 2>/dev/null || echo 315532800)   # the commit's time stamps every zip entry
+    version=${version:-$prefix-dev.$(git rev-list --count HEAD 2>/dev/null || echo 0)}
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd)
+    log "Packing ModelCompiler $version (commit $commit) into $out"
+    dotnet pack Packages.slnf -c Release -nologo -v quiet --artifacts-path "$build" -o "$out" \
+        -p:Version="$version" -p:RepositoryCommit="$commit" -p:ContinuousIntegrationBuild=true -p:DeterministicTimestamp="$stamp"
+    ls -1 "$out" | grep -F ".$version." | sed 's/^/    /'
+}
+
 case "${1:-}" in
     demo) demo ;;
     test) test ;;
-    *) echo "usage: ./build.sh demo|test" >&2; exit 2 ;;
+    pack) shift; pack "$@" ;;
+    *) echo "usage: ./build.sh demo|test|pack" >&2; exit 2 ;;
 esac

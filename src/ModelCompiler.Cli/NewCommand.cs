@@ -4,24 +4,41 @@ using ModelCompiler.Scaffolding;
 namespace ModelCompiler.Cli;
 
 /// <summary>
-/// <c>modelc new &lt;dir&gt; --from &lt;config.json&gt; [--name X]</c>: a ready console project for a downloaded checkpoint — a csproj
-/// referencing this repository's libraries and the generator (as an analyzer) by path, the scaffolded class, and a Program
-/// with <c>plan</c>, <c>verify &lt;checkpoint-dir&gt;</c> and <c>generate &lt;checkpoint-dir&gt; --prompt-ids 1,2,3</c>.
+/// <c>modelc new &lt;dir&gt; --from &lt;config.json&gt; [--name X] [--feed F | --repository R]</c>: a ready console project for a
+/// downloaded checkpoint — a csproj, the scaffolded class, and a Program with <c>plan</c>, <c>verify &lt;checkpoint-dir&gt;</c> and
+/// <c>generate &lt;checkpoint-dir&gt; --prompt-ids 1,2,3</c>. The project references the ModelCompiler packages at modelc's own
+/// version (the generator travels inside ModelCompiler), with a nuget.config naming the feed that holds them; with
+/// <c>--repository</c> it references this repository's projects instead, for work on ModelCompiler itself.
 /// </summary>
 internal static class NewCommand
 {
+    /// <summary>The feed to use when no <c>--feed</c> is given.</summary>
+    public const string FeedVariable = "MODELCOMPILER_FEED";
+
     public static Command Create()
     {
         var directory = new Argument<DirectoryInfo>("dir") { Description = "The folder to create (must not exist, or be empty)." };
         var from = new Option<FileInfo>("--from") { Description = "The Hugging Face config.json to declare.", Required = true };
         var name = new Option<string?>("--name") { Description = "The class and namespace name (default: from the folder name)." };
-        var repository = new Option<DirectoryInfo?>("--repository") { Description = "This repository's root (default: found above modelc)." };
-        var command = new Command("new", "Create a console project that declares, verifies and runs the model of a config.json.") { directory, from, name, repository };
-        command.SetAction(result => Run(result.GetValue(directory)!, result.GetValue(from)!, result.GetValue(name), result.GetValue(repository)));
+        var feed = new Option<string?>("--feed")
+        {
+            Description = $"The NuGet feed (a folder or a URL) that holds the ModelCompiler {Tool.Version} packages "
+                + $"(default: ${FeedVariable}, else a 'feed' folder beside modelc, else the repository's artifacts/feed, else your configured sources).",
+        };
+        var repository = new Option<DirectoryInfo?>("--repository") { Description = "Reference this ModelCompiler checkout's projects instead of packages." };
+        var command = new Command("new", "Create a console project that declares, verifies and runs the model of a config.json.") { directory, from, name, feed, repository };
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(feed) is not null && result.GetResult(repository) is not null)
+            {
+                result.AddError("--feed and --repository exclude each other: packages come from a feed, projects from a repository");
+            }
+        });
+        command.SetAction(result => Run(result.GetValue(directory)!, result.GetValue(from)!, result.GetValue(name), result.GetValue(feed), result.GetValue(repository)));
         return command;
     }
 
-    private static int Run(DirectoryInfo directory, FileInfo config, string? name, DirectoryInfo? repository)
+    private static int Run(DirectoryInfo directory, FileInfo config, string? name, string? feed, DirectoryInfo? repository)
     {
         name ??= Identifier(directory.Name);
         if (!CliSpec.IsIdentifier(name))
@@ -42,56 +59,81 @@ internal static class NewCommand
             return 2;
         }
 
-        string? root = repository?.FullName ?? FindRepository();
-        if (root is null || !File.Exists(Path.Combine(root, "Compiler.sln")))
+        string references;
+        string? source = null;
+        if (repository is not null)
         {
-            Console.Error.WriteLine("error: the ModelCompiler repository was not found above modelc; pass --repository <path>");
-            return 2;
+            if (!File.Exists(Path.Combine(repository.FullName, "Compiler.sln")))
+            {
+                Console.Error.WriteLine($"error: --repository {repository.FullName} is not a ModelCompiler checkout (it has no Compiler.sln); nothing was written");
+                return 2;
+            }
+
+            references = ProjectTemplate.ProjectReferences(repository.FullName);
+        }
+        else
+        {
+            if (!TryFindFeed(feed, out source)) return 2;
+            references = ProjectTemplate.PackageReferences(Tool.Version);
         }
 
         if (!CliSpec.TryRead(config, out var spec)) return 2;
         directory.Create();
-        string project = $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <!-- Made by `modelc new` from {config.FullName}. -->
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <Nullable>enable</Nullable>
-                <ManagePackageVersionsCentrally>false</ManagePackageVersionsCentrally>
-                <!-- The generated code is written to obj/Generated so that you can read it. -->
-                <EmitCompilerGeneratedFiles>true</EmitCompilerGeneratedFiles>
-                <CompilerGeneratedFilesOutputPath>obj/Generated</CompilerGeneratedFilesOutputPath>
-              </PropertyGroup>
-              <ItemGroup>
-                <ProjectReference Include="{Path.Combine(root, "src", "ModelCompiler", "ModelCompiler.csproj")}" />
-                <ProjectReference Include="{Path.Combine(root, "src", "ModelCompiler.Torch", "ModelCompiler.Torch.csproj")}" />
-                <ProjectReference Include="{Path.Combine(root, "generators", "ModelCompiler.Generators", "ModelCompiler.Generators.csproj")}"
-                                  OutputItemType="Analyzer" ReferenceOutputAssembly="false" />
-              </ItemGroup>
-            </Project>
+        Tool.CreateFile(Path.Combine(directory.FullName, name + ".csproj"), ProjectTemplate.Project(references));
+        Tool.CreateFile(Path.Combine(directory.FullName, name + ".cs"), ClassScaffolder.Write(spec, name, name, config.Name));
+        Tool.CreateFile(Path.Combine(directory.FullName, "Program.cs"), ProjectTemplate.Program(name));
+        var written = new List<string> { name + ".csproj", name + ".cs", "Program.cs" };
+        if (source is not null)
+        {
+            Tool.CreateFile(Path.Combine(directory.FullName, "nuget.config"), ProjectTemplate.NuGetConfig(source));
+            written.Add("nuget.config");
+        }
 
-            """;
-        string program = $"""
-            // plan | verify <checkpoint-dir> | generate <checkpoint-dir> --prompt-ids 1,2,3 [--max-new-tokens 12] [--bench]
-            return {name}.{name}.Module.RunCommands(args);
+        Console.Out.WriteLine($"created {directory.FullName}: {string.Join(", ", written)}");
+        if (repository is null && source is null)
+        {
+            Console.Out.WriteLine($"  the ModelCompiler {Tool.Version} packages are restored from your configured NuGet sources (no local feed was found; see --feed)");
+        }
 
-            """;
-        Write(Path.Combine(directory.FullName, name + ".csproj"), project);
-        Write(Path.Combine(directory.FullName, name + ".cs"), ClassScaffolder.Write(spec, name, name, config.Name));
-        Write(Path.Combine(directory.FullName, "Program.cs"), program);
-        Console.Out.WriteLine($"created {directory.FullName}: {name}.csproj, {name}.cs, Program.cs");
         Console.Out.WriteLine($"  dotnet run --project {directory.FullName} -c Release -- verify <checkpoint-dir>");
         return 0;
     }
 
-    private static void Write(string path, string text)
+    /// <summary>
+    /// The feed that holds this version's packages: the one given (which must hold them), else the first of $MODELCOMPILER_FEED,
+    /// a <c>feed</c> folder beside modelc and the repository's <c>artifacts/feed</c> that does; none found is not an error.
+    /// </summary>
+    private static bool TryFindFeed(string? given, out string? feed)
     {
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path);
+        feed = null;
+        if (given is not null)
+        {
+            if (Uri.TryCreate(given, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+            {
+                feed = given;
+                return true;
+            }
+
+            string folder = Path.GetFullPath(given);
+            if (!HoldsPackages(folder))
+            {
+                Console.Error.WriteLine($"error: --feed {folder} has no ModelCompiler.{Tool.Version}.nupkg (make one with ./build.sh pack); nothing was written");
+                return false;
+            }
+
+            feed = folder;
+            return true;
+        }
+
+        var candidates = new List<string?> { Environment.GetEnvironmentVariable(FeedVariable), Path.Combine(AppContext.BaseDirectory, "feed") };
+        if (FindRepository() is { } root) candidates.Add(Path.Combine(root, "artifacts", "feed"));
+        feed = candidates.Where(c => !string.IsNullOrEmpty(c)).Select(c => Path.GetFullPath(c!)).FirstOrDefault(HoldsPackages);
+        return true;
     }
+
+    private static bool HoldsPackages(string folder) =>
+        Directory.Exists(folder) && Directory.EnumerateFiles(folder, "*.nupkg")
+            .Any(f => string.Equals(Path.GetFileName(f), $"ModelCompiler.{Tool.Version}.nupkg", StringComparison.OrdinalIgnoreCase));
 
     private static string Identifier(string folder)
     {

@@ -39,8 +39,8 @@ public sealed class CliFuzzTests(ITestOutputHelper log) : IDisposable
             : new Dictionary<string, string[]>
             {
                 ["plan"] = ["--json"],
-                ["scaffold"] = ["--name", "--namespace"],
-                ["new"] = ["--from", "--name", "--repository"],
+                ["scaffold"] = ["--name", "--namespace", "--out"],
+                ["new"] = ["--from", "--name", "--feed", "--repository"],
                 ["schedule"] = ["--kind", "--stages", "--microbatches", "--forward", "--backward", "--weight", "--overlapped", "--json", "--png"],
             };
         string config = RepositoryPaths.Combine("tests", "fixtures", "configs", "tiny-v3.json");

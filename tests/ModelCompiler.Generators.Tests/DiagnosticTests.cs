@@ -39,6 +39,7 @@ public sealed class DiagnosticTests
         { "MC2010", Valid.Replace("keyValueLoraRank: 128", "[|keyValueLoraRank: 100|]") },
         { "MC2011", Valid.Replace("DenseLayers = 1", "DenseLayers = 4").Replace("MixtureOfExperts(routedExperts: 16", "MixtureOfExperts([|routedExperts: 16|]") },
         { "MC2012", Valid.Replace("GroupsPerToken = 2", "GroupsPerToken = 2, [|Balancing = LoadBalancing.AuxiliaryLoss|]") },
+        { "MC2013", Valid.Replace("GroupsPerToken = 2", "GroupsPerToken = 2, Balancing = LoadBalancing.AuxiliaryLoss, ExpertBalanceLossWeight = 0.001, [|BiasUpdateSpeed = 0.01|]") },
         { "MC3001", Valid.Replace("expertIntermediateSize: 128", "[|expertIntermediateSize: 96|]") + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3)]" },
         { "MC3002", Valid + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3, [|PromotionInterval = 96|])]" },
         { "MC3002", Valid + "\n[PrecisionPolicy(NumericFormat.Fp8E4M3, [|WeightBlock = 0|])]" },

@@ -147,6 +147,40 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void New_refuses_a_feed_without_the_packages_and_scaffold_never_overwrites()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"modelc-feed-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(root);
+        try
+        {
+            string project = Path.Combine(root, "tiny");
+            var (code, _, stderr) = Run("new", project, "--from", Fixture("tiny-v3.json"), "--feed", root);
+            Assert.Equal(2, code);
+            Assert.Contains($"--feed {root} has no ModelCompiler.", stderr, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(project));
+
+            (code, _, stderr) = Run("new", project, "--from", Fixture("tiny-v3.json"), "--feed", root, "--repository", root);
+            Assert.Equal(1, code); // a usage error, as System.CommandLine reports every one
+            Assert.Contains("--feed and --repository exclude each other", stderr, StringComparison.Ordinal);
+
+            string output = Path.Combine(root, "Tiny.cs");
+            (code, _, stderr) = Run("scaffold", Fixture("tiny-v3.json"), "--name", "Tiny", "--namespace", "My", "--out", output);
+            Assert.True(code == 0, stderr);
+            Assert.Contains("public partial class Tiny;", File.ReadAllText(output), StringComparison.Ordinal);
+            File.WriteAllText(output, "mine");
+            (code, _, stderr) = Run("scaffold", Fixture("tiny-v3.json"), "--name", "Tiny", "--namespace", "My", "--out", output);
+            Assert.Equal(2, code);
+            Assert.Contains("exists; nothing was written over it", stderr, StringComparison.Ordinal);
+            Assert.Equal("mine", File.ReadAllText(output));
+            Assert.Single(Directory.GetFiles(root)); // no temporary left behind
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void New_project_verifies_and_runs_the_reference_checkpoint()
     {
         string root = Path.Combine(Path.GetTempPath(), $"modelc-new-{Guid.NewGuid():N}");
@@ -154,10 +188,12 @@ public sealed class CliTests
         string checkpoint = RepositoryPaths.Combine("tests", "fixtures", "tiny-v3");
         try
         {
-            var (code, stdout, stderr) = Run("new", project, "--from", Path.Combine(checkpoint, "config.json"));
+            // The packaged way (a feed, the tool from it) is PackageTests'; this is the checkout's projects, built in place.
+            string repository = RepositoryPaths.Root;
+            var (code, stdout, stderr) = Run("new", project, "--from", Path.Combine(checkpoint, "config.json"), "--repository", repository);
             Assert.True(code == 0, stderr);
             Assert.Contains("TinyV3.csproj", stdout, StringComparison.Ordinal);
-            Assert.Equal(2, Run("new", project, "--from", Path.Combine(checkpoint, "config.json")).Code); // never overwrites
+            Assert.Equal(2, Run("new", project, "--from", Path.Combine(checkpoint, "config.json"), "--repository", repository).Code); // never overwrites
 
             var verify = RunDotnet("run", "--project", project, "-c", "Release", "--", "verify", checkpoint);
             Assert.True(verify.Code == 0, verify.Stdout + verify.Stderr);

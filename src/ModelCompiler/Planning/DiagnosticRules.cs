@@ -201,6 +201,12 @@ namespace ModelCompiler.Planning
             "MixtureOfExperts.Balancing = AuxiliaryLoss with every balance-loss weight 0: nothing keeps the experts balanced",
             "Set ExpertBalanceLossWeight (V2-Lite: 0.001), or use Balancing = AuxiliaryLossFree (DeepSeek-V3).");
 
+        /// <summary>MC2013: "MixtureOfExperts.BiasUpdateSpeed = {0} has no effect with Balancing = AuxiliaryLoss, which keeps no routing bias".</summary>
+        public static readonly DiagnosticRule BiasSpeedIgnored = new("MC2013", RuleSeverity.Warning, Architecture,
+            "Bias update speed has no effect",
+            "MixtureOfExperts.BiasUpdateSpeed = {0} has no effect with Balancing = AuxiliaryLoss, which keeps no routing bias",
+            "Remove BiasUpdateSpeed, or use Balancing = AuxiliaryLossFree (DeepSeek-V3) where the bias it moves exists.");
+
         /// <summary>MC3001: "PrecisionPolicy.Compute = Fp8E4M3 but {0} = {1} is not a multiple of the {2}-wide block; partial blocks are padded and waste FP8 throughput".</summary>
         public static readonly DiagnosticRule Fp8DimensionNotAligned = new("MC3001", RuleSeverity.Warning, Kernels,
             "Dimension not aligned to the FP8 block",
@@ -278,7 +284,7 @@ namespace ModelCompiler.Planning
         {
             ModelClassNotPartial, ContainingTypeNotPartial, ComponentWithoutModel, GenericModelClass, MissingAttention, ArgumentOutOfRange, ModelClassIsRecord,
             DenseLayersExceedLayers, DenseWidthMissing, ActivatedExceedsRouted, GroupsDoNotDivideExperts, GroupsPerTokenExceedGroups,
-            KeptGroupsTooSmall, OddRopeDimension, YarnBetaOrder, ModelTooLarge, KvLoraRankNotMultipleOf64, MoeUnused, NoBalancing,
+            KeptGroupsTooSmall, OddRopeDimension, YarnBetaOrder, ModelTooLarge, KvLoraRankNotMultipleOf64, MoeUnused, NoBalancing, BiasSpeedIgnored,
             Fp8DimensionNotAligned, InvalidPrecision,
             KernelNotGenerated,
             GrpoClipRangeInverted, DrGrpoWithStdScaling,

@@ -200,6 +200,11 @@ namespace ModelCompiler.Planning
             {
                 v.Add(DiagnosticRule.NoBalancing, A, "Balancing");
             }
+
+            if (m.Balancing == LoadBalancing.AuxiliaryLoss && m.BiasUpdateSpeed != SpecDefaults.BiasUpdateSpeed)
+            {
+                v.Add(DiagnosticRule.BiasSpeedIgnored, A, "BiasUpdateSpeed", m.BiasUpdateSpeed.ToString("R", CultureInfo.InvariantCulture));
+            }
         }
 
         /// <summary>An enum argument can be any integer cast to the enum type; only named values mean something.</summary>
