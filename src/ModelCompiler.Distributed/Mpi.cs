@@ -8,12 +8,15 @@ public sealed class MpiException(string message) : Exception(message);
 /// <summary>
 /// MPI through a thin P/Invoke binding (distributed-notes §1.4): works with Open MPI, whose handles are addresses of exported
 /// globals, and with MPICH, whose handles are 32-bit constants. Handles travel as <see cref="IntPtr"/>. One instance per
-/// process: <see cref="Initialize"/> once, <see cref="Dispose"/> finalises. Ranks are launched by <c>mpirun</c>.
+/// process for MPI_COMM_WORLD: <see cref="Initialize"/> once, <see cref="Dispose"/> finalises. <see cref="Split"/> makes an
+/// instance for a sub-communicator (an expert-parallel group inside a pipeline stage, say) with the same operations; disposing
+/// it frees the communicator. Ranks are launched by <c>mpirun</c>.
 /// </summary>
 public sealed unsafe partial class Mpi : IDisposable
 {
     private const string Library = "mpi";
     private readonly IntPtr _world, _byte, _float, _sum, _statusIgnore;
+    private readonly Mpi? _parent;
     private bool _finalized;
 
     static Mpi() => NativeLibraries.EnsureResolver();
@@ -47,10 +50,21 @@ public sealed unsafe partial class Mpi : IDisposable
         Size = size;
     }
 
-    /// <summary>This process's rank in MPI_COMM_WORLD.</summary>
+    private Mpi(Mpi parent, IntPtr communicator)
+    {
+        _parent = parent;
+        _world = communicator;
+        (_byte, _float, _sum, _statusIgnore, IsOpenMpi) = (parent._byte, parent._float, parent._sum, parent._statusIgnore, parent.IsOpenMpi);
+        Check(MPI_Comm_rank(_world, out int rank), "MPI_Comm_rank");
+        Check(MPI_Comm_size(_world, out int size), "MPI_Comm_size");
+        Rank = rank;
+        Size = size;
+    }
+
+    /// <summary>This process's rank in the communicator (MPI_COMM_WORLD, or the group <see cref="Split"/> made).</summary>
     public int Rank { get; }
 
-    /// <summary>Number of ranks.</summary>
+    /// <summary>Number of ranks in the communicator.</summary>
     public int Size { get; }
 
     /// <summary>Whether the library is Open MPI (else MPICH).</summary>
@@ -163,6 +177,55 @@ public sealed unsafe partial class Mpi : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Every rank sends <paramref name="send"/>[d] to rank d and receives one value from each rank (MPI_Alltoall): the counts
+    /// that let a variable-sized exchange (<see cref="AllToAll{T}"/>) size its buffers.
+    /// </summary>
+    public long[] AllToAll(ReadOnlySpan<long> send)
+    {
+        if (send.Length != Size) throw new ArgumentException($"one value per rank: {Size}, not {send.Length}", nameof(send));
+        var result = new long[Size];
+        fixed (long* s = send)
+        fixed (long* r = result)
+        {
+            Check(MPI_Alltoall(s, sizeof(long), _byte, r, sizeof(long), _byte, _world), "MPI_Alltoall");
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// A variable-sized all-to-all (MPI_Alltoallv): rank d receives the <paramref name="sendCounts"/>[d] values that follow the
+    /// earlier ranks' in <paramref name="send"/>, and <paramref name="receive"/> holds, rank after rank, the
+    /// <paramref name="receiveCounts"/>[s] values each rank s sent here. The counts (in values) must agree pairwise.
+    /// </summary>
+    public void AllToAll<T>(ReadOnlySpan<T> send, ReadOnlySpan<int> sendCounts, Span<T> receive, ReadOnlySpan<int> receiveCounts)
+        where T : unmanaged
+    {
+        var (sendBytes, sendOffsets) = Layout(sendCounts, send.Length, sizeof(T), nameof(sendCounts));
+        var (receiveBytes, receiveOffsets) = Layout(receiveCounts, receive.Length, sizeof(T), nameof(receiveCounts));
+        fixed (T* s = send)
+        fixed (T* r = receive)
+        fixed (int* sc = sendBytes)
+        fixed (int* so = sendOffsets)
+        fixed (int* rc = receiveBytes)
+        fixed (int* ro = receiveOffsets)
+        {
+            Check(MPI_Alltoallv(s, sc, so, _byte, r, rc, ro, _byte, _world), "MPI_Alltoallv");
+        }
+    }
+
+    /// <summary>
+    /// A communicator of the ranks that pass the same <paramref name="color"/>, ordered by <paramref name="key"/> (MPI_Comm_split);
+    /// every rank of this communicator must call it.
+    /// </summary>
+    public Mpi Split(int color, int key)
+    {
+        IntPtr communicator = IntPtr.Zero; // MPICH writes a 32-bit handle into the low half
+        Check(MPI_Comm_split(_world, color, key, &communicator), $"MPI_Comm_split (color {color})");
+        return new Mpi(this, communicator);
+    }
+
     /// <summary>Waits for every rank.</summary>
     public void Barrier() => Check(MPI_Barrier(_world), "MPI_Barrier");
 
@@ -210,7 +273,35 @@ public sealed unsafe partial class Mpi : IDisposable
     {
         if (_finalized) return;
         _finalized = true;
-        MPI_Finalize();
+        if (_parent is null)
+        {
+            MPI_Finalize();
+        }
+        else
+        {
+            IntPtr communicator = _world;
+            MPI_Comm_free(&communicator);
+        }
+    }
+
+    /// <summary>Counts in values → counts and offsets in bytes, checked against the buffer and MPI's 32-bit counts.</summary>
+    private (int[] Bytes, int[] Offsets) Layout(ReadOnlySpan<int> counts, int available, int size, string name)
+    {
+        if (counts.Length != Size) throw new ArgumentException($"one count per rank: {Size}, not {counts.Length}", name);
+        var bytes = new int[Size];
+        var offsets = new int[Size];
+        long offset = 0;
+        for (int r = 0; r < Size; r++)
+        {
+            if (counts[r] < 0) throw new ArgumentException($"{name}[{r}] = {counts[r]} is negative", name);
+            offsets[r] = checked((int)(offset * size));
+            bytes[r] = checked(counts[r] * size);
+            offset += counts[r];
+        }
+
+        if (offset > available) throw new ArgumentException($"the {name} add up to {offset} values; the buffer holds {available}", name);
+        _ = checked((int)(offset * size)); // MPI counts bytes in an int
+        return (bytes, offsets);
     }
 
     private IntPtr Export(string name) => NativeLibrary.GetExport(NativeLibraries.MpiHandle, name);
@@ -238,5 +329,9 @@ public sealed unsafe partial class Mpi : IDisposable
     [LibraryImport(Library)] private static partial int MPI_Allgather(void* send, int sendCount, IntPtr sendType, void* receive, int receiveCount, IntPtr receiveType, IntPtr comm);
     [LibraryImport(Library)] private static partial int MPI_Bcast(void* buffer, int count, IntPtr type, int root, IntPtr comm);
     [LibraryImport(Library)] private static partial int MPI_Barrier(IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Alltoall(void* send, int sendCount, IntPtr sendType, void* receive, int receiveCount, IntPtr receiveType, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Alltoallv(void* send, int* sendCounts, int* sendOffsets, IntPtr sendType, void* receive, int* receiveCounts, int* receiveOffsets, IntPtr receiveType, IntPtr comm);
+    [LibraryImport(Library)] private static partial int MPI_Comm_split(IntPtr comm, int color, int key, IntPtr* newComm);
+    [LibraryImport(Library)] private static partial int MPI_Comm_free(IntPtr* comm);
     [LibraryImport(Library)] private static partial int MPI_Abort(IntPtr comm, int code);
 }

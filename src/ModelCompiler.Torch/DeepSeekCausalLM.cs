@@ -64,6 +64,9 @@ public class DeepSeekCausalLM : nn.Module<Tensor, Tensor>
     /// <summary>The MTP modules (empty unless built with them).</summary>
     public IReadOnlyList<MtpModule> MtpModules => _model.MtpModules;
 
+    /// <summary>The MoE layers of the decoder layers, then of the MTP modules: the order of a training step's load table.</summary>
+    public IEnumerable<MixtureOfExperts> MoeLayers => Layers.Concat(MtpModules).Select(l => l.Moe).OfType<MixtureOfExperts>();
+
     /// <summary>Logits [B, T, V] for token ids [B, T], naive attention from position 0.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds, 0, AttentionMode.Naive, null);
 

@@ -7,6 +7,11 @@
 //   pretrain S N M [cuda]  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches;
 //                rank 0 prints each step's losses (round-trip format) and wall time for the test to compare with one process. With
 //                cuda each rank trains on its GPU (CUDA_VISIBLE_DEVICES set per rank) and the pipeline's traffic goes through NCCL
+//   alltoall     the counts exchange and a variable-sized all-to-all, on the world and on a split communicator
+//   experts N [R] [limit] TinySeek pre-training, N steps, its routed experts spread over all ranks (R ranks per node, default 1; with
+//                limit the declared GroupsPerToken, else every group allowed): each rank prints each step's losses, the bytes its
+//                dispatch and combine sent to other ranks and to other nodes, and at the end a hash of its selection biases' bits
+//   experts-die  like experts, but rank 1 ends abruptly inside the second step's forward pass
 //   single N [cuda] [M]  the same recipe in one process (on the CPU, or on one GPU), its 16 rows in M micro-batches (default 1):
 //                the reference for the pipeline, and with M its per-micro-batch forward and backward times for the simulator
 using ILGPU;
@@ -26,7 +31,11 @@ return mpi.RunOrAbort(() => scenario switch
     "die" => Die(mpi),
     "mismatch" => Mismatch(mpi),
     "nccl" => Nccl(mpi),
+    "alltoall" => AllToAll(mpi),
 #if WITH_TORCH
+    "experts" => Experts(mpi, int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture),
+        args.Length > 2 && int.TryParse(args[2], out int perNode) ? perNode : 1, args.Contains("limit"), dieAtStep: 0),
+    "experts-die" => Experts(mpi, 3, 1, limit: true, dieAtStep: 2),
     "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda")),
     "single" => Single(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
         args.Skip(2).Where(a => a != "cuda").Select(a => int.Parse(a, System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault(1)),
@@ -111,6 +120,32 @@ static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool 
     return 0;
 }
 
+static int Experts(Mpi mpi, int steps, int ranksPerNode, bool limit, int dieAtStep)
+{
+    var spec = Samples.TinySeek.TinySeek.Spec;
+    if (!limit) spec = spec with { Moe = spec.Moe! with { GroupsPerToken = spec.Moe.ExpertGroups } };
+    using var model = new ModelCompiler.Torch.DeepSeekCausalLM(spec, includeMtp: true, seed: 7);
+    var group = new ModelCompiler.Torch.Parallel.ExpertParallelGroup(mpi, spec.Moe!.RoutedExperts, ranksPerNode);
+    using var trainer = new ModelCompiler.Torch.Training.Pretrainer(model, PipelineOptions.Test, expertParallel: group);
+    for (int i = 0; i < steps; i++)
+    {
+        if (i + 1 == dieAtStep && mpi.Rank == 1) Environment.Exit(9); // a crash between two exchanges: no message, no abort
+        var before = group.Traffic;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var report = trainer.TrainStep();
+        var traffic = group.Traffic.Since(before);
+        Console.WriteLine(System.FormattableString.Invariant($"rank {mpi.Rank} bytes {traffic.ToOtherRanks} cross-node {traffic.ToOtherNodes} exchanges {traffic.Exchanges}"));
+        if (mpi.Rank == 0) PipelineOptions.Print(report, clock.Elapsed.TotalSeconds);
+    }
+
+    var biases = model.MoeLayers.Select(m => m.Gate.SelectionBias!.data<float>().ToArray()).SelectMany(b => b).ToArray();
+    // A short line (long ones from several ranks interleave in mpirun's output): a hash of the biases' bits, and how many moved.
+    ulong hash = 14695981039346656037;
+    foreach (float b in biases) hash = (hash ^ BitConverter.SingleToUInt32Bits(b)) * 1099511628211;
+    Console.WriteLine($"rank {mpi.Rank} biases {hash:x16} moved {biases.Count(b => b != 0)} of {biases.Length}");
+    return 0;
+}
+
 static int Single(int steps, bool cuda, int microBatches)
 {
     using var model = PipelineOptions.Model(cuda);
@@ -126,6 +161,33 @@ static int Single(int steps, bool cuda, int microBatches)
     return 0;
 }
 #endif
+
+static int AllToAll(Mpi mpi)
+{
+    // Rank r sends r + d + 1 values to rank d, each equal to 100·r + d.
+    foreach (var (group, what) in new[] { (mpi, "world"), (mpi.Split(mpi.Rank % 2, mpi.Rank), "split") })
+    {
+        var counts = Enumerable.Range(0, group.Size).Select(d => group.Rank + d + 1).ToArray();
+        var received = group.AllToAll(counts.Select(c => (long)c).ToArray());
+        if (!received.Select((c, source) => c == source + group.Rank + 1).All(ok => ok)) throw new InvalidOperationException($"{what}: counts {string.Join(",", received)}");
+        var send = counts.SelectMany((c, d) => Enumerable.Repeat((float)((100 * group.Rank) + d), c)).ToArray();
+        var receive = new float[received.Sum()];
+        group.AllToAll<float>(send, counts, receive, received.Select(c => (int)c).ToArray());
+        int at = 0;
+        for (int source = 0; source < group.Size; source++)
+        {
+            for (int i = 0; i < received[source]; i++, at++)
+            {
+                if (receive[at] != (100 * source) + group.Rank) throw new InvalidOperationException($"{what}: value {at} from rank {source} is {receive[at]}");
+            }
+        }
+
+        if (group != mpi) group.Dispose();
+    }
+
+    Console.WriteLine($"rank {mpi.Rank}/{mpi.Size} all-to-all ok");
+    return 0;
+}
 
 static int Nccl(Mpi mpi)
 {

@@ -30,7 +30,7 @@ public sealed class CliFuzzTests(ITestOutputHelper log) : IDisposable
             ? new Dictionary<string, string[]>
             {
                 ["plan"] = [],
-                ["pretrain"] = ["--steps", "--out", "--resume", "--extend", "--seed", "--bias-update-speed", "--learning-rate", "--noise", "--checkpoint-every", "--stop-after", "--precision", "--pipeline", "--micro-batches"],
+                ["pretrain"] = ["--steps", "--out", "--resume", "--extend", "--seed", "--bias-update-speed", "--learning-rate", "--noise", "--checkpoint-every", "--stop-after", "--precision", "--pipeline", "--micro-batches", "--expert-parallel"],
                 ["grpo"] = ["--from", "--steps", "--out", "--preset", "--seed", "--prompts", "--lr"],
                 ["precision"] = ["--from", "--problems", "--noise"],
                 ["compare"] = ["--steps", "--seed", "--learning-rate", "--precision", "--window", "--out"],

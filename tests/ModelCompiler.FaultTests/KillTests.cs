@@ -10,11 +10,12 @@ namespace ModelCompiler.FaultTests;
 /// TinySeek's own <c>pretrain</c>, killed with SIGKILL at random moments (fresh seed each run, printed) and resumed with
 /// <c>--resume</c> each time, ends exactly where an uninterrupted run ends: the same metrics line for every step, each step
 /// once, and the same weights bit for bit. Each save pauses between its two renames (<see cref="RunFolder.SavePauseVariable"/>)
-/// so that many kills land inside a checkpoint swap.
+/// so that many kills land inside a checkpoint swap. Kills are timed by the run's progress, not the clock (1 to 6 new metrics
+/// lines, then up to 300 ms), so that a machine slowed by other work (CI runs every test assembly at once) changes nothing.
 /// </summary>
 public sealed class KillTests(ITestOutputHelper log) : IDisposable
 {
-    private const int Kills = 55, Steps = 240, CheckpointEvery = 3;
+    private const int Kills = 55, Steps = 300, CheckpointEvery = 3;
     private static readonly string[] s_timings = ["tokens_per_second", "forward_seconds", "backward_seconds", "optimizer_seconds", "moe_dispatch_seconds"];
     private readonly string _root = Directory.CreateTempSubdirectory("mc-kills-").FullName;
 
@@ -39,7 +40,11 @@ public sealed class KillTests(ITestOutputHelper log) : IDisposable
             ChildResult result;
             if (kills < Kills)
             {
-                Thread.Sleep(TimeSpan.FromSeconds(0.4 + (2.6 * random.NextDouble())));
+                // A checkpoint follows every third metrics line; the save's pause between its renames is 150 ms.
+                int target = MetricsLines(killed) + random.Next(1, 7);
+                var waited = System.Diagnostics.Stopwatch.StartNew();
+                while (MetricsLines(killed) < target && !child.HasExited && waited.Elapsed < TimeSpan.FromMinutes(5)) Thread.Sleep(10);
+                if (!child.HasExited) Thread.Sleep(random.Next(0, 300));
                 if (child.HasExited)
                 {
                     result = child.WaitOrKill(TimeSpan.FromSeconds(10));
@@ -75,6 +80,17 @@ public sealed class KillTests(ITestOutputHelper log) : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    /// <summary>Complete lines in the run's metrics.jsonl so far (a line being written is not counted).</summary>
+    private static int MetricsLines(string folder)
+    {
+        string path = Path.Combine(folder, "metrics.jsonl");
+        if (!File.Exists(path)) return 0;
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        int lines = 0, b;
+        while ((b = stream.ReadByte()) >= 0) lines += b == '\n' ? 1 : 0;
+        return lines;
+    }
 
     private static string[] Pretrain(string folder) =>
         ["pretrain", "--steps", Steps.ToString(CultureInfo.InvariantCulture), "--checkpoint-every", CheckpointEvery.ToString(CultureInfo.InvariantCulture), "--out", folder];

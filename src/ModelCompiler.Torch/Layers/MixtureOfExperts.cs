@@ -1,4 +1,5 @@
 using ModelCompiler.Planning;
+using ModelCompiler.Torch.Parallel;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -74,7 +75,8 @@ public sealed class MoeGate : nn.Module<Tensor, Routing>
 /// A DeepSeekMoE feed-forward layer: shared experts (one SwiGLU of width N_s × expert width) on every token plus, per token,
 /// the gate-weighted sum of its K routed experts. Dispatch is grouped: the (token, expert) pairs are sorted by expert, the
 /// token rows gathered once, each expert runs on its own contiguous slice, and the weighted outputs are scattered back with
-/// one index_add. Parameters: <c>gate.*</c>, <c>experts.{i}.*</c>, <c>shared_experts.*</c>.
+/// one index_add. Parameters: <c>gate.*</c>, <c>experts.{i}.*</c>, <c>shared_experts.*</c>. With
+/// <see cref="DistributeExperts"/> the routed experts are spread over an expert-parallel group and reached by all-to-all.
 /// </summary>
 public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
 {
@@ -85,6 +87,7 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     private readonly ModuleList<SwiGlu> _experts;
     [ComponentName(Name = "shared_experts")]
     private readonly SwiGlu? _shared;
+    private ExpertParallelGroup? _parallel;
 
     /// <summary>Creates the layer; the experts' GEMM inputs are computed in <paramref name="precision"/>'s format (the router stays FP32).</summary>
     public MixtureOfExperts(long hidden, MoeSpec spec, ComputePrecision? precision = null)
@@ -103,6 +106,40 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
 
     /// <summary>The router.</summary>
     public MoeGate Gate => _gate;
+
+    /// <summary>The group the routed experts are spread over, or null when this process holds all of them.</summary>
+    public ExpertParallelGroup? ExpertParallel => _parallel;
+
+    /// <summary>
+    /// Spreads the routed experts over <paramref name="group"/>: this rank keeps its experts and releases the others' weights,
+    /// which stay registered as empty tensors without gradient, so that parameter names keep their expert indices. Call it on
+    /// every rank, with the same weights everywhere (the model built from one seed): the experts a rank keeps are then those of
+    /// the single-process model.
+    /// </summary>
+    public void DistributeExperts(ExpertParallelGroup group)
+    {
+        if (group.RoutedExperts != _spec.RoutedExperts)
+        {
+            throw new ArgumentException($"the group spreads {group.RoutedExperts} experts; this layer has {_spec.RoutedExperts}", nameof(group));
+        }
+
+        if (_parallel is not null) throw new InvalidOperationException("the experts are already spread over a group");
+        _parallel = group;
+        using var _ = no_grad();
+        for (int expert = 0; expert < _experts.Count; expert++)
+        {
+            if (group.Holds(expert)) continue;
+            foreach (var parameter in _experts[expert].parameters())
+            {
+                parameter.requires_grad = false;
+                parameter.set_(empty(0, dtype: parameter.dtype, device: parameter.device));
+            }
+        }
+    }
+
+    /// <summary>The parameters of the routed experts this process holds (all of them without expert parallelism).</summary>
+    public IEnumerable<Parameter> HeldExpertParameters() =>
+        Enumerable.Range(0, _experts.Count).Where(e => _parallel?.Holds(e) ?? true).SelectMany(e => _experts[e].parameters());
 
     /// <summary>Seconds this thread has spent dispatching tokens (routing, sorting, gathering, scattering; not the experts' own compute).</summary>
     public static double DispatchSeconds => DispatchClock.Elapsed.TotalSeconds;
@@ -135,6 +172,18 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
         long k = _spec.ActivatedExperts;
 
         var flatExperts = routing.Experts.flatten();
+        if (_parallel is not null)
+        {
+            DispatchClock.Stop(); // the exchanges are counted in the step's forward and backward times
+            var spread = ExpertParallelExperts(x, routing, _parallel);
+            if (_shared is not null) spread = spread.Plus(_shared.call(x));
+            LastLoads = flatExperts.bincount(null, _spec.RoutedExperts).cpu().data<long>().ToArray();
+            LastRouting = KeepRouting
+                ? new Routing(routing.Weights.detach().DetachFromDisposeScope(), routing.Experts.DetachFromDisposeScope(), routing.Scores.DetachFromDisposeScope())
+                : null;
+            return spread.view(shape).MoveToOuterDisposeScope();
+        }
+
         if (UsesBatchedExperts(x.shape[0] * k))
         {
             var pairs = BatchedExperts(x, flatExperts, routing.Weights.flatten(), k);
@@ -171,6 +220,74 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
             ? new Routing(routing.Weights.detach().DetachFromDisposeScope(), routing.Experts.DetachFromDisposeScope(), routing.Scores.DetachFromDisposeScope())
             : null;
         return y.view(shape).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Σ_k w_tk · expert_{e_tk}(x_t) with the experts spread over <paramref name="group"/>. Dispatch: for each rank d in turn,
+    /// the tokens with at least one expert on d (in token order) travel once, with their K gate weights (zero for the slots whose
+    /// expert is elsewhere) and, separately, those experts' local indices. Each rank runs its experts on what it received,
+    /// grouped by expert as the single-process path does, and sums each row's weighted outputs; combine sends each row back
+    /// and the sender adds the rows of a token together. Both exchanges are differentiable; the received rows always feed the
+    /// combined output (times zero where a rank received nothing to compute), so every rank runs both backward exchanges.
+    /// </summary>
+    private Tensor ExpertParallelExperts(Tensor x, Routing routing, ExpertParallelGroup group)
+    {
+        long tokens = x.shape[0], hidden = x.shape[1];
+        int k = _spec.ActivatedExperts, ranks = group.Size, perRank = group.ExpertsPerRank;
+        long[] experts = routing.Experts.cpu().data<long>().ToArray();
+        var sendRows = new List<long>();
+        var sendIds = new List<long>();
+        var sendCounts = new int[ranks];
+        for (int d = 0; d < ranks; d++)
+        {
+            for (long t = 0; t < tokens; t++)
+            {
+                bool any = false;
+                for (int slot = 0; slot < k; slot++) any |= experts[(t * k) + slot] / perRank == d;
+                if (!any) continue;
+                sendRows.Add(t);
+                for (int slot = 0; slot < k; slot++)
+                {
+                    long expert = experts[(t * k) + slot];
+                    sendIds.Add(expert / perRank == d ? expert - ((long)d * perRank) : -1);
+                }
+
+                sendCounts[d]++;
+            }
+        }
+
+        var rows = tensor(sendRows.ToArray(), device: x.device);
+        var ids = tensor(sendIds.ToArray(), [sendRows.Count, k], device: x.device);
+        var weights = routing.Weights.index_select(0, rows).to(ScalarType.Float32).masked_fill(ids.lt(KeptScalars.OfInteger(0)), KeptScalars.Of(0.0));
+        var receiveCounts = group.ExchangeCounts(sendCounts);
+        long[] receivedIds = group.Exchange(sendIds.ToArray(), k, sendCounts, receiveCounts);
+        var received = ExpertExchange.Apply(cat([x.index_select(0, rows).to(ScalarType.Float32), weights], 1), group, sendCounts, receiveCounts);
+        var inputs = received.narrow(1, 0, hidden).to(x.dtype);
+        var gateWeights = received.narrow(1, hidden, k);
+
+        // The (row, slot) pairs for this rank's experts, sorted by expert (stable: rows in order within an expert).
+        var pairs = Enumerable.Range(0, receivedIds.Length).Where(i => receivedIds[i] >= 0).OrderBy(i => receivedIds[i]).ToArray();
+        var outputs = inputs.mul(KeptScalars.Of(0.0));
+        if (pairs.Length > 0)
+        {
+            var pairIndex = tensor(pairs.Select(i => (long)i).ToArray(), device: x.device);
+            var rowOf = pairIndex.div(KeptScalars.OfInteger(k), rounding_mode: RoundingMode.floor);
+            var gathered = inputs.index_select(0, rowOf);
+            var results = new List<Tensor>();
+            long offset = 0;
+            foreach (var run in pairs.GroupBy(i => receivedIds[i]))
+            {
+                int count = run.Count();
+                results.Add(_experts[group.FirstExpert + (int)run.Key].call(gathered.narrow(0, offset, count)));
+                offset += count;
+            }
+
+            var weighted = cat(results, 0) * gateWeights.flatten().index_select(0, pairIndex).unsqueeze(1).to(x.dtype);
+            outputs = outputs.index_add(0, rowOf, weighted, KeptScalars.Of(1.0));
+        }
+
+        var returned = ExpertExchange.Apply(outputs.to(ScalarType.Float32), group, receiveCounts, sendCounts).to(x.dtype);
+        return zeros_like(x).index_add(0, rows, returned, KeptScalars.Of(1.0));
     }
 
     /// <summary>Most (token, expert) pairs the batched path takes: decoding sizes, where per-expert dispatch is all overhead.</summary>

@@ -66,7 +66,7 @@ public sealed class PipelineTrainer : IDisposable
         if (options.Precision is { } precision) model.Precision.Format = precision;
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
-        mpi.RequireSameOnAllRanks(Fingerprint(model, options, schedule, microBatches), "model, weights, options and schedule");
+        mpi.RequireSameOnAllRanks(ModelFingerprint.Of(model, $"{options}|{schedule}|{microBatches}"), "model, weights, options and schedule");
         _device = model.Device;
         if (_device.type == DeviceType.CUDA) _channels = new NcclChannels(mpi, _table.Phases, _device);
     }
@@ -295,19 +295,5 @@ public sealed class PipelineTrainer : IDisposable
     {
         using var detached = x.detach().contiguous();
         return detached.data<float>().ToArray();
-    }
-
-    /// <summary>FNV-1a over the spec, the options, the schedule and every parameter's sum: equal on ranks that will compute the same step.</summary>
-    private static long Fingerprint(DeepSeekCausalLM model, PretrainOptions options, PipelineSchedule schedule, int microBatches)
-    {
-        var text = new System.Text.StringBuilder($"{model.Spec}|{options}|{schedule}|{microBatches}");
-        using (no_grad())
-        {
-            foreach (var p in model.parameters()) text.Append('|').Append(p.sum().item<float>().ToString("R", System.Globalization.CultureInfo.InvariantCulture));
-        }
-
-        ulong hash = 14695981039346656037;
-        foreach (byte b in System.Text.Encoding.UTF8.GetBytes(text.ToString())) hash = (hash ^ b) * 1099511628211;
-        return unchecked((long)hash);
     }
 }

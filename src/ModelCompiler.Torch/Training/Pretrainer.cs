@@ -1,5 +1,6 @@
 using ModelCompiler.Planning;
 using ModelCompiler.Torch.Layers;
+using ModelCompiler.Torch.Parallel;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -100,6 +101,13 @@ public sealed record StepTimings(double Forward, double Backward, double Optimiz
 /// (so 8 × 1 and 4 × 2 micro-batching give the same update); AdamW with warm-up and cosine; gradient clipping; then, with no
 /// gradient, every MoE layer's selection bias moves by γ·sign(mean load − load) (auxiliary-loss-free balancing).
 /// Data is TinySeek's arithmetic corpus, loss on answer tokens.
+/// <para>
+/// With an <see cref="ExpertParallelGroup"/> every rank of the group runs this step on its share of each micro-batch's rows
+/// (the data stream is drawn whole on every rank, then cut), with the routed experts spread over the group: the gradients of
+/// everything else (attention, router, shared experts, embeddings) are summed over the group, the gradient norm is taken
+/// over all of it, and the expert loads, which move the selection biases, are summed before the update, so every rank keeps
+/// the same biases. The losses are the single-process step's up to the order of floating-point sums.
+/// </para>
 /// </summary>
 public sealed class Pretrainer : IDisposable
 {
@@ -113,13 +121,31 @@ public sealed class Pretrainer : IDisposable
     private readonly Device _device; // the model's: the data comes from the CPU and goes there
 
     private readonly IPretrainData _data;
+    private readonly ExpertParallelGroup? _experts;
 
     /// <summary>Creates the trainer; <paramref name="model"/> must be built with its MTP modules when it declares MTP.</summary>
     /// <param name="model">The model.</param>
     /// <param name="options">The recipe.</param>
     /// <param name="data">The data stream; TinySeek's arithmetic problems (seed and noise from <paramref name="options"/>) when null.</param>
-    public Pretrainer(DeepSeekCausalLM model, PretrainOptions options, IPretrainData? data = null)
+    /// <param name="expertParallel">
+    /// The group to spread the routed experts over (every rank of it constructs its trainer with the same model seed and
+    /// options, checked), or null to hold them all.
+    /// </param>
+    public Pretrainer(DeepSeekCausalLM model, PretrainOptions options, IPretrainData? data = null, ExpertParallelGroup? expertParallel = null)
     {
+        if (expertParallel is not null)
+        {
+            if (model.Spec.Moe is null) throw new ArgumentException("expert parallelism needs a model with [MixtureOfExperts]", nameof(expertParallel));
+            if (options.MicroBatchSize % expertParallel.Size != 0)
+            {
+                throw new ArgumentException($"{options.MicroBatchSize} rows per micro-batch do not split over {expertParallel.Size} expert-parallel ranks", nameof(options));
+            }
+
+            expertParallel.Communicator.RequireSameOnAllRanks(ModelFingerprint.Of(model, $"{options}|experts over {expertParallel.Size}"), "model, weights and options");
+            foreach (var moe in MoeLayersOf(model)) moe.DistributeExperts(expertParallel);
+        }
+
+        _experts = expertParallel;
         _model = model;
         _options = options;
         _data = data ?? new ArithmeticData(options.Seed, options.Noise, options.RowLength);
@@ -176,9 +202,10 @@ public sealed class Pretrainer : IDisposable
         double forward = 0, backward = 0;
         double dispatchBefore = MixtureOfExperts.DispatchSeconds;
         using var scalars = new ScalarScope();
-        foreach (var (rows, mask) in microBatches)
+        foreach (var (allRows, allMask) in microBatches)
         {
             using var microScope = NewDisposeScope();
+            var (rows, mask) = OwnShare(allRows, allMask);
             var started = clock.Elapsed.TotalSeconds;
             var (main, mtp) = Losses(rows.to(_device), mask.to(_device));
             var loss = StepLoss(main, mtp, _lambda, _depth, scalars.OfInteger(tokens));
@@ -200,13 +227,90 @@ public sealed class Pretrainer : IDisposable
         }
 
         var optimizerStarted = clock.Elapsed.TotalSeconds;
-        double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
+        double norm;
+        if (_experts is null)
+        {
+            norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
+        }
+        else
+        {
+            norm = ClipOverTheGroup(_experts);
+            (mainSum, mtpSum, balanceSum) = SumOverTheGroup(_experts, loads, mainSum, mtpSum, balanceSum);
+        }
+
         _optimizer.Step(lr);
         UpdateBiases(loads);
         var timings = new StepTimings(forward, backward, clock.Elapsed.TotalSeconds - optimizerStarted, MixtureOfExperts.DispatchSeconds - dispatchBefore);
         Step++;
         double maxVio = loads.Count == 0 ? 0 : loads.Average(l => l.Length == 0 || l.Average() == 0 ? 0 : (l.Max() - l.Average()) / l.Average());
         return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, balanceSum, processed, timings);
+    }
+
+    /// <summary>This rank's rows of a micro-batch: all of them without expert parallelism, else its contiguous share.</summary>
+    private (Tensor Rows, Tensor Mask) OwnShare(Tensor rows, Tensor mask)
+    {
+        if (_experts is null) return (rows, mask);
+        long share = rows.shape[0] / _experts.Size;
+        return (rows.narrow(0, _experts.Rank * share, share), mask.narrow(0, _experts.Rank * share, share));
+    }
+
+    /// <summary>
+    /// Expert parallelism: sums the gradients of the replicated parameters over the group, then clips by the norm of the whole
+    /// gradient (replicated parts counted once, each rank's experts once) as clip_grad_norm_ does in one process.
+    /// </summary>
+    private double ClipOverTheGroup(ExpertParallelGroup group)
+    {
+        using var _ = no_grad();
+        var held = MoeLayers().SelectMany(m => m.HeldExpertParameters()).ToHashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var gradients = _model.parameters().Where(p => p.grad is not null).Select(p => (Gradient: p.grad!, Held: held.Contains(p))).ToList();
+        var replicated = gradients.Where(g => !g.Held).Select(g => g.Gradient).ToList();
+        if (replicated.Count > 0)
+        {
+            var flat = cat(replicated.Select(g => g.flatten().to(ScalarType.Float32).cpu()).ToList());
+            var sum = flat.data<float>().ToArray();
+            group.Communicator.AllReduceSum(sum);
+            long offset = 0;
+            foreach (var gradient in replicated)
+            {
+                gradient.copy_(tensor(sum.AsSpan((int)offset, (int)gradient.numel()).ToArray(), gradient.shape).to(gradient.dtype).to(gradient.device));
+                offset += gradient.numel();
+            }
+        }
+
+        var expertSquares = new[] { (float)Squares(gradients.Where(g => g.Held).Select(g => g.Gradient)) };
+        group.Communicator.AllReduceSum(expertSquares);
+        double norm = Math.Sqrt(Squares(replicated) + expertSquares[0]);
+        double coefficient = Math.Min(1.0, _options.GradientClip / (norm + 1e-6));
+        using var scalars = new ScalarScope();
+        foreach (var entry in gradients) entry.Gradient.mul_(scalars.Of(coefficient));
+        return norm;
+    }
+
+    /// <summary>Σ of the squared elements, in FP64.</summary>
+    private static double Squares(IEnumerable<Tensor> tensors)
+    {
+        double sum = 0;
+        foreach (var gradient in tensors)
+        {
+            var wide = gradient.to(ScalarType.Float64);
+            sum += (wide * wide).sum().item<double>();
+        }
+
+        return sum;
+    }
+
+    /// <summary>Expert parallelism: the loads and the loss sums of the whole step, summed over the group's ranks.</summary>
+    private static (double Main, double Mtp, double Balance) SumOverTheGroup(ExpertParallelGroup group, List<long[]> loads, double main, double mtp, double balance)
+    {
+        var values = loads.SelectMany(l => l.Select(c => (float)c)).Concat([(float)main, (float)mtp, (float)balance]).ToArray();
+        group.Communicator.AllReduceSum(values);
+        int i = 0;
+        foreach (var layer in loads)
+        {
+            for (int e = 0; e < layer.Length; e++) layer[e] = (long)Math.Round(values[i++]);
+        }
+
+        return (values[i], values[i + 1], values[i + 2]);
     }
 
     /// <summary>
@@ -329,9 +433,7 @@ public sealed class Pretrainer : IDisposable
 
     private IEnumerable<MixtureOfExperts> MoeLayers() => MoeLayersOf(_model);
 
-    /// <summary>The MoE layers of the decoder layers, then of the MTP modules: the order of a step's load table.</summary>
-    internal static IEnumerable<MixtureOfExperts> MoeLayersOf(DeepSeekCausalLM model) =>
-        model.Layers.Concat(model.MtpModules).Select(l => l.Moe).OfType<MixtureOfExperts>();
+    internal static IEnumerable<MixtureOfExperts> MoeLayersOf(DeepSeekCausalLM model) => model.MoeLayers;
 
     private void AccumulateLoads(List<long[]> loads)
     {
