@@ -120,5 +120,30 @@ public sealed class PlannerTests
         Assert.Equal(PrecisionSpec.Fp32, new PrecisionSpec(precision.Compute, precision.ActivationTile, precision.WeightBlock, precision.PromotionInterval, precision.MasterWeights, precision.OptimizerMoments));
         var grpo = new GrpoAttribute(8);
         Assert.Equal((SpecDefaults.GrpoEpsilon, 0.0, SpecDefaults.GrpoBeta, SpecDefaults.GrpoUpdatesPerRollout), (grpo.Epsilon, grpo.EpsilonHigh, grpo.Beta, grpo.UpdatesPerRollout));
+        Assert.Equal(SpecDefaults.RanksPerNode, new ExpertParallelAttribute(64).RanksPerNode);
+    }
+
+    [Fact]
+    public void DeepSeek_V3_experts_over_64_ranks_in_8_nodes()
+    {
+        var spec = Config("deepseek-v3.json") with { ExpertParallel = new ExpertParallelSpec(64, 8) };
+        var ep = ModelPlanner.PlanOrThrow(spec).ExpertParallel!;
+        Assert.Equal((64, 8, 4), (ep.Ranks, ep.Nodes, ep.ExpertsPerRank));
+        Assert.Equal(59L * 256 * 3 * 7168 * 2048 / 64, ep.ExpertParametersPerRank); // 58 MoE layers and the MTP module's
+        Assert.Equal((8, 4), (ep.MaxRanksPerToken, ep.MaxNodesPerToken)); // K = 8 experts on at most GroupsPerToken = 4 nodes
+        Assert.Empty(ModelPlanner.Plan(spec).Issues);
+    }
+
+    [Theory]
+    [InlineData(48, 8, "MC2014", "Ranks")]        // 256 experts over 48 ranks
+    [InlineData(32, 8, "MC2015", "ExpertGroups")] // 4 nodes, 8 groups: the limit does not bound the nodes
+    [InlineData(64, 12, "MC1006", "RanksPerNode")] // 64 ranks do not fill nodes of 12
+    public void Expert_parallel_layouts_that_do_not_fit_are_named(int ranks, int perNode, string rule, string argument)
+    {
+        var spec = Config("deepseek-v3.json") with { ExpertParallel = new ExpertParallelSpec(ranks, perNode) };
+        var issue = Assert.Single(ModelPlanner.Plan(spec).Issues);
+        Assert.Equal((rule, argument), (issue.RuleId, issue.Argument));
+        var dense = Assert.Single(ModelPlanner.Plan(spec with { Moe = null, DenseLayers = spec.Layers }).Issues);
+        Assert.Equal("MC2016", dense.RuleId);
     }
 }

@@ -40,6 +40,7 @@ public sealed class SpecValidatorTests(ITestOutputHelper log)
             .Select(spec => spec with
             {
                 Pipeline = new PipelineSpec(4, PipelineSchedule.DualPipe, 8),
+                ExpertParallel = new ExpertParallelSpec(2, 1),
                 Grpo = new GrpoSpec(8, 0.2, 0.28, 0.001, GrpoLossAggregation.Dapo, RewardScaling.Group, 1),
                 Mtp = spec.Mtp ?? new MtpSpec(1, 0.3),
             })

@@ -57,6 +57,11 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// </code>");
             }
 
+            if (p.ExpertParallel is { } ep)
+            {
+                w.WriteLine($"/// <para>Expert parallelism: {ep.ExpertsPerRank} routed experts per rank over {ep.Ranks} ranks in {ep.Nodes} nodes, {Units.Count(ep.ExpertParametersPerRank)} expert parameters per rank; a token's hidden state reaches at most {ep.MaxRanksPerToken} ranks on {ep.MaxNodesPerToken} nodes.</para>");
+            }
+
             w.WriteLine("/// </remarks>");
         }
 
@@ -139,6 +144,12 @@ namespace ModelCompiler.Generators.Emit
                     Const(w, "int", "MicroBatches", Int(pp.MicroBatches), "Micro-batches per optimizer step.");
                 }
 
+                if (s.ExpertParallel is { } ep)
+                {
+                    Const(w, "int", "ExpertParallelRanks", Int(ep.Ranks), "Ranks the routed experts are spread over.");
+                    Const(w, "int", "RanksPerNode", Int(ep.RanksPerNode), "Ranks per node.");
+                }
+
                 if (s.Grpo is { } grpo)
                 {
                     Const(w, "int", "GrpoGroupSize", Int(grpo.GroupSize), "Completions per prompt G.");
@@ -179,6 +190,13 @@ namespace ModelCompiler.Generators.Emit
                 Const(w, "long", "ActivationBytesPerToken", Int(p.ActivationBytesPerToken), "Bytes of activations stored for backward per token, without recomputation.");
                 Const(w, "int", "Stages", Int(p.Stages.Count), "Pipeline stages.");
                 Const(w, "int", "Ranks", Int(p.Ranks), "Ranks the pipeline runs on.");
+                if (p.ExpertParallel is { } ep)
+                {
+                    Const(w, "int", "ExpertsPerRank", Int(ep.ExpertsPerRank), "Routed experts each expert-parallel rank holds, per MoE layer.");
+                    Const(w, "long", "ExpertParametersPerRank", Int(ep.ExpertParametersPerRank), "Routed-expert parameters each expert-parallel rank holds, MTP included.");
+                    Const(w, "int", "MaxNodesPerToken", Int(ep.MaxNodesPerToken), "Most nodes one token's hidden state is dispatched to.");
+                }
+
                 w.WriteSummary("First layer of each stage.");
                 w.WriteLine("public static global::System.ReadOnlySpan<int> StageFirstLayers => new int[] { " + string.Join(", ", p.Stages.Select(st => Int(st.FirstLayer))) + " };");
                 w.WriteLine();
@@ -220,6 +238,7 @@ namespace ModelCompiler.Generators.Emit
             var p = s.Precision;
             lines.Add($"Precision = new {Ns}PrecisionSpec({Enum(p.Compute)}, {Int(p.ActivationTile)}, {Int(p.WeightBlock)}, {Int(p.PromotionInterval)}, {Enum(p.MasterWeights)}, {Enum(p.OptimizerMoments)})");
             if (s.Pipeline is { } pp) lines.Add($"Pipeline = new {Ns}PipelineSpec({Int(pp.Stages)}, {Enum(pp.Schedule)}, {Int(pp.MicroBatches)})");
+            if (s.ExpertParallel is { } ep) lines.Add($"ExpertParallel = new {Ns}ExpertParallelSpec({Int(ep.Ranks)}, {Int(ep.RanksPerNode)})");
             if (s.Grpo is { } g)
             {
                 lines.Add($"Grpo = new {Ns}GrpoSpec({Int(g.GroupSize)}, {Double(g.Epsilon)}, {Double(g.EpsilonHigh)}, {Double(g.Beta)}, {Enum(g.LossAggregation)}, {Enum(g.RewardScaling)}, {Int(g.UpdatesPerRollout)})");

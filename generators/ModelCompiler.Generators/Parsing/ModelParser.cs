@@ -217,6 +217,11 @@ namespace ModelCompiler.Generators.Parsing
                 };
             }
 
+            if (a.TryGetValue(SpecAttributes.ExpertParallel, out var experts))
+            {
+                spec = spec with { ExpertParallel = new ExpertParallelSpec(experts.Int("Ranks", 0), experts.Int("RanksPerNode", SpecDefaults.RanksPerNode)) };
+            }
+
             if (a.TryGetValue(SpecAttributes.Grpo, out var grpo))
             {
                 spec = spec with

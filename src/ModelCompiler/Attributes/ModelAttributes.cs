@@ -271,6 +271,27 @@ namespace ModelCompiler
     }
 
     /// <summary>
+    /// Expert parallelism: the routed experts of every MoE layer are spread over <see cref="Ranks"/> ranks (each holds
+    /// RoutedExperts / Ranks of them), grouped into nodes of <see cref="RanksPerNode"/>; a token's hidden state travels once to
+    /// each rank that holds one of its experts (dispatch) and one weighted sum per rank comes back (combine). With the expert
+    /// groups laid on the nodes, node-limited routing (<see cref="MixtureOfExpertsAttribute.GroupsPerToken"/>) bounds how many
+    /// nodes a token reaches (DeepSeek-V3: 64 ranks in 8 nodes, 8 groups, 4 per token).
+    /// </summary>
+    [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+    public sealed class ExpertParallelAttribute : Attribute
+    {
+        /// <summary>Declares expert parallelism.</summary>
+        /// <param name="ranks">Ranks the routed experts are spread over (they must divide the routed experts; DeepSeek-V3: 64).</param>
+        public ExpertParallelAttribute(int ranks) => Ranks = ranks;
+
+        /// <summary>Ranks the routed experts are spread over (DeepSeek-V3: 64).</summary>
+        public int Ranks { get; }
+
+        /// <summary>Ranks (GPUs) per node (default 8, an H800 or H200 node); fewer ranks than this make one node.</summary>
+        public int RanksPerNode { get; set; } = SpecDefaults.RanksPerNode;
+    }
+
+    /// <summary>
     /// Group Relative Policy Optimization: G completions per prompt, advantages relative to the group, a clipped surrogate
     /// and an optional k3 KL penalty to a frozen reference policy.
     /// </summary>

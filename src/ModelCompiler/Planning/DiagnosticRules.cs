@@ -207,6 +207,24 @@ namespace ModelCompiler.Planning
             "MixtureOfExperts.BiasUpdateSpeed = {0} has no effect with Balancing = AuxiliaryLoss, which keeps no routing bias",
             "Remove BiasUpdateSpeed, or use Balancing = AuxiliaryLossFree (DeepSeek-V3) where the bias it moves exists.");
 
+        /// <summary>MC2014: "MixtureOfExperts.RoutedExperts = {0} do not divide over ExpertParallel.Ranks = {1}".</summary>
+        public static readonly DiagnosticRule ExpertsDoNotDivideOverRanks = new("MC2014", RuleSeverity.Error, Architecture,
+            "Experts do not divide over the expert-parallel ranks",
+            "MixtureOfExperts.RoutedExperts = {0} do not divide over ExpertParallel.Ranks = {1}",
+            "Each rank holds the same number of experts: choose Ranks among the divisors of RoutedExperts (DeepSeek-V3: 256 over 64).");
+
+        /// <summary>MC2015: "MixtureOfExperts.ExpertGroups = {0}, but the {1} expert-parallel ranks make {2} nodes of {3}: …".</summary>
+        public static readonly DiagnosticRule GroupsAreNotNodes = new("MC2015", RuleSeverity.Warning, Architecture,
+            "Expert groups are not the nodes",
+            "MixtureOfExperts.ExpertGroups = {0}, but the {1} expert-parallel ranks make {2} nodes of {3}: GroupsPerToken = {4} does not bound how many nodes a token's hidden state reaches",
+            "Node-limited routing keeps a token within GroupsPerToken groups; only when the groups are the nodes does that bound the cross-node all-to-all (DeepSeek-V3: 8 groups on 8 nodes).");
+
+        /// <summary>MC2016: "[ExpertParallel] needs [MixtureOfExperts]: this model has no routed experts to spread".</summary>
+        public static readonly DiagnosticRule ExpertParallelWithoutMoe = new("MC2016", RuleSeverity.Error, Architecture,
+            "Expert parallelism without experts",
+            "[ExpertParallel] needs [MixtureOfExperts]: this model has no routed experts to spread",
+            "Declare [MixtureOfExperts], or remove [ExpertParallel].");
+
         /// <summary>MC3001: "PrecisionPolicy.Compute = Fp8E4M3 but {0} = {1} is not a multiple of the {2}-wide block; partial blocks are padded and waste FP8 throughput".</summary>
         public static readonly DiagnosticRule Fp8DimensionNotAligned = new("MC3001", RuleSeverity.Warning, Kernels,
             "Dimension not aligned to the FP8 block",
@@ -285,6 +303,7 @@ namespace ModelCompiler.Planning
             ModelClassNotPartial, ContainingTypeNotPartial, ComponentWithoutModel, GenericModelClass, MissingAttention, ArgumentOutOfRange, ModelClassIsRecord,
             DenseLayersExceedLayers, DenseWidthMissing, ActivatedExceedsRouted, GroupsDoNotDivideExperts, GroupsPerTokenExceedGroups,
             KeptGroupsTooSmall, OddRopeDimension, YarnBetaOrder, ModelTooLarge, KvLoraRankNotMultipleOf64, MoeUnused, NoBalancing, BiasSpeedIgnored,
+            ExpertsDoNotDivideOverRanks, GroupsAreNotNodes, ExpertParallelWithoutMoe,
             Fp8DimensionNotAligned, InvalidPrecision,
             KernelNotGenerated,
             GrpoClipRangeInverted, DrGrpoWithStdScaling,

@@ -63,6 +63,9 @@ namespace ModelCompiler.Planning
         /// <summary>Number of ranks the pipeline runs on (DualPipeV folds P stages onto P/2 ranks).</summary>
         public int Ranks { get; init; }
 
+        /// <summary>How the routed experts spread over the expert-parallel ranks, or null without [ExpertParallel].</summary>
+        public ExpertParallelPlan? ExpertParallel { get; init; }
+
         /// <summary>The GPU kernels the declaration gets: geometry, and why any are left out.</summary>
         public KernelPlan Kernels { get; init; } = new KernelPlan();
 
@@ -74,6 +77,16 @@ namespace ModelCompiler.Planning
             _ => 2,
         };
     }
+
+    /// <summary>How the routed experts spread over the expert-parallel ranks.</summary>
+    /// <param name="Ranks">Ranks the experts are spread over.</param>
+    /// <param name="Nodes">Nodes the ranks make.</param>
+    /// <param name="ExpertsPerRank">Routed experts each rank holds, per MoE layer.</param>
+    /// <param name="ExpertParametersPerRank">Routed-expert parameters each rank holds over every MoE layer (MTP modules included).</param>
+    /// <param name="MaxRanksPerToken">Most ranks one token's hidden state is dispatched to: min(K, ranks), and with the groups on the
+    /// nodes at most GroupsPerToken nodes' ranks.</param>
+    /// <param name="MaxNodesPerToken">Most nodes one token reaches: GroupsPerToken when the groups are the nodes, else min(K, nodes).</param>
+    public sealed record ExpertParallelPlan(int Ranks, int Nodes, int ExpertsPerRank, long ExpertParametersPerRank, int MaxRanksPerToken, int MaxNodesPerToken);
 
     /// <summary>One row of the parameter table.</summary>
     /// <param name="Component">What it is, e.g. "MLA (per layer)".</param>

@@ -93,9 +93,21 @@ namespace ModelCompiler.Planning
                     ActivationBytesPerToken = activationElements * computeBytes,
                     Stages = stages.ToEquatableArray(),
                     Ranks = s.Pipeline is { Schedule: PipelineSchedule.DualPipeV } p ? p.Stages / 2 : s.Pipeline?.Stages ?? 1,
+                    ExpertParallel = ExpertParallelOf(s, sizes),
                     Kernels = KernelPlanner.Plan(s),
                 };
             }
+        }
+
+        private static ExpertParallelPlan? ExpertParallelOf(ModelSpec s, Sizes z)
+        {
+            if (s.ExpertParallel is not { } e || s.Moe is not { } m) return null;
+            long experts = checked((s.MoeLayers + (s.Mtp?.Depth ?? 0)) * (long)m.RoutedExperts * z.Expert); // MTP modules are MoE blocks too
+            int nodes = e.Nodes, ranksPerNode = Math.Min(e.Ranks, e.RanksPerNode);
+            bool groupsAreNodes = nodes == 1 || m.ExpertGroups == nodes;
+            int maxNodes = groupsAreNodes ? Math.Min(m.GroupsPerToken, nodes) : Math.Min(m.ActivatedExperts, nodes);
+            int maxRanks = Math.Min(m.ActivatedExperts, Math.Min(e.Ranks, maxNodes * ranksPerNode));
+            return new ExpertParallelPlan(e.Ranks, nodes, m.RoutedExperts / e.Ranks, experts / e.Ranks, maxRanks, maxNodes);
         }
 
         private static List<ParameterRow> ParameterRows(ModelSpec s, Sizes z)

@@ -52,6 +52,9 @@ namespace ModelCompiler.Planning
         /// <summary>Pipeline parallelism, or null for a single stage.</summary>
         public PipelineSpec? Pipeline { get; init; }
 
+        /// <summary>Expert parallelism, or null when one process holds every expert.</summary>
+        public ExpertParallelSpec? ExpertParallel { get; init; }
+
         /// <summary>GRPO settings, or null.</summary>
         public GrpoSpec? Grpo { get; init; }
 
@@ -153,6 +156,15 @@ namespace ModelCompiler.Planning
     /// <param name="Schedule">Schedule kind.</param>
     /// <param name="MicroBatches">M.</param>
     public sealed record PipelineSpec(int Stages, PipelineSchedule Schedule, int MicroBatches);
+
+    /// <summary>Expert parallelism.</summary>
+    /// <param name="Ranks">Ranks the routed experts are spread over.</param>
+    /// <param name="RanksPerNode">Ranks per node.</param>
+    public sealed record ExpertParallelSpec(int Ranks, int RanksPerNode)
+    {
+        /// <summary>Nodes the ranks make (one when there are fewer ranks than a node holds).</summary>
+        public int Nodes => RanksPerNode <= 0 ? 0 : System.Math.Max(1, Ranks / RanksPerNode);
+    }
 
     /// <summary>GRPO settings.</summary>
     /// <param name="GroupSize">G.</param>

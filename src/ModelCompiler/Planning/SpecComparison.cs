@@ -8,7 +8,7 @@ namespace ModelCompiler.Planning
     {
         /// <summary>
         /// Whether <paramref name="checkpoint"/> and <paramref name="model"/> declare the same network (sequence length, MTP loss
-        /// weight, precision policy, pipeline, GRPO and balancing coefficients aside); otherwise <paramref name="difference"/>
+        /// weight, precision policy, pipeline, expert parallelism, GRPO and balancing coefficients aside); otherwise <paramref name="difference"/>
         /// names every setting that differs.
         /// </summary>
         public static bool SameArchitecture(ModelSpec checkpoint, ModelSpec model, out string difference)
@@ -25,6 +25,7 @@ namespace ModelCompiler.Planning
             Mtp = s.Mtp is null ? null : s.Mtp with { LossWeight = 0 },
             Precision = PrecisionSpec.Fp32,
             Pipeline = null,
+            ExpertParallel = null,
             Grpo = null,
             Moe = s.Moe is null ? null : s.Moe with { BiasUpdateSpeed = 0, SequenceBalanceLossWeight = 0, ExpertBalanceLossWeight = 0, DeviceBalanceLossWeight = 0, CommunicationBalanceLossWeight = 0 },
         };

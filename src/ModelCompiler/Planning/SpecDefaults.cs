@@ -48,6 +48,9 @@ namespace ModelCompiler.Planning
         /// <summary>Default FP8 tile and block edge (DeepSeek-V3: 1×128 activation tiles, 128×128 weight blocks).</summary>
         public const int Fp8BlockSize = 128;
 
+        /// <summary>[ExpertParallel] RanksPerNode: the GPUs of an H800 or H200 node.</summary>
+        public const int RanksPerNode = 8;
+
         /// <summary>Default number of K elements accumulated on tensor cores before promotion to FP32 (DeepSeek-V3: 128).</summary>
         public const int PromotionInterval = 128;
 

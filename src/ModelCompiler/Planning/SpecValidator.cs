@@ -29,11 +29,14 @@ namespace ModelCompiler.Planning
         /// <summary>[PipelineParallel].</summary>
         public const string Pipeline = "PipelineParallel";
 
+        /// <summary>[ExpertParallel].</summary>
+        public const string ExpertParallel = "ExpertParallel";
+
         /// <summary>[Grpo].</summary>
         public const string Grpo = "Grpo";
 
         /// <summary>Every attribute name, [DeepSeekModel] first.</summary>
-        public static IReadOnlyList<string> All { get; } = new[] { Model, Yarn, Attention, Moe, Mtp, Precision, Pipeline, Grpo };
+        public static IReadOnlyList<string> All { get; } = new[] { Model, Yarn, Attention, Moe, Mtp, Precision, Pipeline, ExpertParallel, Grpo };
     }
 
     /// <summary>One problem with a spec: which rule, and which attribute argument it is about.</summary>
@@ -83,6 +86,7 @@ namespace ModelCompiler.Planning
             ValidateEnums(spec, v);
             ValidatePrecision(spec, v);
             if (spec.Pipeline is { } pipeline) ValidatePipeline(spec, pipeline, v);
+            if (spec.ExpertParallel is { } experts) ValidateExpertParallel(spec, experts, v);
             if (spec.Grpo is { } grpo) ValidateGrpo(grpo, v);
             return v.Issues;
         }
@@ -272,6 +276,40 @@ namespace ModelCompiler.Planning
             if (value > 0 && value <= 4096 && value % 32 == 0) return true;
             v.Add(DiagnosticRule.InvalidPrecision, SpecAttributes.Precision, argument, argument, value, "it must be a positive multiple of 32 (the FP8 MMA depth), at most 4096 (DeepSeek-V3: 128)");
             return false;
+        }
+
+        /// <summary>Most ranks an expert-parallel group may declare.</summary>
+        public const int MaxExpertParallelRanks = 65536;
+
+        private static void ValidateExpertParallel(ModelSpec s, ExpertParallelSpec e, Collector v)
+        {
+            const string A = SpecAttributes.ExpertParallel;
+            bool ranks = v.Size(A, "Ranks", e.Ranks, max: MaxExpertParallelRanks);
+            bool perNode = v.Size(A, "RanksPerNode", e.RanksPerNode, max: MaxExpertParallelRanks);
+            if (s.Moe is not { } m)
+            {
+                v.Add(DiagnosticRule.ExpertParallelWithoutMoe, A, "Ranks");
+                return;
+            }
+
+            if (!ranks || !perNode) return;
+            if (m.RoutedExperts % e.Ranks != 0)
+            {
+                v.Add(DiagnosticRule.ExpertsDoNotDivideOverRanks, A, "Ranks", m.RoutedExperts, e.Ranks);
+                return;
+            }
+
+            if (e.Ranks > e.RanksPerNode && e.Ranks % e.RanksPerNode != 0)
+            {
+                v.Add(DiagnosticRule.ArgumentOutOfRange, A, "RanksPerNode", A, "RanksPerNode", e.RanksPerNode,
+                    string.Format(CultureInfo.InvariantCulture, "the {0} ranks must fill whole nodes", e.Ranks));
+                return;
+            }
+
+            if (e.Nodes > 1 && m.ExpertGroups != e.Nodes)
+            {
+                v.Add(DiagnosticRule.GroupsAreNotNodes, SpecAttributes.Moe, "ExpertGroups", m.ExpertGroups, e.Ranks, e.Nodes, e.RanksPerNode, m.GroupsPerToken);
+            }
         }
 
         private static void ValidatePipeline(ModelSpec s, PipelineSpec p, Collector v)

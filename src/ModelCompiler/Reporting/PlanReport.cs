@@ -7,7 +7,7 @@ using ModelCompiler.Planning;
 namespace ModelCompiler
 {
     /// <summary>One line of a plan report.</summary>
-    /// <param name="Section">The group it belongs to: Parameters, KV cache, Compute, Memory, Pipeline.</param>
+    /// <param name="Section">The group it belongs to: Parameters, KV cache, Compute, Memory, Pipeline, Experts.</param>
     /// <param name="Name">What it is.</param>
     /// <param name="Value">The value, formatted.</param>
     public sealed record PlanReportRow(string Section, string Name, string Value);
@@ -55,6 +55,13 @@ namespace ModelCompiler
                     string ranks = st.MirrorRank >= 0 ? $"ranks {st.Rank}, {st.MirrorRank}" : $"rank {st.Rank}";
                     Add("Pipeline", $"stage {st.Index} ({ranks})", $"{layers}{extras}; {si(st.Parameters)} params; {Units.Flops(st.ForwardFlopsPerToken)}/token; {Units.Bytes(st.MemoryBytes)}");
                 }
+            }
+
+            if (plan.ExpertParallel is { } ep)
+            {
+                Add("Experts", "expert parallelism", $"{ep.Ranks} ranks in {ep.Nodes} nodes, {ep.ExpertsPerRank} routed experts per rank per layer");
+                Add("Experts", "routed-expert parameters per rank", si(ep.ExpertParametersPerRank));
+                Add("Experts", "a token's dispatch reaches at most", $"{ep.MaxRanksPerToken} ranks on {ep.MaxNodesPerToken} nodes");
             }
 
             return rows;

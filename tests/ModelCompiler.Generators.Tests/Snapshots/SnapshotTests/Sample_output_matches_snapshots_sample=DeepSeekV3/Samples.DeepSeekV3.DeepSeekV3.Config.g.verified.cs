@@ -74,6 +74,7 @@ namespace Samples.DeepSeekV3
     /// 14     14, 1    56–59           46.029 B          5.354 GFLOP            544.55 GiB
     /// 15     15, 0    60 +head        24.044 B          6.589 GFLOP            276.25 GiB
     /// </code>
+    /// <para>Expert parallelism: 4 routed experts per rank over 64 ranks in 8 nodes, 10.393 B expert parameters per rank; a token's hidden state reaches at most 8 ranks on 4 nodes.</para>
     /// </remarks>
     partial class DeepSeekV3
     {
@@ -243,6 +244,12 @@ namespace Samples.DeepSeekV3
             /// <summary>Micro-batches per optimizer step.</summary>
             public const int MicroBatches = 32;
 
+            /// <summary>Ranks the routed experts are spread over.</summary>
+            public const int ExpertParallelRanks = 64;
+
+            /// <summary>Ranks per node.</summary>
+            public const int RanksPerNode = 8;
+
             /// <summary>Completions per prompt G.</summary>
             public const int GrpoGroupSize = 16;
 
@@ -317,6 +324,15 @@ namespace Samples.DeepSeekV3
             /// <summary>Ranks the pipeline runs on.</summary>
             public const int Ranks = 16;
 
+            /// <summary>Routed experts each expert-parallel rank holds, per MoE layer.</summary>
+            public const int ExpertsPerRank = 4;
+
+            /// <summary>Routed-expert parameters each expert-parallel rank holds, MTP included.</summary>
+            public const long ExpertParametersPerRank = 10393485312;
+
+            /// <summary>Most nodes one token's hidden state is dispatched to.</summary>
+            public const int MaxNodesPerToken = 4;
+
             /// <summary>First layer of each stage.</summary>
             public static global::System.ReadOnlySpan<int> StageFirstLayers => new int[] { 0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60 };
 
@@ -343,6 +359,7 @@ namespace Samples.DeepSeekV3
             Mtp = new global::ModelCompiler.Planning.MtpSpec(1, 0.3),
             Precision = new global::ModelCompiler.Planning.PrecisionSpec(global::ModelCompiler.NumericFormat.Fp8E4M3, 128, 128, 128, global::ModelCompiler.NumericFormat.Fp32, global::ModelCompiler.NumericFormat.Bf16),
             Pipeline = new global::ModelCompiler.Planning.PipelineSpec(16, global::ModelCompiler.PipelineSchedule.DualPipe, 32),
+            ExpertParallel = new global::ModelCompiler.Planning.ExpertParallelSpec(64, 8),
             Grpo = new global::ModelCompiler.Planning.GrpoSpec(16, 10.0, 0.0, 0.001, global::ModelCompiler.GrpoLossAggregation.Grpo, global::ModelCompiler.RewardScaling.Group, 1),
         };
     }
