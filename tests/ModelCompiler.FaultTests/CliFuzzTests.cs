@@ -41,7 +41,7 @@ public sealed class CliFuzzTests(ITestOutputHelper log) : IDisposable
                 ["plan"] = ["--json"],
                 ["scaffold"] = ["--name", "--namespace", "--out"],
                 ["new"] = ["--from", "--name", "--feed", "--repository"],
-                ["schedule"] = ["--kind", "--stages", "--microbatches", "--forward", "--backward", "--weight", "--overlapped", "--json", "--png"],
+                ["schedule"] = ["--kind", "--stages", "--microbatches", "--forward", "--backward", "--weight", "--overlapped", "--all-to-all", "--json", "--png"],
             };
         string config = RepositoryPaths.Combine("tests", "fixtures", "configs", "tiny-v3.json");
         string dll = program == "TinySeek" ? ChildProcess.TinySeek : ChildProcess.Modelc;

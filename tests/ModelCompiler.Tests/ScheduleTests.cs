@@ -86,6 +86,28 @@ public sealed class ScheduleTests
     }
 
     [Fact]
+    public void DualPipe_hides_the_expert_all_to_all_that_1F1B_exposes()
+    {
+        // A = 0.5 per chunk against F&B = 3: DualPipe's overlapped chunks hide it in the steady state; 1F1B waits for every one.
+        var costs = new OpCosts(1, 2, 1, 3, AllToAll: 0.5);
+        double Growth(PipelineSchedule kind, int stages)
+        {
+            var table = Schedules.Build(kind, stages, 20);
+            var without = Simulator.Run(table, costs with { AllToAll = 0 });
+            var with = Simulator.Run(table, costs);
+            Assert.Equal(without.Ops.Count, with.Ops.Count);
+            return with.Makespan - without.Makespan;
+        }
+
+        double oneFOneB = Growth(PipelineSchedule.OneFOneB, 8), dualPipe = Growth(PipelineSchedule.DualPipe, 8);
+        Assert.True(oneFOneB >= 2 * 20 * 0.5, $"1F1B exposes at least each rank's 40 chunks × A: grew by {oneFOneB}");
+        Assert.True(dualPipe < 0.6 * oneFOneB, $"DualPipe grew by {dualPipe}, 1F1B by {oneFOneB}");
+        Assert.True(Growth(PipelineSchedule.DualPipeV, 8) < oneFOneB);
+        Assert.Equal(3, new OpCosts(1, 2, 1, 3, AllToAll: 1.5).Duration(new PipelineOp(OpKind.ForwardBackward, 0, 1))); // hidden: F&B computes longer than 2A
+        Assert.Equal(4, new OpCosts(1, 2, 1, 3, AllToAll: 2).Duration(new PipelineOp(OpKind.ForwardBackward, 0, 1))); // communication-bound: 2A
+    }
+
+    [Fact]
     public void Per_peer_message_order_is_consistent_on_separate_activation_and_gradient_channels()
     {
         foreach (var kind in new[] { PipelineSchedule.OneFOneB, PipelineSchedule.ZeroBubbleH1, PipelineSchedule.DualPipe, PipelineSchedule.DualPipeV })

@@ -10,9 +10,14 @@ namespace ModelCompiler.Pipeline
     /// <param name="Weight">W.</param>
     /// <param name="ForwardBackward">F&amp;B, an overlapped forward and backward; F + B when null.</param>
     /// <param name="Communication">Latency added to every cross-rank dependency.</param>
-    public sealed record OpCosts(double Forward, double Backward, double Weight, double? ForwardBackward = null, double Communication = 0)
+    /// <param name="AllToAll">
+    /// A: the expert-parallel dispatch and combine of one chunk (forward, or the backward of its inputs). A lone chunk waits
+    /// for it (F + A, B + A, B − W + A; W has none); an overlapped F&amp;B runs one chunk's all-to-all while the other computes,
+    /// as DualPipe does, so it takes max(F&amp;B, 2A).
+    /// </param>
+    public sealed record OpCosts(double Forward, double Backward, double Weight, double? ForwardBackward = null, double Communication = 0, double AllToAll = 0)
     {
-        /// <summary>The cost of <paramref name="op"/>.</summary>
+        /// <summary>The computation of <paramref name="op"/> (what the bubble does not count as idle).</summary>
         public double Of(PipelineOp op) => op.Kind switch
         {
             OpKind.Forward => Forward,
@@ -20,6 +25,22 @@ namespace ModelCompiler.Pipeline
             OpKind.BackwardInput => Backward - Weight,
             OpKind.Weight => Weight,
             _ => ForwardBackward ?? (Forward + Backward),
+        };
+
+        /// <summary>How long <paramref name="op"/> holds its rank: its computation plus the all-to-all it cannot hide.</summary>
+        public double Duration(PipelineOp op) => op.Kind switch
+        {
+            OpKind.Weight => Weight,
+            OpKind.ForwardBackward => Math.Max(Of(op), 2 * AllToAll),
+            _ => Of(op) + AllToAll,
+        };
+
+        /// <summary>The all-to-all time <paramref name="op"/> carries, hidden or not: A per chunk that has one.</summary>
+        public double AllToAllOf(PipelineOp op) => op.Kind switch
+        {
+            OpKind.Weight => 0,
+            OpKind.ForwardBackward => 2 * AllToAll,
+            _ => AllToAll,
         };
     }
 
@@ -123,7 +144,7 @@ namespace ModelCompiler.Pipeline
                             throw new InvalidOperationException($"rank {rank}, op {next[rank]}: a weight op with no queued weight gradient");
                         }
 
-                        double end = ready + costs.Of(op);
+                        double end = ready + costs.Duration(op);
                         if (doesBackward)
                         {
                             // In an overlapped F&B the backward frees its micro-batch as the forward stores the new one.
