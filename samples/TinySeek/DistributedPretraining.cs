@@ -11,24 +11,28 @@ namespace Samples.TinySeek;
 /// <summary>
 /// The pre-training step across MPI ranks: <c>mpirun -np 2 dotnet TinySeek.dll pretrain --pipeline dualpipe</c> cuts the layers
 /// into pipeline stages, <c>mpirun -np 2 dotnet TinySeek.dll pretrain --expert-parallel 2</c> spreads the routed experts over
-/// the ranks (each its share of the rows). Every rank computes the same report; rank 0 prints it and writes
+/// the ranks (each its share of the rows), and both together (<c>-np 4 … --expert-parallel 2 --pipeline dualpipe</c>) spread
+/// each stage's experts over a group of ranks. Every rank computes the same report; rank 0 prints it and writes
 /// <c>metrics.jsonl</c> in the run folder. A rank that fails ends the job, naming itself. Checkpoints and resume are those of
 /// the single-process run only, for now.
 /// </summary>
 internal static class DistributedPretraining
 {
-    public static int Pipeline(string schedule, int microBatches, PretrainOptions options, string directory)
+    public static int Pipeline(string schedule, int microBatches, int expertRanks, PretrainOptions options, string directory)
     {
         var kind = Schedules.Parse(schedule);
         if (!UnderMpirun($"--pipeline {schedule}", expected: null)) return 2;
-        using var mpi = Mpi.Initialize();
-        return mpi.RunOrAbort(() =>
+        using var world = Mpi.Initialize();
+        return world.RunOrAbort(() =>
         {
             using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
-            using var trainer = new PipelineTrainer(model, options, mpi, kind, microBatches);
-            string layout = $"{schedule} over {mpi.Size} ranks ({mpi.LibraryVersion()}), {microBatches} micro-batches; stages hold layers "
-                + string.Join(", ", trainer.StageLayers.Select(l => $"[{l.First}, {l.End})"));
-            return Train(mpi, () => trainer.Step, trainer.TrainStep, options.Steps, layout, directory);
+            // With experts spread too, the world is a grid: pipelines of stage ranks × expert groups of consecutive ranks.
+            var (pipeline, experts) = expertRanks > 1 ? ExpertParallelGroup.SplitGrid(world, expertRanks, TinySeek.Spec.Moe!.RoutedExperts) : (world, null);
+            using var trainer = new PipelineTrainer(model, options, pipeline, kind, microBatches, expertParallel: experts);
+            string layout = $"{schedule} over {pipeline.Size} ranks ({world.LibraryVersion()}), {microBatches} micro-batches; stages hold layers "
+                + string.Join(", ", trainer.StageLayers.Select(l => $"[{l.First}, {l.End})"))
+                + (experts is null ? string.Empty : $"; each stage's routed experts over {experts.Size} ranks ({world.Size} ranks in all)");
+            return Train(world, () => trainer.Step, trainer.TrainStep, options.Steps, layout, directory);
         });
     }
 

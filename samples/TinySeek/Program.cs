@@ -40,18 +40,13 @@ var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after thi
 var pipeline = new Option<string?>("--pipeline") { Description = "Run the step across MPI ranks (under mpirun): 1f1b, zbh1, dualpipe or dualpipev." };
 pipeline.AcceptOnlyFromAmong([.. ModelCompiler.Pipeline.Schedules.Names]);
 var microBatches = new Option<int>("--micro-batches") { Description = "Pipeline micro-batches per step (with --pipeline).", DefaultValueFactory = _ => 4 };
-var expertParallel = new Option<int?>("--expert-parallel") { Description = "Spread the routed experts over this many MPI ranks (under mpirun -np N), each with its share of the rows." };
+var expertParallel = new Option<int?>("--expert-parallel") { Description = "Spread the routed experts over this many MPI ranks (under mpirun), each with its share of the rows; with --pipeline, inside each stage (mpirun -np stages × this)." };
 var pretrain = new Command("pretrain", "Pre-train TinySeek on generated arithmetic with MTP and auxiliary-loss-free balancing.") { steps, output, resume, extend, seed, gamma, learningRate, noise, every, stopAfter, precision, pipeline, microBatches, expertParallel };
 pretrain.Validators.Add(result =>
 {
     if (result.GetValue(expertParallel) is { } ranks && (ranks < 1 || TinySeek.Config.RoutedExperts % ranks != 0))
     {
         result.AddError($"--expert-parallel {ranks}: TinySeek's {TinySeek.Config.RoutedExperts} routed experts must divide over the ranks");
-    }
-
-    if (result.GetValue(expertParallel) is not null && result.GetValue(pipeline) is not null)
-    {
-        result.AddError("--expert-parallel with --pipeline (experts spread inside each pipeline stage) is not supported yet; use one of them");
     }
 });
 pretrain.SetAction(result =>
@@ -64,7 +59,11 @@ pretrain.SetAction(result =>
         LearningRate = result.GetValue(learningRate),
         Noise = result.GetValue(noise),
     };
-    if (result.GetValue(pipeline) is { } schedule) return DistributedPretraining.Pipeline(schedule, result.GetValue(microBatches), distributed, result.GetValue(output)!);
+    if (result.GetValue(pipeline) is { } schedule)
+    {
+        return DistributedPretraining.Pipeline(schedule, result.GetValue(microBatches), result.GetValue(expertParallel) ?? 1, distributed, result.GetValue(output)!);
+    }
+
     if (result.GetValue(expertParallel) is { } ranks) return DistributedPretraining.ExpertParallel(ranks, distributed, result.GetValue(output)!);
 
     var options = defaults with

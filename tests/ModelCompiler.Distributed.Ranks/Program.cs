@@ -4,7 +4,8 @@
 //   die          rank 1's process ends abruptly (no exception, no abort) while rank 0 waits: mpirun must end the job
 //   mismatch     rank 1 declares another model: start-up fails on every rank, naming rank 1
 //   nccl         (CUDA) NCCL bootstrapped over MPI: all-reduce and grouped send/receive around the ring of ranks
-//   pretrain S N M [cuda]  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches;
+//   pretrain S N M [cuda] [experts E]  TinySeek pre-training, N steps with schedule S (1f1b, zbh1, dualpipe, dualpipev) over M micro-batches
+//                (with experts E, the world is a grid of pipelines × expert groups of E ranks, the experts spread over each group);
 //                rank 0 prints each step's losses (round-trip format) and wall time for the test to compare with one process. With
 //                cuda each rank trains on its GPU (CUDA_VISIBLE_DEVICES set per rank) and the pipeline's traffic goes through NCCL
 //   alltoall     the counts exchange and a variable-sized all-to-all, on the world and on a split communicator
@@ -36,7 +37,8 @@ return mpi.RunOrAbort(() => scenario switch
     "experts" => Experts(mpi, int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture),
         args.Length > 2 && int.TryParse(args[2], out int perNode) ? perNode : 1, args.Contains("limit"), dieAtStep: 0),
     "experts-die" => Experts(mpi, 3, 1, limit: true, dieAtStep: 2),
-    "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda")),
+    "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
+        Array.IndexOf(args, "experts") is int at and > 0 ? int.Parse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture) : 1),
     "single" => Single(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
         args.Skip(2).Where(a => a != "cuda").Select(a => int.Parse(a, System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault(1)),
 #endif
@@ -105,11 +107,14 @@ static int Mismatch(Mpi mpi)
 }
 
 #if WITH_TORCH
-static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool cuda)
+static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool cuda, int experts)
 {
     var kind = ModelCompiler.Pipeline.Schedules.Parse(schedule);
     using var model = PipelineOptions.Model(cuda);
-    using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, mpi, kind, microBatches);
+    var (pipeline, group) = experts > 1
+        ? ModelCompiler.Torch.Parallel.ExpertParallelGroup.SplitGrid(mpi, experts, model.Spec.Moe!.RoutedExperts)
+        : (mpi, null);
+    using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, pipeline, kind, microBatches, expertParallel: group);
     for (int i = 0; i < steps; i++)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -117,6 +122,7 @@ static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool 
         if (mpi.Rank == 0) PipelineOptions.Print(report, clock.Elapsed.TotalSeconds);
     }
 
+    if (experts > 1) PipelineOptions.PrintBiases(mpi, model);
     return 0;
 }
 
@@ -138,11 +144,7 @@ static int Experts(Mpi mpi, int steps, int ranksPerNode, bool limit, int dieAtSt
         if (mpi.Rank == 0) PipelineOptions.Print(report, clock.Elapsed.TotalSeconds);
     }
 
-    var biases = model.MoeLayers.Select(m => m.Gate.SelectionBias!.data<float>().ToArray()).SelectMany(b => b).ToArray();
-    // A short line (long ones from several ranks interleave in mpirun's output): a hash of the biases' bits, and how many moved.
-    ulong hash = 14695981039346656037;
-    foreach (float b in biases) hash = (hash ^ BitConverter.SingleToUInt32Bits(b)) * 1099511628211;
-    Console.WriteLine($"rank {mpi.Rank} biases {hash:x16} moved {biases.Count(b => b != 0)} of {biases.Length}");
+    PipelineOptions.PrintBiases(mpi, model);
     return 0;
 }
 
@@ -230,6 +232,18 @@ public static class PipelineOptions
         var model = new ModelCompiler.Torch.DeepSeekCausalLM(Samples.TinySeek.TinySeek.Spec, includeMtp: true, seed: 7);
         if (cuda) model.to(DeviceType.CUDA);
         return model;
+    }
+
+    /// <summary>
+    /// A short line (long ones from several ranks interleave in mpirun's output): a hash of the selection biases' bits, and how
+    /// many moved from 0.
+    /// </summary>
+    public static void PrintBiases(Mpi mpi, ModelCompiler.Torch.DeepSeekCausalLM model)
+    {
+        var biases = model.MoeLayers.Select(m => m.Gate.SelectionBias!.cpu().data<float>().ToArray()).SelectMany(b => b).ToArray();
+        ulong hash = 14695981039346656037;
+        foreach (float b in biases) hash = (hash ^ BitConverter.SingleToUInt32Bits(b)) * 1099511628211;
+        Console.WriteLine($"rank {mpi.Rank} biases {hash:x16} moved {biases.Count(b => b != 0)} of {biases.Length}");
     }
 
     /// <summary>One step's line: losses in round-trip format, then the step's wall time.</summary>

@@ -52,6 +52,29 @@ public sealed partial class ExpertParallelTests(Xunit.Abstractions.ITestOutputHe
         log.WriteLine($"{ranks} ranks: max |Δloss| = {Enumerable.Range(0, 5).Max(i => Math.Abs(steps[i].Item1 - single[i].Loss)):E2}, max |ΔMTP| = {Enumerable.Range(0, 5).Max(i => Math.Abs(steps[i].Item2 - single[i].Mtp)):E2}");
     }
 
+    [Theory]
+    [InlineData("dualpipe", 4)]
+    [InlineData("1f1b", 4)]
+    public void Experts_spread_inside_pipeline_stages_give_the_single_process_losses(string schedule, int microBatches)
+    {
+        // Four ranks: two pipelines of two stage ranks, each stage's experts over an expert group of two.
+        var (code, output, _) = MpiTests.Run(4, "pretrain", schedule, "5", microBatches.ToString(CultureInfo.InvariantCulture), "experts", "2");
+        Assert.True(code == 0, output);
+        var steps = StepLine().Matches(output).Select(m => (Parse(m.Groups[2].Value), Parse(m.Groups[3].Value))).ToArray();
+        Assert.Equal(5, steps.Length);
+        var single = s_single.Value;
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.True(Math.Abs(steps[i].Item1 - single[i].Loss) <= 1e-5, $"step {i + 1}: loss {steps[i].Item1:R} (EP 2 × PP 2, {schedule}) vs {single[i].Loss:R} in one process");
+            Assert.True(Math.Abs(steps[i].Item2 - single[i].Mtp) <= 1e-5, $"step {i + 1}: MTP loss {steps[i].Item2:R} vs {single[i].Mtp:R}");
+        }
+
+        var biases = BiasLine().Matches(output).Select(m => m.Groups[2].Value).ToList();
+        Assert.Equal(4, biases.Count);
+        Assert.All(biases, b => Assert.Equal(biases[0], b)); // one set of selection biases on all four ranks
+        log.WriteLine($"EP 2 × PP 2 ({schedule}): max |Δloss| = {Enumerable.Range(0, 5).Max(i => Math.Abs(steps[i].Item1 - single[i].Loss)):E2}, max |ΔMTP| = {Enumerable.Range(0, 5).Max(i => Math.Abs(steps[i].Item2 - single[i].Mtp)):E2}");
+    }
+
     [Fact]
     public void Node_limited_routing_cuts_the_bytes_that_leave_a_node()
     {

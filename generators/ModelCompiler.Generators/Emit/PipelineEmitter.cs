@@ -30,6 +30,11 @@ namespace ModelCompiler.Generators.Emit
                 w.WriteLine("/// <code>");
                 w.WriteDocLines(Xml.Escape(Explain.Stages(g)));
                 w.WriteLine("/// </code>");
+                if (g.Plan.ExpertParallel is { } ep)
+                {
+                    w.WriteLine($"/// <para>Experts: each stage's routed experts are spread over an expert group of {ep.Ranks} ranks ({ep.ExpertsPerRank} per rank), so the job is a grid of {Int(table.Ranks)} pipeline ranks × {ep.Ranks} = {Int(table.Ranks * ep.Ranks)} ranks; a group's members run the same ops on their share of each micro-batch and exchange tokens by all-to-all inside each MoE layer.</para>");
+                }
+
                 w.WriteLine($"/// <para>Timeline with F = 1, B = 2, W = 1, F&amp;B = 3 (F forward, B backward, b input-gradient backward, W weight gradient, X overlapped F&amp;B, . idle): makespan {Display(simulation.Makespan)}, bubble per rank {Display(simulation.Bubble.Max())}, peak activations {string.Join(", ", simulation.PeakActivations)}.</para>");
                 w.WriteLine("/// <code>");
                 w.WriteDocLines(Xml.Escape(Timeline(table, simulation)));
@@ -41,6 +46,13 @@ namespace ModelCompiler.Generators.Emit
                     w.WriteSummary("Ranks the pipeline runs on.");
                     w.WriteLine($"public const int Ranks = {Int(table.Ranks)};");
                     w.WriteLine();
+                    if (g.Plan.ExpertParallel is { } grid)
+                    {
+                        w.WriteSummary("Ranks of the whole job: the pipeline's ranks × the expert group of each stage.");
+                        w.WriteLine($"public const int TotalRanks = {Int(table.Ranks * grid.Ranks)};");
+                        w.WriteLine();
+                    }
+
                     w.WriteSummary("Each rank's ops in order: F{phase} forward, B{phase} backward, b{phase} input-gradient backward, W weight gradient, F{p}B{q} overlapped.");
                     w.WriteLine("public static global::System.Collections.Generic.IReadOnlyList<string> RankOps { get; } = new[]");
                     w.WriteLine("{");

@@ -42,20 +42,21 @@ namespace ModelCompiler.Generators.Model
         /// <summary>The GRPO objective: the [Grpo] settings alone.</summary>
         public static ModelGeneration Grpo(ModelGeneration g) => g with { Spec = new ModelSpec { Grpo = g.Spec.Grpo }, Plan = new ModelPlan() };
 
-        /// <summary>The pipeline: its settings and the stage partition (which depends on every layer's cost).</summary>
+        /// <summary>The pipeline: its settings, the stage partition (which depends on every layer's cost) and the expert groups inside the stages.</summary>
         public static ModelGeneration Pipeline(ModelGeneration g) => g with
         {
             Spec = new ModelSpec { Pipeline = g.Spec.Pipeline, Layers = g.Spec.Layers },
-            Plan = new ModelPlan { Stages = g.Plan.Stages, Ranks = g.Plan.Ranks },
+            Plan = new ModelPlan { Stages = g.Plan.Stages, Ranks = g.Plan.Ranks, ExpertParallel = g.Plan.ExpertParallel },
         };
 
-        /// <summary>The network a checkpoint holds: training-only settings (balancing speeds and losses, λ, precision, pipeline, GRPO, sequence length) cleared.</summary>
+        /// <summary>The network a checkpoint holds: training-only settings (balancing speeds and losses, λ, precision, pipeline, expert parallelism, GRPO, sequence length) cleared.</summary>
         private static ModelSpec Network(ModelSpec s) => s with
         {
             SequenceLength = 0,
             Mtp = s.Mtp is null ? null : s.Mtp with { LossWeight = 0 },
             Precision = PrecisionSpec.Fp32,
             Pipeline = null,
+            ExpertParallel = null,
             Grpo = null,
             Moe = s.Moe is null ? null : s.Moe with { BiasUpdateSpeed = 0, SequenceBalanceLossWeight = 0, ExpertBalanceLossWeight = 0, DeviceBalanceLossWeight = 0, CommunicationBalanceLossWeight = 0 },
         };

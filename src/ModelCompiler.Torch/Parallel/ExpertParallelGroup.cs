@@ -48,6 +48,23 @@ public sealed class ExpertParallelGroup
         RanksPerNode = ranksPerNode;
     }
 
+    /// <summary>
+    /// Cuts <paramref name="world"/> into a grid of pipelines × expert groups: consecutive ranks form an expert group of
+    /// <paramref name="expertRanks"/> (world rank w has place w mod E in its group), and the ranks with the same place form a
+    /// pipeline (stage rank w div E). Every rank of the world must call it.
+    /// </summary>
+    public static (Mpi Pipeline, ExpertParallelGroup Experts) SplitGrid(Mpi world, int expertRanks, int routedExperts, int ranksPerNode = 1)
+    {
+        if (expertRanks < 1 || world.Size % expertRanks != 0)
+        {
+            throw new ArgumentException($"{world.Size} ranks do not make expert groups of {expertRanks}", nameof(expertRanks));
+        }
+
+        var pipeline = world.Split(world.Rank % expertRanks, world.Rank / expertRanks);
+        var experts = world.Split(world.Rank / expertRanks, world.Rank % expertRanks);
+        return (pipeline, new ExpertParallelGroup(experts, routedExperts, ranksPerNode));
+    }
+
     /// <summary>The group's communicator.</summary>
     public Mpi Communicator { get; }
 
@@ -83,7 +100,7 @@ public sealed class ExpertParallelGroup
     {
         long width = rows.shape[1];
         var host = rows.detach().to(ScalarType.Float32).cpu().contiguous();
-        var send = host.data<float>().ToArray();
+        var send = host.numel() == 0 ? [] : host.data<float>().ToArray(); // TorchSharp's accessor throws on an empty tensor
         var receive = new float[checked(receiveCounts.Sum() * width)];
         Communicator.AllToAll<float>(send, Scale(sendCounts, width), receive, Scale(receiveCounts, width));
         Count(sendCounts, width * sizeof(float));

@@ -1,6 +1,7 @@
 using ModelCompiler.Distributed;
 using ModelCompiler.Pipeline;
 using ModelCompiler.Torch.Layers;
+using ModelCompiler.Torch.Parallel;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,6 +17,13 @@ namespace ModelCompiler.Torch.Training;
 /// is the single-process step up to the order of floating-point additions. A model on a CUDA GPU (one rank per GPU) sends
 /// its activations, gradients and the gradient all-reduce through NCCL instead (<see cref="NcclChannels"/>); the loss sums and
 /// expert loads, a few numbers, still go through MPI.
+/// <para>
+/// With an <see cref="ExpertParallelGroup"/> the ranks form a grid: the constructor's MPI communicator is this rank's
+/// pipeline (the ranks with its place in the expert group), the group the ranks that run the same stage positions and share
+/// their MoE layers' experts. Each member of a group runs the same schedule on its share of every micro-batch's rows, so the
+/// dispatch and combine of a stage's MoE layers line up across the group; at the end the replicas' gradients are summed over
+/// the pipeline and then the group, the experts' over the pipeline only, and the loads and losses over both.
+/// </para>
 /// </summary>
 public sealed class PipelineTrainer : IDisposable
 {
@@ -32,6 +40,7 @@ public sealed class PipelineTrainer : IDisposable
     private readonly Device _device;
     private readonly NcclChannels? _channels;
     private readonly List<Mpi.Request> _pending = [];
+    private readonly ExpertParallelGroup? _experts;
 
     /// <summary>Prepares rank <paramref name="mpi"/>.Rank; every rank must pass the same model seed, options and schedule (checked).</summary>
     /// <param name="model">The model with its MTP modules, initialised identically on every rank.</param>
@@ -40,7 +49,9 @@ public sealed class PipelineTrainer : IDisposable
     /// <param name="schedule">1F1B, ZB-H1 or DualPipe.</param>
     /// <param name="microBatches">Pipeline micro-batches per step.</param>
     /// <param name="data">The data stream; TinySeek's arithmetic problems when null.</param>
-    public PipelineTrainer(DeepSeekCausalLM model, PretrainOptions options, Mpi mpi, PipelineSchedule schedule, int microBatches, IPretrainData? data = null)
+    /// <param name="expertParallel">The group of ranks that share this rank's stage positions and spread their experts, or null.</param>
+    public PipelineTrainer(DeepSeekCausalLM model, PretrainOptions options, Mpi mpi, PipelineSchedule schedule, int microBatches, IPretrainData? data = null,
+        ExpertParallelGroup? expertParallel = null)
     {
         var moe = model.Spec.Moe;
         if (moe is { } m && (m.SequenceBalanceLossWeight > 0 || m.ExpertBalanceLossWeight > 0 || m.DeviceBalanceLossWeight > 0 || m.CommunicationBalanceLossWeight > 0))
@@ -50,6 +61,11 @@ public sealed class PipelineTrainer : IDisposable
 
         int rows = options.MicroBatchSize * options.AccumulationSteps;
         if (rows % microBatches != 0) throw new ArgumentException($"{rows} rows per step do not split into {microBatches} micro-batches", nameof(microBatches));
+        if (expertParallel is not null && rows / microBatches % expertParallel.Size != 0)
+        {
+            throw new ArgumentException($"{rows / microBatches} rows per micro-batch do not split over {expertParallel.Size} expert-parallel ranks", nameof(expertParallel));
+        }
+
         // DualPipeV folds 2N stages onto N ranks; the others run one stage position per rank and phase.
         _table = Schedules.Build(schedule, schedule == PipelineSchedule.DualPipeV ? 2 * mpi.Size : mpi.Size, microBatches);
         if (_table.Ranks != mpi.Size) throw new ArgumentException($"the {schedule} table needs {_table.Ranks} ranks; mpirun started {mpi.Size}");
@@ -66,7 +82,15 @@ public sealed class PipelineTrainer : IDisposable
         if (options.Precision is { } precision) model.Precision.Format = precision;
         var momentType = model.Spec.Precision.OptimizerMoments == NumericFormat.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _optimizer = new AdamWOptimizer(model.named_parameters(), options.Beta1, options.Beta2, options.WeightDecay, momentType: momentType);
-        mpi.RequireSameOnAllRanks(ModelFingerprint.Of(model, $"{options}|{schedule}|{microBatches}"), "model, weights, options and schedule");
+        long fingerprint = ModelFingerprint.Of(model, $"{options}|{schedule}|{microBatches}|experts over {expertParallel?.Size ?? 1}");
+        mpi.RequireSameOnAllRanks(fingerprint, "model, weights, options and schedule");
+        if (expertParallel is not null)
+        {
+            expertParallel.Communicator.RequireSameOnAllRanks(fingerprint, "model, weights, options and schedule");
+            foreach (var layer in model.MoeLayers) layer.DistributeExperts(expertParallel);
+        }
+
+        _experts = expertParallel;
         _device = model.Device;
         if (_device.type == DeviceType.CUDA) _channels = new NcclChannels(mpi, _table.Phases, _device);
     }
@@ -95,6 +119,8 @@ public sealed class PipelineTrainer : IDisposable
         var loads = moeLayers.Select(_ => new long[_model.Spec.Moe?.RoutedExperts ?? 0]).ToList();
         double mainSum = 0, mtpSum = 0;
         int perBatch = (int)rows.shape[0] / _table.MicroBatches;
+        // With expert parallelism this rank trains on its share of each micro-batch (the group's members split its rows).
+        int share = perBatch / (_experts?.Size ?? 1), shareStart = (_experts?.Rank ?? 0) * share;
 
         // Per phase: the micro-batches forwarded and backwarded so far, and what each backward needs. DualPipeV's turn (phase 0's
         // last stage and phase 1's first, both on the last rank) hands the activation and its gradient over in memory.
@@ -121,8 +147,8 @@ public sealed class PipelineTrainer : IDisposable
             int position = _table.PositionOf(phase, _mpi.Rank);
             int stage = _table.ModelStageOf(phase, position);
             int batch = _table.Chained ? k : (phase * _table.MicroBatchesPerPhase) + k;
-            var microRows = rows.narrow(0, batch * perBatch, perBatch);
-            var microMask = mask.narrow(0, batch * perBatch, perBatch);
+            var microRows = rows.narrow(0, (batch * perBatch) + shareStart, share);
+            var microMask = mask.narrow(0, (batch * perBatch) + shareStart, share);
             Tensor? input = null;
             Tensor x;
             if (stage == 0)
@@ -137,7 +163,7 @@ public sealed class PipelineTrainer : IDisposable
             }
             else
             {
-                input = Receive(_table.RankOf(phase, position - 1), phase, gradient: false, [perBatch, rows.shape[1] - 1, _model.Spec.HiddenSize]).requires_grad_(true);
+                input = Receive(_table.RankOf(phase, position - 1), phase, gradient: false, [share, rows.shape[1] - 1, _model.Spec.HiddenSize]).requires_grad_(true);
                 x = input;
             }
 
@@ -210,16 +236,18 @@ public sealed class PipelineTrainer : IDisposable
         _channels?.Flush();
         double optimizerStarted = clock.Elapsed.TotalSeconds;
         SumGradients();
-        var totals = new float[2 + loads.Sum(l => l.Length)];
-        totals[0] = (float)mainSum;
-        totals[1] = (float)mtpSum;
-        int at = 2;
-        foreach (var l in loads) foreach (long c in l) totals[at++] = c;
-        _mpi.AllReduceSum(totals);
-        at = 2;
-        foreach (var l in loads) for (int e = 0; e < l.Length; e++) l[e] = (long)totals[at++];
+        (mainSum, mtpSum, _) = ExpertParallelTraining.Sum(_mpi, loads, mainSum, mtpSum, 0);
+        double norm;
+        if (_experts is null)
+        {
+            norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
+        }
+        else
+        {
+            (mainSum, mtpSum, _) = ExpertParallelTraining.Sum(_experts.Communicator, loads, mainSum, mtpSum, 0);
+            norm = ExpertParallelTraining.SumAndClip(_model, _experts, _options.GradientClip);
+        }
 
-        double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClip);
         _optimizer.Step(lr);
         Pretrainer.UpdateBiases(_model, _gamma, loads);
         Step++;
@@ -227,7 +255,7 @@ public sealed class PipelineTrainer : IDisposable
         long processed = rows.shape[0] * (rows.shape[1] - 1);
         // Timings are this rank's: its forwards and backwards (waits for peers included), then the all-reduces and the update.
         var timings = new StepTimings(forwardSeconds, backwardSeconds, clock.Elapsed.TotalSeconds - optimizerStarted, 0);
-        return new StepReport(Step, totals[0] / tokens, totals[1] * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, 0, processed, timings);
+        return new StepReport(Step, mainSum / tokens, mtpSum * (_lambda / Math.Max(1, _depth)) / tokens, lr, norm, tokens, maxVio, loads, 0, processed, timings);
     }
 
     /// <inheritdoc/>

@@ -234,8 +234,8 @@ public sealed class Pretrainer : IDisposable
         }
         else
         {
-            norm = ClipOverTheGroup(_experts);
-            (mainSum, mtpSum, balanceSum) = SumOverTheGroup(_experts, loads, mainSum, mtpSum, balanceSum);
+            norm = ExpertParallelTraining.SumAndClip(_model, _experts, _options.GradientClip);
+            (mainSum, mtpSum, balanceSum) = ExpertParallelTraining.Sum(_experts.Communicator, loads, mainSum, mtpSum, balanceSum);
         }
 
         _optimizer.Step(lr);
@@ -252,65 +252,6 @@ public sealed class Pretrainer : IDisposable
         if (_experts is null) return (rows, mask);
         long share = rows.shape[0] / _experts.Size;
         return (rows.narrow(0, _experts.Rank * share, share), mask.narrow(0, _experts.Rank * share, share));
-    }
-
-    /// <summary>
-    /// Expert parallelism: sums the gradients of the replicated parameters over the group, then clips by the norm of the whole
-    /// gradient (replicated parts counted once, each rank's experts once) as clip_grad_norm_ does in one process.
-    /// </summary>
-    private double ClipOverTheGroup(ExpertParallelGroup group)
-    {
-        using var _ = no_grad();
-        var held = MoeLayers().SelectMany(m => m.HeldExpertParameters()).ToHashSet<Tensor>(ReferenceEqualityComparer.Instance);
-        var gradients = _model.parameters().Where(p => p.grad is not null).Select(p => (Gradient: p.grad!, Held: held.Contains(p))).ToList();
-        var replicated = gradients.Where(g => !g.Held).Select(g => g.Gradient).ToList();
-        if (replicated.Count > 0)
-        {
-            var flat = cat(replicated.Select(g => g.flatten().to(ScalarType.Float32).cpu()).ToList());
-            var sum = flat.data<float>().ToArray();
-            group.Communicator.AllReduceSum(sum);
-            long offset = 0;
-            foreach (var gradient in replicated)
-            {
-                gradient.copy_(tensor(sum.AsSpan((int)offset, (int)gradient.numel()).ToArray(), gradient.shape).to(gradient.dtype).to(gradient.device));
-                offset += gradient.numel();
-            }
-        }
-
-        var expertSquares = new[] { (float)Squares(gradients.Where(g => g.Held).Select(g => g.Gradient)) };
-        group.Communicator.AllReduceSum(expertSquares);
-        double norm = Math.Sqrt(Squares(replicated) + expertSquares[0]);
-        double coefficient = Math.Min(1.0, _options.GradientClip / (norm + 1e-6));
-        using var scalars = new ScalarScope();
-        foreach (var entry in gradients) entry.Gradient.mul_(scalars.Of(coefficient));
-        return norm;
-    }
-
-    /// <summary>Σ of the squared elements, in FP64.</summary>
-    private static double Squares(IEnumerable<Tensor> tensors)
-    {
-        double sum = 0;
-        foreach (var gradient in tensors)
-        {
-            var wide = gradient.to(ScalarType.Float64);
-            sum += (wide * wide).sum().item<double>();
-        }
-
-        return sum;
-    }
-
-    /// <summary>Expert parallelism: the loads and the loss sums of the whole step, summed over the group's ranks.</summary>
-    private static (double Main, double Mtp, double Balance) SumOverTheGroup(ExpertParallelGroup group, List<long[]> loads, double main, double mtp, double balance)
-    {
-        var values = loads.SelectMany(l => l.Select(c => (float)c)).Concat([(float)main, (float)mtp, (float)balance]).ToArray();
-        group.Communicator.AllReduceSum(values);
-        int i = 0;
-        foreach (var layer in loads)
-        {
-            for (int e = 0; e < layer.Length; e++) layer[e] = (long)Math.Round(values[i++]);
-        }
-
-        return (values[i], values[i + 1], values[i + 2]);
     }
 
     /// <summary>

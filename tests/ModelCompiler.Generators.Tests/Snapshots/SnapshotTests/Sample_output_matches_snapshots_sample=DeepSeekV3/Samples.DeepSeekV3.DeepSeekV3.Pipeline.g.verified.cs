@@ -28,6 +28,7 @@ namespace Samples.DeepSeekV3
         /// 14     14, 1    56–59           46.029 B          5.354 GFLOP            544.55 GiB
         /// 15     15, 0    60 +head        24.044 B          6.589 GFLOP            276.25 GiB
         /// </code>
+        /// <para>Experts: each stage's routed experts are spread over an expert group of 64 ranks (4 per rank), so the job is a grid of 16 pipeline ranks × 64 = 1024 ranks; a group's members run the same ops on their share of each micro-batch and exchange tokens by all-to-all inside each MoE layer.</para>
         /// <para>Timeline with F = 1, B = 2, W = 1, F&amp;B = 3 (F forward, B backward, b input-gradient backward, W weight gradient, X overlapped F&amp;B, . idle): makespan 110, bubble per rank 14, peak activations 16, 16, 16, 16, 16, 16, 16, 17, 17, 16, 16, 16, 16, 16, 16, 16.</para>
         /// <code>
         /// rank  0 FFFFFFFFFFFFFFFFbWFbWFbWFbWFbWFbWFbWFXXX.......XXXBB.XXXBB.XXXBB.XXXBB.XXXBB.XXXBB.XXXBB.XXXBBbWbWbWbWbWbWbWbW
@@ -53,6 +54,9 @@ namespace Samples.DeepSeekV3
         {
             /// <summary>Ranks the pipeline runs on.</summary>
             public const int Ranks = 16;
+
+            /// <summary>Ranks of the whole job: the pipeline's ranks × the expert group of each stage.</summary>
+            public const int TotalRanks = 1024;
 
             /// <summary>Each rank's ops in order: F{phase} forward, B{phase} backward, b{phase} input-gradient backward, W weight gradient, F{p}B{q} overlapped.</summary>
             public static global::System.Collections.Generic.IReadOnlyList<string> RankOps { get; } = new[]
