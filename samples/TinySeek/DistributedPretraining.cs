@@ -28,6 +28,7 @@ internal static class DistributedPretraining
             using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
             // With experts spread too, the world is a grid: pipelines of stage ranks × expert groups of consecutive ranks.
             var (pipeline, experts) = expertRanks > 1 ? ExpertParallelGroup.SplitGrid(world, expertRanks, TinySeek.Spec.Moe!.RoutedExperts) : (world, null);
+            using var ownedGroup = experts;
             using var trainer = new PipelineTrainer(model, options, pipeline, kind, microBatches, expertParallel: experts);
             string layout = $"{schedule} over {pipeline.Size} ranks ({world.LibraryVersion()}), {microBatches} micro-batches; stages hold layers "
                 + string.Join(", ", trainer.StageLayers.Select(l => $"[{l.First}, {l.End})"))
@@ -43,7 +44,7 @@ internal static class DistributedPretraining
         return mpi.RunOrAbort(() =>
         {
             using var model = new DeepSeekCausalLM(TinySeek.Spec, includeMtp: true, seed: options.Seed);
-            var group = new ExpertParallelGroup(mpi, TinySeek.Spec.Moe!.RoutedExperts);
+            using var group = new ExpertParallelGroup(mpi, TinySeek.Spec.Moe!.RoutedExperts);
             using var trainer = new Pretrainer(model, options, expertParallel: group);
             string layout = $"routed experts over {ranks} ranks ({mpi.LibraryVersion()}), {group.ExpertsPerRank} per rank, "
                 + $"{options.MicroBatchSize / ranks} of {options.MicroBatchSize} rows each";

@@ -9,8 +9,9 @@
 //                rank 0 prints each step's losses (round-trip format) and wall time for the test to compare with one process. With
 //                cuda each rank trains on its GPU (CUDA_VISIBLE_DEVICES set per rank) and the pipeline's traffic goes through NCCL
 //   alltoall     the counts exchange and a variable-sized all-to-all, on the world and on a split communicator
-//   experts N [R] [limit] TinySeek pre-training, N steps, its routed experts spread over all ranks (R ranks per node, default 1; with
-//                limit the declared GroupsPerToken, else every group allowed): each rank prints each step's losses, the bytes its
+//   experts N [R] [limit] [cuda]  TinySeek pre-training, N steps, its routed experts spread over all ranks (R ranks per node, default 1;
+//                with limit the declared GroupsPerToken, else every group allowed; with cuda on each rank's GPU, the exchanges on NCCL):
+//                each rank prints each step's losses, the bytes its
 //                dispatch and combine sent to other ranks and to other nodes, and at the end a hash of its selection biases' bits
 //   experts-die  like experts, but rank 1 ends abruptly inside the second step's forward pass
 //   single N [cuda] [M]  the same recipe in one process (on the CPU, or on one GPU), its 16 rows in M micro-batches (default 1):
@@ -35,8 +36,8 @@ return mpi.RunOrAbort(() => scenario switch
     "alltoall" => AllToAll(mpi),
 #if WITH_TORCH
     "experts" => Experts(mpi, int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture),
-        args.Length > 2 && int.TryParse(args[2], out int perNode) ? perNode : 1, args.Contains("limit"), dieAtStep: 0),
-    "experts-die" => Experts(mpi, 3, 1, limit: true, dieAtStep: 2),
+        args.Length > 2 && int.TryParse(args[2], out int perNode) ? perNode : 1, args.Contains("limit"), dieAtStep: 0, args.Contains("cuda")),
+    "experts-die" => Experts(mpi, 3, 1, limit: true, dieAtStep: 2, cuda: false),
     "pretrain" => Pretrain(mpi, args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
         Array.IndexOf(args, "experts") is int at and > 0 ? int.Parse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture) : 1),
     "single" => Single(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args.Contains("cuda"),
@@ -112,8 +113,9 @@ static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool 
     var kind = ModelCompiler.Pipeline.Schedules.Parse(schedule);
     using var model = PipelineOptions.Model(cuda);
     var (pipeline, group) = experts > 1
-        ? ModelCompiler.Torch.Parallel.ExpertParallelGroup.SplitGrid(mpi, experts, model.Spec.Moe!.RoutedExperts)
+        ? ModelCompiler.Torch.Parallel.ExpertParallelGroup.SplitGrid(mpi, experts, model.Spec.Moe!.RoutedExperts, cuda: cuda)
         : (mpi, null);
+    using var ownedGroup = group; // its NCCL communicator, when there is one
     using var trainer = new ModelCompiler.Torch.Training.PipelineTrainer(model, PipelineOptions.Test, pipeline, kind, microBatches, expertParallel: group);
     for (int i = 0; i < steps; i++)
     {
@@ -126,12 +128,13 @@ static int Pretrain(Mpi mpi, string schedule, int steps, int microBatches, bool 
     return 0;
 }
 
-static int Experts(Mpi mpi, int steps, int ranksPerNode, bool limit, int dieAtStep)
+static int Experts(Mpi mpi, int steps, int ranksPerNode, bool limit, int dieAtStep, bool cuda)
 {
     var spec = Samples.TinySeek.TinySeek.Spec;
     if (!limit) spec = spec with { Moe = spec.Moe! with { GroupsPerToken = spec.Moe.ExpertGroups } };
     using var model = new ModelCompiler.Torch.DeepSeekCausalLM(spec, includeMtp: true, seed: 7);
-    var group = new ModelCompiler.Torch.Parallel.ExpertParallelGroup(mpi, spec.Moe!.RoutedExperts, ranksPerNode);
+    if (cuda) model.to(DeviceType.CUDA);
+    using var group = new ModelCompiler.Torch.Parallel.ExpertParallelGroup(mpi, spec.Moe!.RoutedExperts, ranksPerNode, cuda);
     using var trainer = new ModelCompiler.Torch.Training.Pretrainer(model, PipelineOptions.Test, expertParallel: group);
     for (int i = 0; i < steps; i++)
     {

@@ -1,4 +1,5 @@
 using ModelCompiler.Distributed;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ModelCompiler.Torch.Parallel;
@@ -19,18 +20,22 @@ public readonly record struct ExpertTraffic(long ToOtherRanks, long ToOtherNodes
 /// experts [r·E/N, (r+1)·E/N), so with the experts' groups laid out on consecutive ranks a group is a set of ranks, and ranks
 /// are grouped into nodes of <see cref="RanksPerNode"/>. Each rank routes its own tokens; dispatch sends a token's hidden state
 /// once to every rank that holds one of its experts (with the gate weights of those experts), combine sends back one weighted
-/// sum per (token, rank). Both are all-to-alls over <see cref="Communicator"/> with the counts exchanged first, on the host
-/// (MPI); the traffic is counted as it is sent.
+/// sum per (token, rank). Both are all-to-alls over <see cref="Communicator"/> with the counts exchanged first (MPI): rows on
+/// the CPU go through MPI, rows on a CUDA GPU through NCCL grouped sends and receives on a stream of the group's own (a group
+/// made with <c>cuda: true</c>; that path is compiled but has not yet run on GPUs). The traffic is counted as it is sent.
 /// </summary>
-public sealed class ExpertParallelGroup
+public sealed class ExpertParallelGroup : IDisposable
 {
+    private readonly (NcclCommunicator Comm, DriverStream Stream)? _nccl;
     private ExpertTraffic _traffic;
 
     /// <summary>Creates the group over <paramref name="communicator"/> for layers of <paramref name="routedExperts"/> experts.</summary>
     /// <param name="communicator">The ranks of the group (MPI_COMM_WORLD, or a communicator <see cref="Mpi.Split"/> made).</param>
     /// <param name="routedExperts">Routed experts per MoE layer; the ranks must divide them.</param>
     /// <param name="ranksPerNode">Ranks per node, for the cross-node count (1: every other rank is another node).</param>
-    public ExpertParallelGroup(Mpi communicator, int routedExperts, int ranksPerNode = 1)
+    /// <param name="cuda">Whether the rows live on this rank's CUDA GPU: the group then bootstraps an NCCL communicator over
+    /// <paramref name="communicator"/> (collective: every rank of it makes its group at the same point).</param>
+    public ExpertParallelGroup(Mpi communicator, int routedExperts, int ranksPerNode = 1, bool cuda = false)
     {
         if (routedExperts % communicator.Size != 0)
         {
@@ -46,6 +51,7 @@ public sealed class ExpertParallelGroup
         RoutedExperts = routedExperts;
         ExpertsPerRank = routedExperts / communicator.Size;
         RanksPerNode = ranksPerNode;
+        if (cuda) _nccl = (NcclCommunicator.Create(communicator), DriverStream.Create());
     }
 
     /// <summary>
@@ -53,7 +59,7 @@ public sealed class ExpertParallelGroup
     /// <paramref name="expertRanks"/> (world rank w has place w mod E in its group), and the ranks with the same place form a
     /// pipeline (stage rank w div E). Every rank of the world must call it.
     /// </summary>
-    public static (Mpi Pipeline, ExpertParallelGroup Experts) SplitGrid(Mpi world, int expertRanks, int routedExperts, int ranksPerNode = 1)
+    public static (Mpi Pipeline, ExpertParallelGroup Experts) SplitGrid(Mpi world, int expertRanks, int routedExperts, int ranksPerNode = 1, bool cuda = false)
     {
         if (expertRanks < 1 || world.Size % expertRanks != 0)
         {
@@ -62,7 +68,7 @@ public sealed class ExpertParallelGroup
 
         var pipeline = world.Split(world.Rank % expertRanks, world.Rank / expertRanks);
         var experts = world.Split(world.Rank / expertRanks, world.Rank % expertRanks);
-        return (pipeline, new ExpertParallelGroup(experts, routedExperts, ranksPerNode));
+        return (pipeline, new ExpertParallelGroup(experts, routedExperts, ranksPerNode, cuda));
     }
 
     /// <summary>The group's communicator.</summary>
@@ -99,12 +105,47 @@ public sealed class ExpertParallelGroup
     public Tensor Exchange(Tensor rows, int[] sendCounts, int[] receiveCounts)
     {
         long width = rows.shape[1];
+        if (rows.device.type == DeviceType.CUDA) return ExchangeOnDevice(rows, sendCounts, receiveCounts, width);
         var host = rows.detach().to(ScalarType.Float32).cpu().contiguous();
         var send = host.numel() == 0 ? [] : host.data<float>().ToArray(); // TorchSharp's accessor throws on an empty tensor
         var receive = new float[checked(receiveCounts.Sum() * width)];
         Communicator.AllToAll<float>(send, Scale(sendCounts, width), receive, Scale(receiveCounts, width));
         Count(sendCounts, width * sizeof(float));
         return tensor(receive, [receiveCounts.Sum(), width]).to(rows.device);
+    }
+
+    /// <summary>The exchange of rows on the GPU: one NCCL group of a send and a receive per rank with rows to move (itself included).</summary>
+    private Tensor ExchangeOnDevice(Tensor rows, int[] sendCounts, int[] receiveCounts, long width)
+    {
+        if (_nccl is not { } nccl) throw new InvalidOperationException("rows on a CUDA GPU need a group made with cuda: true (NCCL)");
+        var send = rows.detach().to(ScalarType.Float32).contiguous();
+        var receive = empty([receiveCounts.Sum(), width], ScalarType.Float32, rows.device);
+        static List<(IntPtr, long, int)> Slices(Tensor buffer, int[] counts, long width)
+        {
+            var slices = new List<(IntPtr, long, int)>();
+            long row = 0;
+            for (int peer = 0; peer < counts.Length; row += counts[peer], peer++)
+            {
+                if (counts[peer] > 0) slices.Add((DeviceAddress.Of(buffer) + (nint)(row * width * sizeof(float)), counts[peer] * width, peer));
+            }
+
+            return slices;
+        }
+
+        DriverStream.SynchronizeDefault(); // the rows have been computed, and the receive buffer is free
+        nccl.Comm.Exchange(Slices(send, sendCounts, width), Slices(receive, receiveCounts, width), nccl.Stream.Handle);
+        nccl.Stream.Synchronize();
+        nccl.Comm.ThrowIfFailed();
+        Count(sendCounts, width * sizeof(float));
+        return receive;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_nccl is not { } nccl) return;
+        nccl.Comm.Dispose();
+        nccl.Stream.Dispose();
     }
 
     /// <summary>Integers (expert ids) sent like the rows of a tensor exchange, <paramref name="width"/> per row; no gradient.</summary>

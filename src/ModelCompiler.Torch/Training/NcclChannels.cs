@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ModelCompiler.Distributed;
 using static TorchSharp.torch;
 
@@ -105,12 +104,5 @@ internal sealed class NcclChannels : IDisposable
         foreach (var values in _inFlight) values.Dispose();
     }
 
-    /// <summary>The device address of a contiguous float tensor's first element.</summary>
-    private static IntPtr Address(Tensor values)
-    {
-        if (!values.is_contiguous() || values.dtype != ScalarType.Float32) throw new ArgumentException("NCCL channels carry contiguous float32 tensors", nameof(values));
-        return THSStorage_data_ptr(values.Handle) + (nint)(values.storage_offset() * sizeof(float));
-    }
-
-    [DllImport("LibTorchSharp")] private static extern IntPtr THSStorage_data_ptr(IntPtr tensor); // TorchSharp's own shim: the storage's base address
+    private static IntPtr Address(Tensor values) => Parallel.DeviceAddress.Of(values);
 }
